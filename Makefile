@@ -1,0 +1,33 @@
+# Tradehall developer entry points. The README's two commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint lock bench clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+## run: start the platform with embedded defaults
+run: $(STAMP)
+	$(BIN)/tradehall exchange --host 127.0.0.1 --port 8080
+
+## test: lint, type-check and run the whole test suite
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -n 2
+
+## lock: re-resolve the pinned, hashed dependency lock
+lock:
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+		-o requirements.lock -q --custom-compile-command "make lock"
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""The ``tradehall`` command: one entry point, one subcommand per system.
+
+Each system owns ``tradehall.<system>.cli`` with a ``register(subparsers)`` function that adds its
+subcommand and sets ``func`` (taking the parsed namespace, returning an exit code). Systems are
+imported lazily by name, so a broken or missing system never takes the others down with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from tradehall import __version__
+from tradehall.core.config import ConfigError
+
+__all__ = ["main"]
+
+SYSTEMS = ("exchange", "gateway", "tap", "up")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every available system's subcommand."""
+    parser = argparse.ArgumentParser(prog="tradehall", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"tradehall {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for system in SYSTEMS:
+        try:
+            module = importlib.import_module(f"tradehall.{system}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tradehall.{system}.cli" and exc.name != f"tradehall.{system}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen subcommand; configuration errors exit with status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(f"tradehall {args.command}: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
