@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(f"tradehall.{system}.cli")
         except ModuleNotFoundError as exc:
-            if exc.name != f"tradehall.{system}.cli" and exc.name != f"tradehall.{system}":
+            if exc.name not in (f"tradehall.{system}.cli", f"tradehall.{system}"):
                 raise
             continue
         module.register(subparsers)

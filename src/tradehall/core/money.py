@@ -4,7 +4,7 @@ Business logic never sees a float. Input arrives as :class:`decimal.Decimal` (JS
 decoded with a ``Decimal`` float hook) or ``int``; :func:`parse_cents` accepts a value iff
 ``value * 100`` is an integer, so ``150.000`` is 15000 cents while ``150.001`` is refused.
 Output goes through :func:`cents_to_decimal`, whose result always carries exactly two decimal
-places, so an encoder that writes decimals as numbers renders ``150.00``, never ``150`` or ``150.0``.
+places, so an encoder writing decimals as numbers renders ``150.00``, never ``150`` or ``150.0``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,240 @@
+"""The Exchange's HTTP adapter: Starlette routes over the ``ExchangeService``.
+
+Handlers are thin: decode and validate (``requests``), run one synchronous service call, render
+(``schemas``) -- with no ``await`` between the command and the rendering, so a response always
+shows the state its own command produced. Errors are ``ExchangeError``
+instances mapped to ``{"error", "message"}`` bodies; anything else is a 500 that is logged and
+changes nothing further. Unknown routes and methods answer 404/405 in the same error shape.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from tradehall.core.logging import get_logger
+from tradehall.core.metrics import CONTENT_TYPE_LATEST, render
+from tradehall.core.timefmt import format_ns
+from tradehall.exchange import requests as rq
+from tradehall.exchange import schemas as out
+from tradehall.exchange.errors import (
+    ExchangeError,
+    MethodNotAllowed,
+    RouteNotFound,
+    SymbolNotFound,
+    ValidationError,
+)
+from tradehall.exchange.openapi import docs_page, openapi_document
+from tradehall.exchange.service import ExchangeService
+
+__all__ = ["create_app"]
+
+log = get_logger("exchange.http")
+_encoder = msgspec.json.Encoder(decimal_format="number")
+_JSON = "application/json"
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(_encoder.encode(body), status, media_type=_JSON)
+
+
+def _error(exc: ExchangeError) -> Response:
+    return _json(out.ErrorOut(exc.code, exc.message), exc.status)
+
+
+def _symbol(request: Request, service: ExchangeService) -> str:
+    symbol: str = request.path_params["symbol"]
+    if not service.engine.has_symbol(symbol):
+        raise SymbolNotFound(symbol)
+    return symbol
+
+
+def create_app(service: ExchangeService, *, manage_service: bool = True) -> Starlette:
+    """An ASGI app serving ``service``; with ``manage_service`` it starts/stops it on lifespan."""
+    settings = service.settings
+    metrics = service.metrics
+    engine = service.engine
+
+    def endpoint(route: str, handler: Handler) -> Handler:
+        requests_total = metrics.requests
+        latency = metrics.latency.labels(route)
+
+        async def wrapped(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await handler(request)
+            except ExchangeError as exc:
+                response = _error(exc)
+            except Exception:
+                log.exception("unhandled_error", route=route, method=request.method)
+                response = _json(out.ErrorOut("internal_error", "Internal server error"), 500)
+            latency.observe(time.perf_counter() - started)
+            requests_total.labels(route, request.method, response.status_code).inc()
+            return response
+
+        return wrapped
+
+    # ------------------------------------------------------------------ brokers
+    async def create_broker(request: Request) -> Response:
+        body = rq.decode_body(request.headers.get("content-type"), await request.body())
+        broker = service.register_broker(rq.parse_broker(body))
+        return _json(out.render_broker(broker), 201)
+
+    async def balance(request: Request) -> Response:
+        return _json(out.render_balance(engine.broker(request.path_params["broker_id"])))
+
+    async def broker_orders(request: Request) -> Response:
+        query = request.query_params
+        status = rq.status_filter(query.get("status"))
+        page = rq.query_int(query.get("page"), 1, 1, None, "page must be an integer >= 1")
+        limit = rq.query_int(
+            query.get("limit"), 20, 1, 100, "limit must be an integer between 1 and 100"
+        )
+        orders, total = engine.broker_orders(request.path_params["broker_id"], status, page, limit)
+        return _json(out.OrderListOut([out.render_summary(o) for o in orders], total, page, limit))
+
+    # ------------------------------------------------------------------ orders
+    async def submit_order(request: Request) -> Response:
+        body = rq.decode_body(request.headers.get("content-type"), await request.body())
+        order = service.submit(rq.parse_order(body))
+        return _json(out.render_order(order), 201)
+
+    async def get_order(request: Request) -> Response:
+        return _json(out.render_order(engine.order(request.path_params["order_id"])))
+
+    async def cancel_order(request: Request) -> Response:
+        return _json(out.render_order(service.cancel(request.path_params["order_id"])))
+
+    # ------------------------------------------------------------------ market data
+    async def price(request: Request) -> Response:
+        symbol = _symbol(request, service)
+        figures = engine.vwap(symbol)
+        return _json(out.render_price(symbol, figures, settings.vwap_window_label))
+
+    async def book(request: Request) -> Response:
+        depth = rq.query_int(
+            request.query_params.get("depth"),
+            10,
+            1,
+            50,
+            "depth must be an integer between 1 and 50",
+        )
+        symbol = _symbol(request, service)
+        order_book = engine.book(symbol)
+        bids: list[out.LevelOut] = []
+        asks: list[out.LevelOut] = []
+        for levels, side in ((bids, order_book.bids), (asks, order_book.asks)):
+            for level in side.levels():
+                if len(levels) == depth:
+                    break
+                levels.append(out.LevelOut(out.money(level.price), level.total, level.count))
+        best_bid, best_ask = order_book.bids.best(), order_book.asks.best()
+        spread = out.money(best_ask.price - best_bid.price) if best_bid and best_ask else None
+        return _json(out.BookOut(symbol, bids, asks, spread, format_ns(service.clock.time_ns())))
+
+    async def quote(request: Request) -> Response:
+        query = request.query_params
+        side = query.get("side")
+        if side is None:
+            raise ValidationError("side query parameter is required")
+        if side not in ("bid", "ask"):
+            raise ValidationError(f"Invalid side: '{side}'. Must be one of: bid, ask")
+        raw_quantity = query.get("quantity")
+        if raw_quantity is None:
+            raise ValidationError("quantity query parameter is required")
+        quantity = rq.query_int(raw_quantity, 0, 1, None, "quantity must be a positive integer")
+        symbol = _symbol(request, service)
+        result = engine.quote(symbol, side, quantity)
+        return _json(out.render_quote(symbol, side, result, service.clock.time_ns()))
+
+    # ------------------------------------------------------------------ webhooks
+    async def upsert_webhooks(request: Request) -> Response:
+        body = rq.decode_body(request.headers.get("content-type"), await request.body())
+        parsed = rq.parse_webhook(body, allow_http=settings.webhook_allow_http)
+        subs, created = service.upsert_webhooks(parsed)
+        return _json(
+            out.WebhookListOut([out.render_webhook(s) for s in subs]), 201 if created else 200
+        )
+
+    async def list_webhooks(request: Request) -> Response:
+        broker_id = request.query_params.get("broker_id")
+        if not broker_id:
+            raise ValidationError("broker_id query parameter is required")
+        subs = service.webhooks_of(broker_id)
+        return _json(out.WebhookListOut([out.render_webhook(s) for s in subs]))
+
+    async def delete_webhook(request: Request) -> Response:
+        service.delete_webhook(request.path_params["webhook_id"])
+        return Response(status_code=204)
+
+    # ------------------------------------------------------------------ operations
+    async def healthz(request: Request) -> Response:
+        return _json(out.HealthOut("ok"))
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(render(service.registry), media_type=CONTENT_TYPE_LATEST)
+
+    openapi_bytes = _encoder.encode(openapi_document())
+    docs_html = docs_page(openapi_document())
+
+    async def openapi(request: Request) -> Response:
+        return Response(openapi_bytes, media_type=_JSON)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(docs_html)
+
+    table: list[tuple[str, str, Handler]] = [
+        ("/brokers", "POST", create_broker),
+        ("/brokers/{broker_id}/balance", "GET", balance),
+        ("/brokers/{broker_id}/orders", "GET", broker_orders),
+        ("/orders", "POST", submit_order),
+        ("/orders/{order_id}", "GET", get_order),
+        ("/orders/{order_id}", "DELETE", cancel_order),
+        ("/stocks/{symbol}/price", "GET", price),
+        ("/stocks/{symbol}/book", "GET", book),
+        ("/stocks/{symbol}/quote", "GET", quote),
+        ("/webhooks", "POST", upsert_webhooks),
+        ("/webhooks", "GET", list_webhooks),
+        ("/webhooks/{webhook_id}", "DELETE", delete_webhook),
+        ("/healthz", "GET", healthz),
+        ("/metrics", "GET", metrics_endpoint),
+        ("/openapi.json", "GET", openapi),
+        ("/docs", "GET", docs),
+    ]
+    routes = [
+        Route(path, endpoint(f"{method} {path}", handler), methods=[method])
+        for path, method, handler in table
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            return _error(MethodNotAllowed(request.method, request.url.path))
+        return _error(RouteNotFound(request.method, request.url.path))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_service:
+            await service.start()
+        try:
+            yield
+        finally:
+            if manage_service:
+                await service.stop()
+
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan
+    )
+    app.router.redirect_slashes = False
+    return app

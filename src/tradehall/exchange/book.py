@@ -1,0 +1,149 @@
+"""The limit order book of one symbol: two sides of price levels in price-time priority.
+
+Design
+------
+Each side keeps a ``dict`` from price to :class:`Level` plus a ``SortedList`` of level keys
+(the price for asks, the negated price for bids), so the best level is ``keys[0]`` for both sides.
+A level is a FIFO ``deque`` of orders with running ``total`` quantity and live ``count``.
+
+Ordering invariant (contract §3.1, §7.7): within a level, orders sit in ``(created_at, order_id)``
+order. That equals arrival order because the engine gives every order a strictly increasing
+``created_at``, so appending keeps the FIFO exact without comparing ids.
+
+Removal by id (cancel, expiry) is lazy: the order leaves the level's ``total`` and ``count`` at
+once, and its deque slot is skipped when it reaches the head; a level whose dead slots outnumber its
+live ones is compacted, so memory stays proportional to the resting orders.
+
+Complexity: best level O(1); insert O(log L) for a new level, else O(1); fill at the head O(1);
+removal O(log L) when a level empties, else O(1) amortised; top-N depth O(N). L = levels per side.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+from sortedcontainers import SortedList
+
+from tradehall.exchange.model import Order
+
+__all__ = ["BookSide", "Level", "OrderBook"]
+
+_COMPACT_MIN_DEAD = 64
+
+
+class Level:
+    """All resting orders at one price on one side."""
+
+    __slots__ = ("count", "dead", "orders", "price", "total")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.orders: deque[Order] = deque()
+        self.total = 0
+        self.count = 0
+        self.dead = 0
+
+    def head(self) -> Order:
+        """The oldest live order; skips slots of orders already removed by id."""
+        orders = self.orders
+        while not orders[0].is_active:
+            orders.popleft()
+            self.dead -= 1
+        return orders[0]
+
+    def live_orders(self) -> Iterator[Order]:
+        return (order for order in self.orders if order.is_active)
+
+
+class BookSide:
+    """One side of a book: levels in priority order (best first)."""
+
+    __slots__ = ("_keys", "_levels", "_sign", "is_bid")
+
+    def __init__(self, *, is_bid: bool) -> None:
+        self.is_bid = is_bid
+        self._sign = -1 if is_bid else 1
+        self._keys: SortedList = SortedList()
+        self._levels: dict[int, Level] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._levels)
+
+    def __len__(self) -> int:
+        """Number of price levels."""
+        return len(self._levels)
+
+    def best(self) -> Level | None:
+        """The best level, or ``None`` when the side is empty."""
+        if not self._levels:
+            return None
+        return self._levels[self._sign * self._keys[0]]
+
+    def levels(self) -> Iterator[Level]:
+        """Levels best-first (bids descending, asks ascending)."""
+        levels, sign = self._levels, self._sign
+        return (levels[sign * key] for key in self._keys)
+
+    def add(self, order: Order) -> None:
+        """Append a resting limit order at the back of its price level."""
+        price = order.price
+        assert price is not None
+        level = self._levels.get(price)
+        if level is None:
+            level = self._levels[price] = Level(price)
+            self._keys.add(self._sign * price)
+        level.orders.append(order)
+        level.total += order.remaining
+        level.count += 1
+
+    def consume_head(self, level: Level, quantity: int) -> None:
+        """Account a fill of ``quantity`` against the head order (already updated by the engine)."""
+        level.total -= quantity
+        if level.orders[0].remaining == 0:
+            level.orders.popleft()
+            level.count -= 1
+            if level.count == 0:
+                self._drop(level)
+
+    def remove(self, order: Order, remaining_before: int) -> None:
+        """Take an order that left the book by id (cancel/expiry) out of its level's figures.
+
+        Call after the order became inactive; ``remaining_before`` is what it had resting.
+        """
+        assert order.price is not None
+        level = self._levels[order.price]
+        level.total -= remaining_before
+        level.count -= 1
+        if level.count == 0:
+            self._drop(level)
+            return
+        level.dead += 1
+        if level.dead >= _COMPACT_MIN_DEAD and level.dead > level.count:
+            level.orders = deque(level.live_orders())
+            level.dead = 0
+
+    def _drop(self, level: Level) -> None:
+        del self._levels[level.price]
+        self._keys.remove(self._sign * level.price)
+
+
+class OrderBook:
+    """Bids and asks of one symbol."""
+
+    __slots__ = ("asks", "bids", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.bids = BookSide(is_bid=True)
+        self.asks = BookSide(is_bid=False)
+
+    def side(self, side: str) -> BookSide:
+        return self.bids if side == "bid" else self.asks
+
+    def opposite(self, side: str) -> BookSide:
+        return self.asks if side == "bid" else self.bids
+
+    def is_crossed(self) -> bool:
+        best_bid, best_ask = self.bids.best(), self.asks.best()
+        return best_bid is not None and best_ask is not None and best_bid.price >= best_ask.price

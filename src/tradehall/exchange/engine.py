@@ -1,0 +1,354 @@
+"""The matching engine: pure, synchronous and deterministic; no I/O, no HTTP, no threads.
+
+Every state change is one method call that either completes or raises an
+:class:`~tradehall.exchange.errors.ExchangeError` before touching anything, which makes each call an
+atomic unit (contract §3.9). Callers serialise calls (one asyncio task at a time), so there is no
+locking here. Given the same clock readings and ids, the same calls produce the same state -- the
+property the journal relies on for replay.
+
+Time: the engine reads its :class:`~tradehall.core.clock.Clock` once per command and hands out
+strictly increasing nanosecond stamps, so ``created_at`` never collides and arrival order equals
+``(created_at, order_id)`` order. ``executed_at`` for every trade of a pass is that command's stamp.
+
+Events: each command returns the :mod:`~tradehall.exchange.events` it produced, in order; they are
+for delivery after the command, never during it.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from tradehall.core.clock import Clock
+from tradehall.core.ids import IdSource
+from tradehall.exchange.book import BookSide, OrderBook
+from tradehall.exchange.errors import (
+    BrokerAlreadyExists,
+    BrokerNotFound,
+    InsufficientBalance,
+    InsufficientHoldings,
+    NoLiquidity,
+    OrderNotCancellable,
+    OrderNotFound,
+    SymbolNotFound,
+    ValidationError,
+)
+from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled, TradeExecuted
+from tradehall.exchange.indexes import BrokerOrders, ExpiryIndex, TradeWindow, VwapFigures
+from tradehall.exchange.model import CANCELLED, EXPIRED, Broker, Holding, Order, Trade
+
+__all__ = ["Engine", "OrderRequest", "Quote"]
+
+
+class OrderRequest(msgspec.Struct, frozen=True):
+    """A field-validated order submission (see :mod:`~tradehall.exchange.requests`)."""
+
+    type: str
+    broker_id: str
+    document_number: str
+    side: str
+    symbol: str
+    quantity: int
+    price: int | None = None
+    expires_at: int | None = None
+
+
+class Quote(msgspec.Struct, frozen=True):
+    """A dry-run sweep of one side of the book."""
+
+    quantity_requested: int
+    quantity_available: int
+    total: int
+    levels: list[tuple[int, int]]  # (price, quantity taken), in walk order
+
+
+class _Market:
+    """Everything the engine keeps per listed symbol."""
+
+    __slots__ = ("book", "window")
+
+    def __init__(self, symbol: str, window_ns: int) -> None:
+        self.book = OrderBook(symbol)
+        self.window = TradeWindow(window_ns)
+
+
+class Engine:
+    """All books, brokers and orders of one exchange."""
+
+    def __init__(self, clock: Clock, ids: IdSource, *, vwap_window_ns: int = 300 * 10**9) -> None:
+        self._clock = clock
+        self._ids = ids
+        self._vwap_window_ns = vwap_window_ns
+        self._last_ns = 0
+        self._seq = 0
+        self._markets: dict[str, _Market] = {}
+        self.brokers: dict[str, Broker] = {}
+        self.orders: dict[str, Order] = {}
+        self._broker_orders: dict[str, BrokerOrders] = {}
+        self._expiry = ExpiryIndex()
+        self.trade_count = 0
+
+    # ------------------------------------------------------------------ time
+    def now(self) -> int:
+        """The next engine timestamp: the clock, nudged to stay strictly increasing."""
+        now = self._clock.time_ns()
+        if now <= self._last_ns:
+            now = self._last_ns + 1
+        self._last_ns = now
+        return now
+
+    # ------------------------------------------------------------------ commands
+    def register_broker(self, broker_id: str, cash: int, holdings: list[tuple[str, int]]) -> Broker:
+        """Create a broker with starting cash and positions; its symbols become listed."""
+        if broker_id in self.brokers:
+            raise BrokerAlreadyExists(broker_id)
+        broker = Broker(broker_id, cash, self.now())
+        for symbol, quantity in holdings:
+            broker.holdings[symbol] = Holding(quantity)
+            self._market(symbol)
+        self.brokers[broker_id] = broker
+        self._broker_orders[broker_id] = BrokerOrders()
+        return broker
+
+    def submit(self, request: OrderRequest) -> tuple[Order, list[EngineEvent]]:
+        """Validate, reserve, match and rest or finish one order (contract §3.5, §3.6)."""
+        now = self.now()
+        is_limit = request.type == "limit"
+        expires_at = request.expires_at
+        if is_limit and (expires_at is None or expires_at <= now):
+            raise ValidationError("expires_at must be a future timestamp")
+        market = self._market(request.symbol)  # listed once the fields are valid (contract §9)
+        broker = self.brokers.get(request.broker_id)
+        if broker is None:
+            raise BrokerNotFound(request.broker_id)
+        self._check_funds(broker, request, market.book.opposite(request.side))
+
+        self._seq += 1
+        order = Order(
+            order_id=self._ids.new_id(),
+            seq=self._seq,
+            type="limit" if is_limit else "market",
+            broker_id=request.broker_id,
+            document_number=request.document_number,
+            side="bid" if request.side == "bid" else "ask",
+            symbol=request.symbol,
+            quantity=request.quantity,
+            price=request.price,
+            expires_at=expires_at,
+            created_at=now,
+        )
+        if is_limit:
+            if order.side == "bid":
+                broker.reserved_cash += request.quantity * request.price  # type: ignore[operator]
+            else:
+                broker.holdings[request.symbol].reserved += request.quantity
+        self.orders[order.order_id] = order
+        broker.updated_at = now
+
+        events: list[EngineEvent] = []
+        self._match(order, market, now, events)
+        if order.remaining:
+            if is_limit:
+                market.book.side(order.side).add(order)
+                self._expiry.add(order)
+            else:
+                order.close(CANCELLED, now)  # immediate-or-cancel leftover; no event
+        self._broker_orders[order.broker_id].add(order)
+        return order, events
+
+    def cancel(self, order_id: str) -> tuple[Order, list[EngineEvent]]:
+        """Cancel the open part of an active order and release its reservation (§4.2)."""
+        order = self.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        if not order.is_active:
+            raise OrderNotCancellable(order_id, order.status)
+        now = self.now()
+        return order, [self._close(order, CANCELLED, now, now)]
+
+    def expire_due(self) -> list[EngineEvent]:
+        """Expire every resting order whose deadline has passed, earliest first (§4.3)."""
+        now = self.now()
+        events: list[EngineEvent] = []
+        for order_id in self._expiry.pop_due(now):
+            order = self.orders[order_id]
+            assert order.expires_at is not None
+            events.append(self._close(order, EXPIRED, order.expires_at, now))
+        return events
+
+    # ------------------------------------------------------------------ queries
+    def broker(self, broker_id: str) -> Broker:
+        broker = self.brokers.get(broker_id)
+        if broker is None:
+            raise BrokerNotFound(broker_id)
+        return broker
+
+    def order(self, order_id: str) -> Order:
+        order = self.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        return order
+
+    def broker_orders(
+        self, broker_id: str, status: str | None, page: int, limit: int
+    ) -> tuple[list[Order], int]:
+        """One page of a broker's orders, newest first, and the filter's total."""
+        index = self._broker_orders.get(broker_id)
+        if index is None:
+            raise BrokerNotFound(broker_id)
+        return index.page(status, page, limit)
+
+    def has_symbol(self, symbol: str) -> bool:
+        return symbol in self._markets
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted(self._markets)
+
+    def book(self, symbol: str) -> OrderBook:
+        return self._listed(symbol).book
+
+    def vwap(self, symbol: str) -> VwapFigures:
+        return self._listed(symbol).window.figures(self._clock.time_ns())
+
+    def quote(self, symbol: str, side: str, quantity: int) -> Quote:
+        """Walk the opposite side as a market order of ``quantity`` would (§2.9)."""
+        book = self._listed(symbol).book
+        return _sweep(book.opposite(side), quantity)
+
+    @property
+    def resting_orders(self) -> int:
+        return len(self._expiry)
+
+    # ------------------------------------------------------------------ internals
+    def _market(self, symbol: str) -> _Market:
+        market = self._markets.get(symbol)
+        if market is None:
+            market = self._markets[symbol] = _Market(symbol, self._vwap_window_ns)
+        return market
+
+    def _listed(self, symbol: str) -> _Market:
+        market = self._markets.get(symbol)
+        if market is None:
+            raise SymbolNotFound(symbol)
+        return market
+
+    @staticmethod
+    def _check_funds(broker: Broker, request: OrderRequest, opposite: BookSide) -> None:
+        # Balance and holdings are checked before no_liquidity (contract §9).
+        if request.side == "ask":
+            if broker.available_quantity(request.symbol) < request.quantity:
+                raise InsufficientHoldings(broker.broker_id, request.symbol)
+        elif request.price is not None:
+            if broker.available_cash < request.price * request.quantity:
+                raise InsufficientBalance(broker.broker_id)
+        elif broker.available_cash < _sweep(opposite, request.quantity).total:
+            raise InsufficientBalance(broker.broker_id)
+        if request.type == "market" and not opposite:
+            raise NoLiquidity(request.symbol)
+
+    def _match(self, order: Order, market: _Market, now: int, events: list[EngineEvent]) -> None:
+        opposite = market.book.opposite(order.side)
+        limit = order.price
+        is_bid = order.side == "bid"
+        while order.remaining:
+            level = opposite.best()
+            if level is None:
+                break
+            if limit is not None and (limit < level.price if is_bid else level.price < limit):
+                break
+            resting = level.head()
+            quantity = min(order.remaining, resting.remaining)
+            # Limit vs limit trades at the ask; a market order takes the resting price (§3.3).
+            price = limit if (limit is not None and not is_bid) else level.price
+            buy, sell = (order, resting) if is_bid else (resting, order)
+            trade = Trade(self._ids.new_id(), price, quantity, now, buy.order_id, sell.order_id)
+            resting_status = resting.status
+            order.record_fill(trade)
+            resting.record_fill(trade)
+            self._broker_orders[resting.broker_id].moved(resting, resting_status)
+            opposite.consume_head(level, quantity)
+            if not resting.remaining:
+                self._expiry.discard(resting)
+            self._settle(buy, sell, price, quantity, now)
+            market.window.add(now, price, quantity)
+            self.trade_count += 1
+            events.append(
+                TradeExecuted(order.symbol, trade.trade_id, price, quantity, order.side, now)
+            )
+            events.append(_fill_event(buy, trade))
+            events.append(_fill_event(sell, trade))
+
+    def _settle(self, buy: Order, sell: Order, price: int, quantity: int, now: int) -> None:
+        amount = price * quantity
+        buyer = self.brokers[buy.broker_id]
+        buyer.cash -= amount
+        if buy.price is not None and buy.type == "limit":
+            # Released at the bid's own price; any price improvement returns to available cash.
+            buyer.reserved_cash -= buy.price * quantity
+        buyer.holding(buy.symbol).quantity += quantity
+        buyer.updated_at = now
+        seller = self.brokers[sell.broker_id]
+        seller.cash += amount
+        holding = seller.holdings[sell.symbol]
+        holding.quantity -= quantity
+        if sell.type == "limit":
+            holding.reserved -= quantity
+        seller.updated_at = now
+
+    def _close(self, order: Order, status: str, at: int, now: int) -> OrderClosed:
+        remaining = order.remaining
+        order.close(status, at)
+        self._broker_orders[order.broker_id].moved(
+            order, "partially_filled" if order.filled else "pending"
+        )
+        self._markets[order.symbol].book.side(order.side).remove(order, remaining)
+        self._expiry.discard(order)
+        broker = self.brokers[order.broker_id]
+        assert order.price is not None
+        if order.side == "bid":
+            broker.reserved_cash -= order.price * remaining
+        else:
+            broker.holdings[order.symbol].reserved -= remaining
+        broker.updated_at = now
+        return OrderClosed(
+            event="order.cancelled" if status == CANCELLED else "order.expired",
+            broker_id=order.broker_id,
+            order_id=order.order_id,
+            symbol=order.symbol,
+            side=order.side,
+            price=order.price,
+            quantity=order.quantity,
+            filled_quantity=order.filled,
+            cancelled_quantity=order.cancelled_quantity,
+            status=order.status,
+            at=at,
+        )
+
+
+def _fill_event(order: Order, trade: Trade) -> OrderFilled:
+    return OrderFilled(
+        trade_id=trade.trade_id,
+        broker_id=order.broker_id,
+        order_id=order.order_id,
+        symbol=order.symbol,
+        side=order.side,
+        price=trade.price,
+        quantity=trade.quantity,
+        order_status=order.status,
+        order_filled_quantity=order.filled,
+        order_remaining_quantity=order.remaining,
+        executed_at=trade.executed_at,
+    )
+
+
+def _sweep(side: BookSide, quantity: int) -> Quote:
+    remaining, total = quantity, 0
+    levels: list[tuple[int, int]] = []
+    for level in side.levels():
+        if not remaining:
+            break
+        take = min(remaining, level.total)
+        levels.append((level.price, take))
+        total += level.price * take
+        remaining -= take
+    return Quote(quantity, quantity - remaining, total, levels)

@@ -1,0 +1,86 @@
+"""Prometheus metrics of the Exchange: requests, latency, orders, trades and book depth.
+
+Counters are updated on the command path (cheap increments); book depth and resting orders are
+read from the engine only when ``/metrics`` is scraped, through a custom collector, so keeping
+them costs the hot path nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tradehall.core.metrics import LATENCY_BUCKETS
+from tradehall.exchange.events import EngineEvent, TradeExecuted
+from tradehall.exchange.model import Order
+
+if TYPE_CHECKING:
+    from tradehall.exchange.engine import Engine
+
+__all__ = ["ExchangeMetrics"]
+
+
+class _BookCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        levels = GaugeMetricFamily(
+            "tradehall_book_levels", "Price levels on the book", labels=["symbol", "side"]
+        )
+        quantity = GaugeMetricFamily(
+            "tradehall_book_quantity", "Resting quantity on the book", labels=["symbol", "side"]
+        )
+        for symbol in self._engine.symbols:
+            book = self._engine.book(symbol)
+            for name, side in (("bid", book.bids), ("ask", book.asks)):
+                levels.add_metric([symbol, name], len(side))
+                quantity.add_metric([symbol, name], sum(level.total for level in side.levels()))
+        yield levels
+        yield quantity
+        yield GaugeMetricFamily(
+            "tradehall_resting_orders", "Orders resting on all books", self._engine.resting_orders
+        )
+
+
+class ExchangeMetrics:
+    """The Exchange's metric families in one registry."""
+
+    def __init__(self, registry: CollectorRegistry, engine: Engine) -> None:
+        self.requests = Counter(
+            "tradehall_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "tradehall_http_request_duration_seconds",
+            "HTTP request handling time",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.orders = Counter(
+            "tradehall_orders",
+            "Accepted orders by type and side",
+            ["type", "side"],
+            registry=registry,
+        )
+        self.orders_rejected = Counter(
+            "tradehall_orders_rejected", "Order submissions refused", registry=registry
+        )
+        self.orders_expired = Counter(
+            "tradehall_orders_expired", "Orders expired by the sweep", registry=registry
+        )
+        self.trades = Counter("tradehall_trades", "Trades executed", registry=registry)
+        registry.register(_BookCollector(engine))
+
+    def order_accepted(self, order: Order, events: list[EngineEvent]) -> None:
+        self.orders.labels(order.type, order.side).inc()
+        trades = sum(1 for event in events if isinstance(event, TradeExecuted))
+        if trades:
+            self.trades.inc(trades)

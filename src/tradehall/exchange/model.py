@@ -1,0 +1,223 @@
+"""The Exchange's domain records: brokers, holdings, orders and trades.
+
+Records are plain ``__slots__`` classes mutated only by the engine inside one command, so a
+command either changes them consistently or (on a rejected request) not at all. Prices and cash
+are integer cents; times are integer nanoseconds since the epoch.
+
+Order states follow an explicit transition table (:data:`TRANSITIONS`); the engine moves an order
+only through :meth:`Order.transition`, which refuses any move the table does not list::
+
+    pending ──► partially_filled ──► filled
+       │  └──────────────┬──────────────┘
+       └────────┬────────┴──► cancelled   (DELETE on a limit order, or a market order's IOC rest)
+                └───────────► expired     (expiry sweep, limit orders only)
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "ORDER_STATUSES",
+    "TRANSITIONS",
+    "Broker",
+    "Holding",
+    "IllegalTransition",
+    "Order",
+    "Side",
+    "Trade",
+]
+
+Side = Literal["bid", "ask"]
+OrderType = Literal["limit", "market"]
+
+PENDING: Final = "pending"
+PARTIALLY_FILLED: Final = "partially_filled"
+FILLED: Final = "filled"
+CANCELLED: Final = "cancelled"
+EXPIRED: Final = "expired"
+
+ORDER_STATUSES: Final = (PENDING, PARTIALLY_FILLED, FILLED, CANCELLED, EXPIRED)
+ACTIVE_STATUSES: Final = frozenset({PENDING, PARTIALLY_FILLED})
+
+TRANSITIONS: Final[dict[str, frozenset[str]]] = {
+    PENDING: frozenset({PARTIALLY_FILLED, FILLED, CANCELLED, EXPIRED}),
+    PARTIALLY_FILLED: frozenset({PARTIALLY_FILLED, FILLED, CANCELLED, EXPIRED}),
+    FILLED: frozenset(),
+    CANCELLED: frozenset(),
+    EXPIRED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """An engine bug: an order was asked to move along an edge the table does not allow."""
+
+
+class Trade:
+    """One execution between a buy order and a sell order, at one price, at one instant."""
+
+    __slots__ = ("buy_order_id", "executed_at", "price", "quantity", "sell_order_id", "trade_id")
+
+    def __init__(
+        self,
+        trade_id: str,
+        price: int,
+        quantity: int,
+        executed_at: int,
+        buy_order_id: str,
+        sell_order_id: str,
+    ) -> None:
+        self.trade_id = trade_id
+        self.price = price
+        self.quantity = quantity
+        self.executed_at = executed_at
+        self.buy_order_id = buy_order_id
+        self.sell_order_id = sell_order_id
+
+
+class Order:
+    """A limit or market order and everything that has happened to it.
+
+    Invariant (contract §7.2): ``quantity == filled + remaining + cancelled_quantity``.
+    ``notional`` is Σ price × quantity over the order's trades (for ``average_price``).
+    ``seq`` is the engine's creation sequence number: it orders orders exactly as
+    ``(created_at, order_id)`` does: the engine hands out strictly increasing ``created_at``.
+    """
+
+    __slots__ = (
+        "broker_id",
+        "cancelled_at",
+        "cancelled_quantity",
+        "created_at",
+        "document_number",
+        "expired_at",
+        "expires_at",
+        "filled",
+        "notional",
+        "order_id",
+        "price",
+        "quantity",
+        "remaining",
+        "seq",
+        "side",
+        "status",
+        "symbol",
+        "trades",
+        "type",
+    )
+
+    def __init__(
+        self,
+        *,
+        order_id: str,
+        seq: int,
+        type: OrderType,
+        broker_id: str,
+        document_number: str,
+        side: Side,
+        symbol: str,
+        quantity: int,
+        price: int | None,
+        expires_at: int | None,
+        created_at: int,
+    ) -> None:
+        self.order_id = order_id
+        self.seq = seq
+        self.type = type
+        self.broker_id = broker_id
+        self.document_number = document_number
+        self.side = side
+        self.symbol = symbol
+        self.quantity = quantity
+        self.price = price
+        self.expires_at = expires_at
+        self.created_at = created_at
+        self.filled = 0
+        self.remaining = quantity
+        self.cancelled_quantity = 0
+        self.status: str = PENDING
+        self.cancelled_at: int | None = None
+        self.expired_at: int | None = None
+        self.notional = 0
+        self.trades: list[Trade] = []
+
+    @property
+    def is_active(self) -> bool:
+        """True while the order may still trade (``pending`` or ``partially_filled``)."""
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def average_price(self) -> int | None:
+        """Σ price × qty / filled, in cents, truncated toward zero; ``None`` before any fill."""
+        return self.notional // self.filled if self.filled else None
+
+    def transition(self, new_status: str) -> None:
+        """Move to ``new_status`` if the transition table allows it."""
+        if new_status not in TRANSITIONS[self.status]:
+            raise IllegalTransition(f"order {self.order_id}: {self.status} -> {new_status}")
+        self.status = new_status
+
+    def record_fill(self, trade: Trade) -> None:
+        """Apply one trade to this order's quantities, status and history."""
+        qty = trade.quantity
+        self.remaining -= qty
+        self.filled += qty
+        self.notional += trade.price * qty
+        self.trades.append(trade)
+        self.transition(FILLED if self.remaining == 0 else PARTIALLY_FILLED)
+
+    def close(self, status: str, at: int) -> int:
+        """End an active order as ``cancelled`` or ``expired``; return the quantity released."""
+        released = self.remaining
+        self.transition(status)
+        self.cancelled_quantity = released
+        self.remaining = 0
+        if status == CANCELLED and self.type == "limit":
+            self.cancelled_at = at
+        elif status == EXPIRED:
+            self.expired_at = at
+        return released
+
+
+class Holding:
+    """A broker's position in one symbol; ``reserved`` is locked by the broker's active asks."""
+
+    __slots__ = ("quantity", "reserved")
+
+    def __init__(self, quantity: int = 0) -> None:
+        self.quantity = quantity
+        self.reserved = 0
+
+    @property
+    def available(self) -> int:
+        return self.quantity - self.reserved
+
+
+class Broker:
+    """A registered broker's cash (cents), reservations and positions."""
+
+    __slots__ = ("broker_id", "cash", "created_at", "holdings", "reserved_cash", "updated_at")
+
+    def __init__(self, broker_id: str, cash: int, created_at: int) -> None:
+        self.broker_id = broker_id
+        self.cash = cash
+        self.reserved_cash = 0
+        self.holdings: dict[str, Holding] = {}
+        self.created_at = created_at
+        self.updated_at = created_at
+
+    @property
+    def available_cash(self) -> int:
+        return self.cash - self.reserved_cash
+
+    def holding(self, symbol: str) -> Holding:
+        """The holding for ``symbol``, created empty on first use (a buyer's new position)."""
+        found = self.holdings.get(symbol)
+        if found is None:
+            found = self.holdings[symbol] = Holding()
+        return found
+
+    def available_quantity(self, symbol: str) -> int:
+        found = self.holdings.get(symbol)
+        return found.available if found is not None else 0

@@ -1,0 +1,359 @@
+"""Response bodies of the Exchange API as msgspec Structs, and renderers from domain records.
+
+The Structs are the single source of truth for both the JSON on the wire and the OpenAPI document.
+Money fields are ``Decimal`` values with exactly two places, encoded as JSON numbers (``150.00``);
+timestamps are second-granular RFC 3339 strings. Limit and market orders are separate Structs tagged
+by ``type``, which gives each exactly its contract keys (market orders have no ``price``,
+``expires_at``, ``cancelled_at`` or ``expired_at``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+import msgspec
+
+from tradehall.core.money import cents_to_decimal
+from tradehall.core.timefmt import format_ns
+from tradehall.exchange.engine import Quote
+from tradehall.exchange.indexes import VwapFigures
+from tradehall.exchange.model import Broker, Order
+from tradehall.exchange.subscriptions import Subscription
+
+__all__ = [
+    "BalanceOut",
+    "BookOut",
+    "BrokerOut",
+    "ErrorOut",
+    "LimitOrderOut",
+    "MarketOrderOut",
+    "OrderListOut",
+    "PriceOut",
+    "QuoteOut",
+    "WebhookListOut",
+    "render_order",
+]
+
+Money = Annotated[
+    Decimal,
+    msgspec.Meta(
+        extra_json_schema={"type": "number", "description": "Amount with exactly 2 decimals"}
+    ),
+]
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(extra_json_schema={"format": "date-time", "examples": ["2026-02-17T19:00:00Z"]}),
+]
+
+money = cents_to_decimal
+
+
+class ErrorOut(msgspec.Struct):
+    error: str
+    message: str
+
+
+class HoldingOut(msgspec.Struct):
+    symbol: str
+    quantity: int
+
+
+class BrokerOut(msgspec.Struct):
+    broker_id: str
+    cash_balance: Money
+    holdings: list[HoldingOut]
+    created_at: Timestamp
+
+
+class BalanceHoldingOut(msgspec.Struct):
+    symbol: str
+    quantity: int
+    reserved_quantity: int
+    available_quantity: int
+
+
+class BalanceOut(msgspec.Struct):
+    broker_id: str
+    cash_balance: Money
+    reserved_cash: Money
+    available_cash: Money
+    holdings: list[BalanceHoldingOut]
+    updated_at: Timestamp
+
+
+class TradeOut(msgspec.Struct):
+    trade_id: str
+    price: Money
+    quantity: int
+    executed_at: Timestamp
+
+
+class LimitOrderOut(msgspec.Struct, tag_field="type", tag="limit"):
+    order_id: str
+    broker_id: str
+    document_number: str
+    side: str
+    symbol: str
+    price: Money
+    quantity: int
+    filled_quantity: int
+    remaining_quantity: int
+    cancelled_quantity: int
+    status: str
+    expires_at: Timestamp
+    created_at: Timestamp
+    cancelled_at: Timestamp | None
+    expired_at: Timestamp | None
+    average_price: Money | None
+    trades: list[TradeOut]
+
+
+class MarketOrderOut(msgspec.Struct, tag_field="type", tag="market"):
+    order_id: str
+    broker_id: str
+    document_number: str
+    side: str
+    symbol: str
+    quantity: int
+    filled_quantity: int
+    remaining_quantity: int
+    cancelled_quantity: int
+    status: str
+    created_at: Timestamp
+    average_price: Money | None
+    trades: list[TradeOut]
+
+
+class LimitOrderSummary(msgspec.Struct, tag_field="type", tag="limit"):
+    order_id: str
+    document_number: str
+    symbol: str
+    side: str
+    price: Money
+    quantity: int
+    filled_quantity: int
+    remaining_quantity: int
+    cancelled_quantity: int
+    status: str
+    average_price: Money | None
+    created_at: Timestamp
+
+
+class MarketOrderSummary(msgspec.Struct, tag_field="type", tag="market"):
+    order_id: str
+    document_number: str
+    symbol: str
+    side: str
+    quantity: int
+    filled_quantity: int
+    remaining_quantity: int
+    cancelled_quantity: int
+    status: str
+    average_price: Money | None
+    created_at: Timestamp
+
+
+class OrderListOut(msgspec.Struct):
+    orders: list[LimitOrderSummary | MarketOrderSummary]
+    total: int
+    page: int
+    limit: int
+
+
+class PriceOut(msgspec.Struct):
+    symbol: str
+    current_price: Money | None
+    window: str
+    trades_in_window: int
+    last_trade_at: Timestamp | None
+
+
+class LevelOut(msgspec.Struct):
+    price: Money
+    total_quantity: int
+    order_count: int
+
+
+class BookOut(msgspec.Struct):
+    symbol: str
+    bids: list[LevelOut]
+    asks: list[LevelOut]
+    spread: Money | None
+    snapshot_at: Timestamp
+
+
+class QuoteLevelOut(msgspec.Struct):
+    price: Money
+    quantity: int
+
+
+class QuoteOut(msgspec.Struct):
+    symbol: str
+    side: str
+    quantity_requested: int
+    quantity_available: int
+    fully_fillable: bool
+    estimated_total: Money | None
+    estimated_average_price: Money | None
+    price_levels: list[QuoteLevelOut]
+    quoted_at: Timestamp
+
+
+class WebhookOut(msgspec.Struct):
+    webhook_id: str
+    broker_id: str
+    event: str
+    url: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WebhookListOut(msgspec.Struct):
+    webhooks: list[WebhookOut]
+
+
+class HealthOut(msgspec.Struct):
+    status: str
+
+
+# ---------------------------------------------------------------------- renderers
+
+
+def _opt_money(cents: int | None) -> Decimal | None:
+    return None if cents is None else money(cents)
+
+
+def _opt_time(ns: int | None) -> str | None:
+    return None if ns is None else format_ns(ns)
+
+
+def render_broker(broker: Broker) -> BrokerOut:
+    holdings = [HoldingOut(s, h.quantity) for s, h in sorted(broker.holdings.items())]
+    return BrokerOut(broker.broker_id, money(broker.cash), holdings, format_ns(broker.created_at))
+
+
+def render_balance(broker: Broker) -> BalanceOut:
+    holdings = [
+        BalanceHoldingOut(s, h.quantity, h.reserved, h.quantity - h.reserved)
+        for s, h in sorted(broker.holdings.items())
+    ]
+    return BalanceOut(
+        broker.broker_id,
+        money(broker.cash),
+        money(broker.reserved_cash),
+        money(broker.cash - broker.reserved_cash),
+        holdings,
+        format_ns(broker.updated_at),
+    )
+
+
+def render_order(order: Order) -> LimitOrderOut | MarketOrderOut:
+    trades = [
+        TradeOut(t.trade_id, money(t.price), t.quantity, format_ns(t.executed_at))
+        for t in order.trades
+    ]
+    average = _opt_money(order.average_price)
+    if order.price is not None and order.expires_at is not None:
+        return LimitOrderOut(
+            order.order_id,
+            order.broker_id,
+            order.document_number,
+            order.side,
+            order.symbol,
+            money(order.price),
+            order.quantity,
+            order.filled,
+            order.remaining,
+            order.cancelled_quantity,
+            order.status,
+            format_ns(order.expires_at),
+            format_ns(order.created_at),
+            _opt_time(order.cancelled_at),
+            _opt_time(order.expired_at),
+            average,
+            trades,
+        )
+    return MarketOrderOut(
+        order.order_id,
+        order.broker_id,
+        order.document_number,
+        order.side,
+        order.symbol,
+        order.quantity,
+        order.filled,
+        order.remaining,
+        order.cancelled_quantity,
+        order.status,
+        format_ns(order.created_at),
+        average,
+        trades,
+    )
+
+
+def render_summary(order: Order) -> LimitOrderSummary | MarketOrderSummary:
+    average = _opt_money(order.average_price)
+    if order.price is not None:
+        return LimitOrderSummary(
+            order.order_id,
+            order.document_number,
+            order.symbol,
+            order.side,
+            money(order.price),
+            order.quantity,
+            order.filled,
+            order.remaining,
+            order.cancelled_quantity,
+            order.status,
+            average,
+            format_ns(order.created_at),
+        )
+    return MarketOrderSummary(
+        order.order_id,
+        order.document_number,
+        order.symbol,
+        order.side,
+        order.quantity,
+        order.filled,
+        order.remaining,
+        order.cancelled_quantity,
+        order.status,
+        average,
+        format_ns(order.created_at),
+    )
+
+
+def render_price(symbol: str, figures: VwapFigures, window: str) -> PriceOut:
+    return PriceOut(
+        symbol,
+        _opt_money(figures.current_price),
+        window,
+        figures.trades_in_window,
+        _opt_time(figures.last_trade_at),
+    )
+
+
+def render_quote(symbol: str, side: str, quote: Quote, now: int) -> QuoteOut:
+    available = quote.quantity_available
+    return QuoteOut(
+        symbol,
+        side,
+        quote.quantity_requested,
+        available,
+        available == quote.quantity_requested,
+        money(quote.total) if available else None,
+        money(quote.total // available) if available else None,
+        [QuoteLevelOut(money(price), qty) for price, qty in quote.levels],
+        format_ns(now),
+    )
+
+
+def render_webhook(sub: Subscription) -> WebhookOut:
+    return WebhookOut(
+        sub.webhook_id,
+        sub.broker_id,
+        sub.event,
+        sub.url,
+        format_ns(sub.created_at),
+        format_ns(sub.updated_at),
+    )

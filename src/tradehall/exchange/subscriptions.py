@@ -1,0 +1,147 @@
+"""Webhook subscriptions and the deliveries engine events turn into (contract §5).
+
+Pure domain code: the registry upserts by ``(broker_id, event)`` and :func:`deliveries_for`
+maps a command's events to :class:`~tradehall.exchange.webhook_delivery.Delivery` records using the
+subscriptions in force *at that moment* (it runs right after the command, before any await), in
+event order. Sending them is the dispatcher's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from tradehall.core.ids import IdSource
+from tradehall.core.money import cents_to_decimal
+from tradehall.core.timefmt import format_ns
+from tradehall.exchange.errors import WebhookNotFound
+from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled
+from tradehall.exchange.webhook_delivery import Delivery
+
+__all__ = ["EVENT_TYPES", "Subscription", "SubscriptionRegistry", "deliveries_for"]
+
+EVENT_TYPES = ("trade.executed", "order.expired", "order.cancelled")
+
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+class Subscription:
+    """One URL for one broker and one event type."""
+
+    __slots__ = ("broker_id", "created_at", "event", "updated_at", "url", "webhook_id")
+
+    def __init__(self, webhook_id: str, broker_id: str, event: str, url: str, now: int) -> None:
+        self.webhook_id = webhook_id
+        self.broker_id = broker_id
+        self.event = event
+        self.url = url
+        self.created_at = now
+        self.updated_at = now
+
+
+class SubscriptionRegistry:
+    """All subscriptions, by id and by ``(broker, event)``, in creation order."""
+
+    def __init__(self, ids: IdSource) -> None:
+        self._ids = ids
+        self._by_id: dict[str, Subscription] = {}
+        self._by_key: dict[tuple[str, str], Subscription] = {}
+
+    def upsert(
+        self, broker_id: str, url: str, events: Iterable[str], now: int
+    ) -> tuple[list[Subscription], bool]:
+        """Create or update one subscription per distinct event; report whether any was new."""
+        result: list[Subscription] = []
+        created = False
+        for event in dict.fromkeys(events):  # first occurrence order, duplicates dropped
+            found = self._by_key.get((broker_id, event))
+            if found is None:
+                found = Subscription(self._ids.new_id(), broker_id, event, url, now)
+                self._by_id[found.webhook_id] = found
+                self._by_key[(broker_id, event)] = found
+                created = True
+            elif found.url != url:
+                found.url = url
+                found.updated_at = now
+            result.append(found)
+        return result, created
+
+    def for_broker(self, broker_id: str) -> list[Subscription]:
+        """The broker's subscriptions in creation order."""
+        return [sub for sub in self._by_id.values() if sub.broker_id == broker_id]
+
+    def delete(self, webhook_id: str) -> Subscription:
+        found = self._by_id.pop(webhook_id, None)
+        if found is None:
+            raise WebhookNotFound(webhook_id)
+        del self._by_key[(found.broker_id, found.event)]
+        return found
+
+    def lookup(self, broker_id: str, event: str) -> Subscription | None:
+        return self._by_key.get((broker_id, event))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+def deliveries_for(
+    events: Iterable[EngineEvent], registry: SubscriptionRegistry, ids: IdSource
+) -> list[Delivery]:
+    """The webhook deliveries a command's events call for, in event order."""
+    if not len(registry):
+        return []
+    out: list[Delivery] = []
+    for event in events:
+        if isinstance(event, OrderFilled):
+            sub = registry.lookup(event.broker_id, "trade.executed")
+            if sub is not None:
+                out.append(_delivery(sub, ids, "trade.executed", event.executed_at, _fill(event)))
+        elif isinstance(event, OrderClosed):
+            sub = registry.lookup(event.broker_id, event.event)
+            if sub is not None:
+                out.append(_delivery(sub, ids, event.event, event.at, _closed(event)))
+    return out
+
+
+def _delivery(
+    sub: Subscription, ids: IdSource, event_type: str, at: int, data: dict[str, object]
+) -> Delivery:
+    body = _encoder.encode({"event": event_type, "timestamp": format_ns(at), "data": data})
+    return Delivery(
+        delivery_id=ids.new_id(),
+        webhook_id=sub.webhook_id,
+        event_type=event_type,
+        url=sub.url,
+        body=body,
+    )
+
+
+def _fill(event: OrderFilled) -> dict[str, object]:
+    return {
+        "trade_id": event.trade_id,
+        "broker_id": event.broker_id,
+        "order_id": event.order_id,
+        "symbol": event.symbol,
+        "side": event.side,
+        "trade_price": cents_to_decimal(event.price),
+        "trade_quantity": event.quantity,
+        "order_status": event.order_status,
+        "order_filled_quantity": event.order_filled_quantity,
+        "order_remaining_quantity": event.order_remaining_quantity,
+    }
+
+
+def _closed(event: OrderClosed) -> dict[str, object]:
+    return {
+        "broker_id": event.broker_id,
+        "order_id": event.order_id,
+        "symbol": event.symbol,
+        "side": event.side,
+        "price": cents_to_decimal(event.price),
+        "quantity": event.quantity,
+        "filled_quantity": event.filled_quantity,
+        "cancelled_quantity": event.cancelled_quantity,
+        "remaining_quantity": 0,
+        "status": event.status,
+    }
