@@ -71,7 +71,7 @@ def _simpson(f_a: float, f_b: float, inner: list[float], h: float) -> float:
     return h / 3.0 * (f_a + f_b + 4.0 * odd + 2.0 * even)
 
 
-def touch_probability(  # noqa: PLR0917
+def touch_probability(
     x0: float, lower: float, upper: float, t1: float, t2: float, sigma: float
 ) -> float:
     """P(a driftless BM from ``x0`` is inside [lower, upper] at some t in [t1, t2])."""

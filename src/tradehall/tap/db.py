@@ -1,0 +1,153 @@
+"""SQLite access: one writer thread, one reader thread, WAL, ``synchronous=FULL``.
+
+Part A §5 wants a single writer: every write (bets, deposits, ticks, resolutions, archival
+rotation) runs as a function on the one write connection inside a dedicated thread, so writes
+are serialised without ``SQLITE_BUSY`` and the event loop never blocks on disk. Reads go to a
+second connection on its own thread; WAL lets them run beside a write transaction.
+
+Writes use ``BEGIN IMMEDIATE`` with explicit ``COMMIT`` (``isolation_level=None``). The schema
+follows the ADR-010/P1 plan with the C-5/C-7/C-20/C-32/C-35 fixes: bets carry their window, band,
+nonce and resolution evidence; ``(user, cell)`` and ``(user, nonce)`` are unique; ledger
+``(ref_type, ref_id)`` is unique. Times are integer milliseconds since the epoch; rates are decimal
+strings (exact, unlike REAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+__all__ = ["SCHEMA", "Database", "connect"]
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+  id TEXT PRIMARY KEY,
+  wallet_address TEXT UNIQUE NOT NULL,
+  balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),
+  version INTEGER NOT NULL DEFAULT 1,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS transaction_ledger (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  amount INTEGER NOT NULL,
+  balance_after INTEGER NOT NULL,
+  ref_type TEXT NOT NULL,
+  ref_id TEXT NOT NULL,
+  metadata TEXT,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_ledger_user_time ON transaction_ledger(user_id, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_ledger_ref ON transaction_ledger(ref_type, ref_id);
+CREATE TABLE IF NOT EXISTS bets (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  cell_id TEXT NOT NULL,
+  nonce TEXT NOT NULL,
+  amount INTEGER NOT NULL CHECK (amount > 0),
+  reward_rate TEXT NOT NULL,
+  status TEXT NOT NULL,
+  col_start INTEGER NOT NULL,
+  col_end INTEGER NOT NULL,
+  price_lower INTEGER NOT NULL,
+  price_upper INTEGER NOT NULL,
+  placed_at INTEGER NOT NULL,
+  resolved_at INTEGER,
+  payout_amount INTEGER,
+  resolution_price INTEGER,
+  resolution_tick_ts INTEGER,
+  ticks_examined INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_bets_user_cell ON bets(user_id, cell_id)
+  WHERE status <> 'insufficient_funds';
+CREATE UNIQUE INDEX IF NOT EXISTS idx_bets_user_nonce ON bets(user_id, nonce);
+CREATE INDEX IF NOT EXISTS idx_bets_user ON bets(user_id, placed_at);
+CREATE INDEX IF NOT EXISTS idx_bets_open ON bets(col_end) WHERE status = 'confirmed';
+CREATE TABLE IF NOT EXISTS prices (
+  ts_ms INTEGER NOT NULL,
+  price INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_prices_ts ON prices(ts_ms);
+CREATE TABLE IF NOT EXISTS archives (
+  week TEXT PRIMARY KEY,
+  path TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  archived_at INTEGER NOT NULL,
+  status TEXT NOT NULL
+);
+"""
+
+
+def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open a connection with the project PRAGMAs (ADR-001, C-26); create the schema if writable."""
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=10000")
+    if not readonly:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only effective before tables exist
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"could not enable WAL (journal_mode={mode})")
+        conn.executescript(SCHEMA)
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA cache_size=-64000")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA mmap_size=268435456")
+    return conn
+
+
+class Database:
+    """The single write connection and one read connection, each on its own thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="tap-db-writer")
+        self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="tap-db-reader")
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._write_conn = await loop.run_in_executor(self._writer_pool, connect, self.path)
+        self._read_conn = await loop.run_in_executor(
+            self._reader_pool, lambda: connect(self.path, readonly=True)
+        )
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._read_conn is not None:
+            await loop.run_in_executor(self._reader_pool, self._read_conn.close)
+            self._read_conn = None
+        if self._write_conn is not None:
+            await loop.run_in_executor(self._writer_pool, self._write_conn.close)
+            self._write_conn = None
+        self._writer_pool.shutdown(wait=True)
+        self._reader_pool.shutdown(wait=True)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the write connection, in the writer thread."""
+        conn = self._write_conn
+        if conn is None:
+            raise RuntimeError("database is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, fn, conn)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the read connection, in the reader thread."""
+        conn = self._read_conn
+        if conn is None:
+            raise RuntimeError("database is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, fn, conn)
