@@ -1,0 +1,65 @@
+# Tradehall exchange image. Build: docker build -t tradehall:local .   (see docs/containers.md)
+#
+# Two stages on the same pinned base (tag and multi-architecture index digest; update both together):
+#   builder  installs the hash-locked dependencies, then the package, into /opt/venv
+#   runtime  copies only that venv and runs as an unprivileged user
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+# The venv lives at the same path in both stages: its scripts carry absolute shebangs.
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /build
+
+# Dependencies first, so source edits do not invalidate this layer. Every file pip fetches must
+# match a hash in the lock; --only-binary keeps the build free of compilers and sdist scripts.
+COPY requirements.lock ./
+RUN pip install --require-hashes --only-binary=:all: -r requirements.lock
+
+# The package itself. Its build backend (hatchling) is already in the venv from the lock, so no
+# unpinned build requirement is fetched (--no-build-isolation) and nothing else is resolved.
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install --no-deps --no-build-isolation . \
+    && tradehall --version
+
+
+FROM ${PYTHON_IMAGE} AS runtime
+
+ARG APP_UID=10001
+ARG APP_GID=10001
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TRADEHALL_DATA_DIR=/data
+
+RUN groupadd --gid "${APP_GID}" tradehall \
+    && useradd --uid "${APP_UID}" --gid tradehall --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin tradehall \
+    && mkdir -p /data \
+    && chown tradehall:tradehall /data
+
+COPY --from=builder /opt/venv /opt/venv
+
+# A named volume mounted here starts out with this directory's owner (the tradehall user).
+VOLUME ["/data"]
+WORKDIR /data
+
+USER tradehall:tradehall
+
+EXPOSE 8080
+
+# Liveness via the contract's GET /healthz; any failure or non-2xx answer exits non-zero.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+
+# SIGTERM (docker stop) triggers the graceful shutdown of contract section 8.
+STOPSIGNAL SIGTERM
+CMD ["tradehall", "exchange", "--host", "0.0.0.0", "--port", "8080"]
