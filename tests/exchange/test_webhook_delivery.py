@@ -408,6 +408,16 @@ async def test_400_is_rejected_without_retry(receiver: Receiver, harness: Harnes
     assert harness.clock.slept == []
 
 
+async def test_redirect_is_not_followed_and_rejected(receiver: Receiver, harness: Harness) -> None:
+    receiver.script = lambda _request, _earlier: 302
+    dispatcher = await started(harness.make())
+    d = delivery(receiver.url())
+    dispatcher.submit([d])
+    await harness.run(dispatcher)
+    assert harness.outcomes[d.delivery_id] == "rejected"
+    assert len(receiver.requests) == 1
+
+
 async def test_closed_port_is_retried_then_failed(harness: Harness) -> None:
     dispatcher = await started(harness.make(max_retries=2))
     d = delivery(closed_port_url())
@@ -556,3 +566,34 @@ async def test_drain_waits_only_for_earlier_submissions(
     await within(drain)
     assert harness.outcomes == {first.delivery_id: "delivered"}
     assert dispatcher.pending == 1
+
+
+async def test_close_releases_a_pending_drain(receiver: Receiver, harness: Harness) -> None:
+    receiver.script = lambda _request, _earlier: HANG
+    dispatcher = await started(harness.make(timeout=30))
+    d = delivery(receiver.url())
+    dispatcher.submit([d])
+    drain = asyncio.ensure_future(dispatcher.drain())
+    await receiver.wait_requests(1)
+    assert not drain.done()
+    await within(dispatcher.close(), 1)
+    await within(drain, 1)
+    assert harness.outcomes == {d.delivery_id: "abandoned"}
+
+
+async def test_queue_limit_zero_drops_everything(receiver: Receiver, harness: Harness) -> None:
+    dispatcher = await started(harness.make(queue_limit=0))
+    batch = [delivery(receiver.url(), n) for n in range(2)]
+    dispatcher.submit(batch)
+    assert [harness.outcomes[d.delivery_id] for d in batch] == ["dropped", "dropped"]
+    await within(dispatcher.drain())
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"timeout": 0}, {"max_retries": -1}, {"backoff_base": -0.1}, {"queue_limit": -1}],
+)
+def test_invalid_arguments_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        WebhookDispatcher(clock=VirtualClock(), **kwargs)

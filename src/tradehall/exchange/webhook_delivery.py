@@ -165,8 +165,8 @@ class WebhookDispatcher:
             raise ValueError("max_retries must be >= 0")
         if backoff_base < 0 or backoff_max < 0:
             raise ValueError("backoff_base and backoff_max must be >= 0")
-        if queue_limit < 1:
-            raise ValueError("queue_limit must be >= 1")
+        if queue_limit < 0:
+            raise ValueError("queue_limit must be >= 0")  # 0 drops every delivery
         self._clock = clock
         self._timeout = timeout
         self._max_retries = max_retries
