@@ -47,7 +47,7 @@ from tradehall import __version__
 from tradehall.core.clock import Clock
 from tradehall.core.logging import get_logger
 
-__all__ = ["MAX_IN_FLIGHT", "Delivery", "DeliveryOutcome", "WebhookDispatcher"]
+__all__ = ["MAX_IN_FLIGHT", "USER_AGENT", "Delivery", "DeliveryOutcome", "WebhookDispatcher"]
 
 DeliveryOutcome = Literal["delivered", "rejected", "failed", "dropped", "abandoned"]
 
