@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
+from collections.abc import Iterator
+
+import uvicorn
 
 from tradehall.core import logging as tlog
 from tradehall.core.config import add_arguments, resolve
@@ -30,19 +35,36 @@ def load_settings(args: argparse.Namespace | None = None) -> ExchangeSettings:
     return ExchangeSettings(**{k: v for k, v in values.items() if k in names})
 
 
+class GracefulServer(uvicorn.Server):
+    """A uvicorn server for which SIGINT/SIGTERM mean "shut down cleanly and exit 0".
+
+    uvicorn re-raises the captured signal after its graceful shutdown, which kills the process
+    with that signal before our own shutdown logging runs. A supervisor asked us to stop and we
+    did: that is a successful exit, so the captured signals are recorded and cleared instead.
+    """
+
+    stop_signal: str | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            if self._captured_signals:
+                self.stop_signal = signal.Signals(self._captured_signals[-1]).name
+            self._captured_signals.clear()
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until SIGINT/SIGTERM."""
     settings = load_settings(args)
     tlog.configure(settings.log_level)
-    import uvicorn
-
     from tradehall.exchange.app import create_app
     from tradehall.exchange.service import ExchangeService
 
     service = ExchangeService(settings)
     log = tlog.get_logger("exchange")
     log.info("starting", host=settings.host, port=settings.port)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(service),
         host=settings.host,
         port=settings.port,
@@ -54,5 +76,10 @@ def run(args: argparse.Namespace) -> int:
         timeout_keep_alive=max(1, round(settings.idle_timeout)),
         timeout_graceful_shutdown=max(0, round(settings.shutdown_timeout)),
     )
-    log.info("stopped")
+    server = GracefulServer(config)
+    server.run()
+    if not server.started:
+        log.error("failed_to_start", host=settings.host, port=settings.port)
+        return 1
+    log.info("stopped", signal=server.stop_signal)
     return 0
