@@ -1,0 +1,174 @@
+"""One venue WebSocket kept alive: connect, subscribe, pump, watchdog, reconnect.
+
+:class:`WsRunner` owns the socket lifecycle and nothing venue-specific; a :class:`WsSession`
+(implemented by each adapter) sends the subscriptions on connect, parses frames and runs its
+per-symbol timers. The runner:
+
+- reconnects after any failure with :class:`~tradehall.gateway.backoff.Backoff` (jittered
+  exponential; reset once a connection has delivered data), sleeping on the injected clock;
+- runs a watchdog every ``tick`` seconds that calls :meth:`WsSession.check` (book staleness and
+  resync timers) and drops the connection when nothing at all arrived for ``idle_timeout``
+  (the venue's heartbeats/pings count) or the connection reached ``max_age`` (Binance cuts at 24 h);
+- reconnects at once, without back-off, when the session calls :meth:`WsRunner.reconnect_now`
+  (a venue shutdown notice).
+
+Large frames are allowed (``max_size=None``): a Coinbase level2 snapshot can exceed 1 MiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import WebSocketException
+
+from tradehall.core.clock import Clock
+from tradehall.core.logging import get_logger
+from tradehall.gateway.backoff import Backoff
+
+__all__ = ["WsRunner", "WsSession"]
+
+log = get_logger("gateway.connection")
+
+
+class WsSession(Protocol):
+    """The venue-specific half of a connection."""
+
+    def url(self) -> str:
+        """Where to connect (may change between attempts)."""
+        ...
+
+    async def on_connect(self, ws: ClientConnection) -> None:
+        """Subscribe everything (called on every (re)connect)."""
+        ...
+
+    async def on_message(self, ws: ClientConnection, data: str | bytes) -> None:
+        """Handle one frame."""
+        ...
+
+    async def check(self, ws: ClientConnection, now: float) -> None:
+        """Per-symbol timers; called every watchdog tick while connected."""
+        ...
+
+    def on_disconnect(self, reason: str) -> None:
+        """The socket is gone; mark books as resyncing."""
+        ...
+
+
+class WsRunner:
+    """Keeps one :class:`WsSession` connected until :meth:`stop`."""
+
+    def __init__(
+        self,
+        name: str,
+        session: WsSession,
+        *,
+        clock: Clock,
+        backoff: Backoff,
+        idle_timeout: float = 10.0,
+        max_age: float | None = None,
+        tick: float = 0.1,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.session = session
+        self.clock = clock
+        self.backoff = backoff
+        self.idle_timeout = idle_timeout
+        self.max_age = max_age
+        self.tick = tick
+        self.open_timeout = open_timeout
+        self.connects = 0
+        self.disconnects: list[str] = []
+        self.connected = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._stopping = False
+        self._immediate = False
+        self._close_reason = ""
+        self._closing: asyncio.Task[None] | None = None
+        self._last = 0.0
+
+    async def run(self) -> None:
+        """Connect and reconnect until stopped."""
+        while not self._stopping:
+            reason = await self._one_connection()
+            self.connected.clear()
+            self.disconnects.append(reason)
+            self.session.on_disconnect(reason)
+            if self._stopping:
+                break
+            delay = 0.0 if self._immediate else self.backoff.next_delay()
+            self._immediate = False
+            log.info("reconnecting", venue=self.name, reason=reason, delay=round(delay, 3))
+            await self.clock.sleep(delay)
+
+    async def _one_connection(self) -> str:
+        self._close_reason = ""
+        try:
+            async with websockets.connect(
+                self.session.url(),
+                max_size=None,
+                open_timeout=self.open_timeout,
+                ping_interval=20,
+                ping_timeout=60,
+            ) as ws:
+                self._ws = ws
+                self.connects += 1
+                self.connected.set()
+                await self.session.on_connect(ws)
+                watchdog = asyncio.create_task(self._watchdog(ws))
+                try:
+                    healthy = False
+                    async for message in ws:
+                        self._last = self.clock.monotonic()
+                        if not healthy:
+                            healthy = True
+                            self.backoff.reset()
+                        await self.session.on_message(ws, message)
+                finally:
+                    watchdog.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watchdog
+                    self._ws = None
+                return self._close_reason or "closed"
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            return self._close_reason or f"error: {type(exc).__name__}"
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        opened = self._last = self.clock.monotonic()
+        while True:
+            await self.clock.sleep(self.tick)
+            now = self.clock.monotonic()
+            await self.session.check(ws, now)
+            if now - self._last > self.idle_timeout:
+                await self._close(ws, "idle")
+                return
+            if self.max_age is not None and now - opened >= self.max_age:
+                self._immediate = True
+                await self._close(ws, "max_age")
+                return
+
+    async def _close(self, ws: ClientConnection, reason: str) -> None:
+        self._close_reason = reason
+        # Bound the closing handshake: a silent venue will not answer it.
+        if reason == "idle":
+            ws.transport.abort()
+        else:
+            await ws.close()
+
+    def reconnect_now(self, reason: str) -> None:
+        """Drop the current connection and reconnect without back-off (shutdown notice)."""
+        self._immediate = True
+        ws = self._ws
+        if ws is not None:
+            self._close_reason = reason
+            self._closing = asyncio.get_running_loop().create_task(ws.close())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        ws = self._ws
+        if ws is not None:
+            await ws.close()

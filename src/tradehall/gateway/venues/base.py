@@ -1,0 +1,189 @@
+"""What every venue adapter shares: settings, the event sink, per-symbol books and their events.
+
+An adapter owns one :class:`~tradehall.gateway.assembler.BookAssembler` per symbol and turns its
+outcomes into canonical events: a ``BookStatus`` on every state change, a full ``BookSnapshot``
+when a book (re)turns live, and a ``BookUpdate`` per applied diff. Nothing downstream of the sink
+knows which venue produced an event, apart from ``provider``.
+
+``AdapterSettings`` holds the knobs the issue names: staleness, sync timeout, bounded buffers,
+periodic refresh, back-off and the idle watchdog.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tradehall.core.clock import Clock, SystemClock
+from tradehall.core.logging import get_logger
+from tradehall.gateway.assembler import Action, BookAssembler, BookState, Outcome, Sequencing
+from tradehall.gateway.backoff import Backoff
+from tradehall.gateway.book import OrderBook
+from tradehall.gateway.events import (
+    BookSnapshot,
+    BookStatus,
+    BookUpdate,
+    Event,
+    EventIds,
+    Level,
+)
+from tradehall.gateway.kline import KlineBuilder
+from tradehall.gateway.symbols import SymbolMap
+
+__all__ = ["AdapterSettings", "EventSink", "VenueAdapter"]
+
+EventSink = Callable[[Event], None]
+
+log = get_logger("gateway.venue")
+
+
+@dataclass(frozen=True)
+class AdapterSettings:
+    """Timers and bounds shared by every adapter (seconds unless noted)."""
+
+    stale_after: float = 10.0  # no book message while LIVE -> resync that symbol
+    sync_timeout: float = 5.0  # a sync not finished by then -> start over
+    max_buffer: int = 2000  # buffered diffs (UPDATE_ID venues) before overflow -> resync
+    refresh_every: float | None = 180.0  # periodic re-snapshot (Binance only uses it)
+    idle_timeout: float = 10.0  # nothing at all on the socket -> reconnect
+    max_age: float | None = 23.5 * 3600  # proactive reconnect before the venue's 24 h cut
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    tick: float = 0.1  # watchdog period
+    depth: int = 10  # Kraken subscription depth; Binance REST snapshot uses snapshot_limit
+    snapshot_limit: int = 1000
+    kline_interval: int | None = 60
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class VenueAdapter:
+    """Per-symbol assemblers plus the helpers that emit book events."""
+
+    provider = "venue"
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        sink: EventSink,
+        symbol_map: SymbolMap,
+        *,
+        sequencing: Sequencing,
+        settings: AdapterSettings | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        ids: EventIds | None = None,
+        depth: int | None = None,
+        checksums: dict[str, Callable[[OrderBook], int]] | None = None,
+    ) -> None:
+        self.settings = settings or AdapterSettings()
+        self.sink = sink
+        self.symbols = tuple(symbols)
+        self.symbol_map = symbol_map
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.ids = ids or EventIds()
+        s = self.settings
+        self.assemblers: dict[str, BookAssembler] = {
+            symbol: BookAssembler(
+                sequencing,
+                max_buffer=s.max_buffer,
+                stale_after=s.stale_after,
+                sync_timeout=s.sync_timeout,
+                refresh_every=s.refresh_every if sequencing is Sequencing.UPDATE_ID else None,
+                depth=depth,
+                checksum=(checksums or {}).get(symbol),
+            )
+            for symbol in self.symbols
+        }
+        self.klines: dict[str, KlineBuilder] = (
+            {sym: KlineBuilder(self.provider, sym, s.kline_interval) for sym in self.symbols}
+            if s.kline_interval
+            else {}
+        )
+        self.resync_log: list[tuple[str, str, int]] = []  # (symbol, reason, epoch)
+
+    def new_backoff(self) -> Backoff:
+        s = self.settings
+        return Backoff(s.backoff_base, s.backoff_cap, rng=self.rng)
+
+    def book(self, symbol: str) -> OrderBook:
+        return self.assemblers[symbol].book
+
+    def state(self, symbol: str) -> BookState:
+        return self.assemblers[symbol].state
+
+    def now_ns(self) -> int:
+        return self.clock.time_ns()
+
+    def emit(self, event: Event) -> None:
+        self.sink(event)
+
+    def status(self, symbol: str, reason: str, trace_id: str = "") -> None:
+        asm = self.assemblers[symbol]
+        if asm.state is not BookState.LIVE:
+            self.resync_log.append((symbol, reason, asm.epoch))
+            log.info("book_resync", venue=self.provider, symbol=symbol, reason=reason)
+        self.emit(
+            BookStatus(
+                event_id=self.ids.new_id(),
+                provider=self.provider,
+                symbol=symbol,
+                ts_ingest=self.now_ns(),
+                trace_id=trace_id,
+                state=asm.state.value,
+                epoch=asm.epoch,
+                reason=reason,
+            )
+        )
+
+    def book_outcome(
+        self,
+        symbol: str,
+        outcome: Outcome,
+        *,
+        bids: Sequence[Level] = (),
+        asks: Sequence[Level] = (),
+        seq: int | None = None,
+        seq_first: int | None = None,
+        ts_provider: int | None = None,
+        ts_ingest: int = 0,
+        trace_id: str = "",
+    ) -> None:
+        """Emit the canonical events for one assembler outcome (resync requests excepted)."""
+        asm = self.assemblers[symbol]
+        action = outcome.action
+        if action is Action.APPLIED:
+            self.emit(
+                BookUpdate(
+                    event_id=self.ids.new_id(),
+                    provider=self.provider,
+                    symbol=symbol,
+                    seq_provider=seq,
+                    ts_provider=ts_provider,
+                    ts_ingest=ts_ingest,
+                    trace_id=trace_id,
+                    bids=tuple(bids),
+                    asks=tuple(asks),
+                    epoch=asm.epoch,
+                    seq_first=seq_first,
+                )
+            )
+        elif action is Action.LIVE:
+            self.status(symbol, "synced", trace_id)
+            book = asm.book
+            self.emit(
+                BookSnapshot(
+                    event_id=self.ids.new_id(),
+                    provider=self.provider,
+                    symbol=symbol,
+                    seq_provider=asm.update_id,
+                    ts_provider=ts_provider,
+                    ts_ingest=ts_ingest or self.now_ns(),
+                    trace_id=trace_id,
+                    bids=book.top_bids(),
+                    asks=book.top_asks(),
+                    depth=max(len(book.bids), len(book.asks)),
+                    epoch=asm.epoch,
+                )
+            )
