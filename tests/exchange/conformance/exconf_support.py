@@ -206,7 +206,7 @@ class ExchangeServer:
 SERVER_LOGS: list[Path] = []
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -219,7 +219,7 @@ def start_exchange(tmp_dir: Path, extra_env: dict[str, str] | None = None) -> Ex
     data_dir = tmp_dir / "data"
     data_dir.mkdir(exist_ok=True)
     log_path = tmp_dir / "stderr.log"
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update(
         {
@@ -424,6 +424,7 @@ class WebhookReceiver:
 
     deliveries: list[Delivery] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    failures: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         receiver = self
@@ -433,6 +434,9 @@ class WebhookReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 with receiver.lock:
+                    fail = receiver.failures.get(self.path, 0) > 0
+                    if fail:
+                        receiver.failures[self.path] -= 1
                     receiver.deliveries.append(
                         Delivery(
                             seq=len(receiver.deliveries),
@@ -442,7 +446,7 @@ class WebhookReceiver:
                             raw=raw,
                         )
                     )
-                self.send_response(200)
+                self.send_response(500 if fail else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -464,9 +468,23 @@ class WebhookReceiver:
     def new_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/{uuid.uuid4().hex}"
 
+    def fail_next(self, url: str, count: int) -> None:
+        """Answer the next ``count`` requests to ``url`` with HTTP 500."""
+        with self.lock:
+            self.failures[self._path(url)] = count
+
+    def _path(self, url: str) -> str:
+        return url.split(str(self.port), 1)[1]
+
+    def raw_at(self, url: str) -> list[Delivery]:
+        """Every request to ``url`` (retries included), arrival order."""
+        path = self._path(url)
+        with self.lock:
+            return [item for item in self.deliveries if item.path == path]
+
     def at(self, url: str) -> list[Delivery]:
         """Deliveries to ``url``, one per ``X-Delivery-Id`` (retries collapsed), arrival order."""
-        path = url.split(str(self.port), 1)[1]
+        path = self._path(url)
         seen: set[str] = set()
         out: list[Delivery] = []
         with self.lock:

@@ -1,0 +1,185 @@
+"""§3.9 atomicity under concurrency, §10 at-least-once webhook retries, §8 startup/shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from exconf_support import (
+    Api,
+    D,
+    WebhookReceiver,
+    expires_in,
+    free_port,
+    money,
+    new_symbol,
+    start_exchange,
+)
+
+
+def test_concurrent_orders_keep_invariants(api: Api, http: httpx.Client) -> None:
+    """Many clients hammer two symbols at once; cash and shares are conserved exactly."""
+    syms = [new_symbol(), new_symbol()]
+    initial_cash = D("5000.00")
+    brokers = [
+        api.broker(cash=str(initial_cash), holdings={s: 200 for s in syms}) for _ in range(6)
+    ]
+    base_url = str(http.base_url)
+
+    def worker(index: int) -> list[int]:
+        codes = []
+        with httpx.Client(base_url=base_url, timeout=10.0) as client:
+            local = Api(client)
+            me = brokers[index % len(brokers)]
+            for step in range(25):
+                sym = syms[(index + step) % 2]
+                side = "bid" if (index + step) % 3 else "ask"
+                if step % 4 == 3:
+                    body = local.market_body(me, side, sym, 7)
+                else:
+                    price = f"{10 + (index * 7 + step * 3) % 5}.{(step * 13) % 100:02d}"
+                    body = local.limit_body(me, side, sym, 5 + step % 6, price)
+                resp = local.post("/orders", body)
+                codes.append(resp.status_code)
+        return codes
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(worker, range(12)))
+    codes = [c for r in results for c in r]
+    assert set(codes) <= {201, 409}
+    assert codes.count(201) > 50
+
+    balances = [api.balance(b) for b in brokers]
+    assert sum(money(b["cash_balance"]) for b in balances) == initial_cash * len(brokers)
+    for sym in syms:
+        total = sum(h["quantity"] for b in balances for h in b["holdings"] if h["symbol"] == sym)
+        assert total == 200 * len(brokers)
+        book = api.book(sym, depth=50)
+        if book["bids"] and book["asks"]:
+            assert book["bids"][0]["price"] < book["asks"][0]["price"]
+    for bal in balances:
+        assert money(bal["available_cash"]) >= 0
+        assert money(bal["available_cash"]) == money(bal["cash_balance"]) - money(
+            bal["reserved_cash"]
+        )
+        for holding in bal["holdings"]:
+            assert holding["available_quantity"] >= 0
+    # every listed active bid is fully reserved
+    for broker_id, bal in zip(brokers, balances, strict=True):
+        active = (
+            api.listing(broker_id, status="pending", limit=100)["orders"]
+            + api.listing(broker_id, status="partially_filled", limit=100)["orders"]
+        )
+        reserved = sum(
+            (o["price"] * o["remaining_quantity"] for o in active if o["side"] == "bid"),
+            start=Decimal("0"),
+        )
+        assert money(bal["reserved_cash"]) == reserved
+
+
+def test_concurrent_cancels_release_once(api: Api, http: httpx.Client) -> None:
+    sym = new_symbol()
+    broker_id = api.broker(cash="100.00")
+    order = api.limit(broker_id, "bid", sym, 10, "10.00")
+    base_url = str(http.base_url)
+
+    def cancel(_: int) -> int:
+        with httpx.Client(base_url=base_url, timeout=10.0) as client:
+            return client.delete(f"/orders/{order['order_id']}").status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(cancel, range(8)))
+    assert sorted(codes) == [200] + [409] * 7
+    bal = api.balance(broker_id)
+    assert money(bal["available_cash"]) == D("100.00")
+    assert money(bal["reserved_cash"]) == D("0.00")
+
+
+def test_concurrent_buyers_cannot_overdraw(api: Api, http: httpx.Client) -> None:
+    sym = new_symbol()
+    api.limit(api.broker(holdings={sym: 1000}), "ask", sym, 1000, "1.00")
+    buyer = api.broker(cash="50.00")
+    base_url = str(http.base_url)
+
+    def buy(_: int) -> int:
+        with httpx.Client(base_url=base_url, timeout=10.0) as client:
+            return Api(client).post("/orders", Api.market_body(buyer, "bid", sym, 10)).status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        codes = list(pool.map(buy, range(10)))
+    assert codes.count(201) == 5
+    assert codes.count(409) == 5
+    assert money(api.balance(buyer)["cash_balance"]) == D("0.00")
+
+
+def test_webhook_retried_with_same_delivery_id(api: Api, receiver: WebhookReceiver) -> None:
+    sym = new_symbol()
+    buyer = api.broker()
+    url = receiver.new_url()
+    receiver.fail_next(url, 1)
+    api.subscribe(buyer, url, ["trade.executed"])
+    api.limit(api.broker(holdings={sym: 5}), "ask", sym, 5, "1.00")
+    api.limit(buyer, "bid", sym, 5, "1.00")
+    deadline = time.monotonic() + 15.0
+    while len(receiver.raw_at(url)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    attempts = receiver.raw_at(url)
+    assert len(attempts) >= 2
+    assert attempts[0].headers["x-delivery-id"] == attempts[1].headers["x-delivery-id"]
+    assert attempts[0].raw == attempts[1].raw
+    assert len(receiver.at(url)) == 1
+
+
+def test_no_signature_without_secret(api: Api, receiver: WebhookReceiver) -> None:
+    sym = new_symbol()
+    buyer = api.broker()
+    url = receiver.new_url()
+    api.subscribe(buyer, url, ["trade.executed"])
+    api.limit(api.broker(holdings={sym: 5}), "ask", sym, 5, "1.00")
+    api.limit(buyer, "bid", sym, 5, "1.00")
+    [delivery] = receiver.wait(url, 1)
+    assert "x-signature" not in delivery.headers
+
+
+EXCHANGE_CMD = [sys.executable, "-m", "tradehall", "exchange", "--host", "127.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("TRADEHALL_VWAP_WINDOW", "five minutes"), ("TRADEHALL_EXPIRATION_INTERVAL", "10 parsecs")],
+)
+def test_unparsable_setting_stops_startup(tmp_path: Path, variable: str, value: str) -> None:
+    env = dict(os.environ, TRADEHALL_DATA_DIR=str(tmp_path), **{variable: value})
+    proc = subprocess.run(
+        [*EXCHANGE_CMD, "--port", str(free_port())],
+        check=False,
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode != 0
+    assert variable.removeprefix("TRADEHALL_").lower() in proc.stderr.decode().lower().replace(
+        "-", "_"
+    )
+
+
+def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
+    server = start_exchange(tmp_path / "run")
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
+            api = Api(client)
+            sym = new_symbol()
+            api.limit(api.broker(), "bid", sym, 1, "1.00", expires_at=expires_in(0.5))
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(timeout=15)
+        server.log_file.close()
+    assert code == 0
