@@ -159,6 +159,10 @@ class WsRunner:
         else:
             await ws.close()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def reconnect_now(self, reason: str) -> None:
         """Drop the current connection and reconnect without back-off (shutdown notice)."""
         self._immediate = True

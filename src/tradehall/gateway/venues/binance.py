@@ -195,6 +195,8 @@ class BinanceAdapter(VenueAdapter):
         for task in self._fetches.values():
             task.cancel()
         self._fetches.clear()
+        if self.runner.stopping:
+            return
         for symbol, asm in self.assemblers.items():
             if asm.epoch:
                 asm.resync("disconnect", now)
