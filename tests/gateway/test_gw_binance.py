@@ -181,9 +181,9 @@ async def test_book_equals_venue_book_after_every_message_with_faults() -> None:
         try:
             for round_ in range(6):
                 await eventually(lambda: all(adapter.state(s) is BookState.LIVE for s in SYMBOLS))
+                fake.inject(Fault.DROP_DIFF if round_ % 2 else Fault.CROSSED, SYMBOLS[round_ % 2])
                 start = len(checked)
                 await eventually(lambda n=start: len(checked) > n + 30)  # type: ignore[misc]
-                fake.inject(Fault.DROP_DIFF if round_ % 2 else Fault.CROSSED, SYMBOLS[round_ % 2])
             await eventually(lambda: all(adapter.state(s) is BookState.LIVE for s in SYMBOLS))
         finally:
             await adapter.stop()
