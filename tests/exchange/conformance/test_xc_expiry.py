@@ -42,12 +42,17 @@ def test_expiry_scenario(api: Api, receiver: WebhookReceiver) -> None:
     api.subscribe(seller, s_url, ["order.expired"])
     bidder_created = api.balance(bidder)["updated_at"]
 
+    later = api.limit(keeper, "bid", sym, 1, "1.00", expires_at=expires_in(30))
     deadline = expires_in(1.3)
+    filled_first = api.limit(bidder, "bid", sym, 2, "8.00", expires_at=deadline)
+    api.limit(api.broker(holdings={sym: 2}), "ask", sym, 2, "8.00")
+    cancelled_first = api.limit(bidder, "bid", sym, 1, "7.00", expires_at=deadline)
+    api.cancel(cancelled_first["order_id"])
     pending = api.limit(bidder, "bid", sym, 10, "10.00", expires_at=deadline)
     partial = api.limit(seller, "ask", sym, 50, "50.00", expires_at=deadline)
     api.limit(taker, "bid", sym, 20, "50.00")
     stays = api.limit(keeper, "bid", sym, 3, "9.00")
-    assert money(api.balance(bidder)["available_cash"]) == D("900.00")
+    assert money(api.balance(bidder)["available_cash"]) == D("884.00")
     assert pending["expires_at"] == truncate_ts(deadline)
 
     p = _wait_status(api, pending["order_id"], "expired")
@@ -64,11 +69,15 @@ def test_expiry_scenario(api: Api, receiver: WebhookReceiver) -> None:
     assert (q["filled_quantity"], q["cancelled_quantity"], q["remaining_quantity"]) == (20, 30, 0)
     assert money(q["average_price"]) == D("50.00")
     assert api.order(stays["order_id"])["status"] == "pending"
+    assert api.order(later["order_id"])["status"] == "pending"
+    assert api.order(filled_first["order_id"])["status"] == "filled"
+    assert api.order(cancelled_first["order_id"])["status"] == "cancelled"
 
     # reservations released, updated_at refreshed
     bal = api.balance(bidder)
     assert money(bal["reserved_cash"]) == D("0.00")
-    assert money(bal["available_cash"]) == D("1000.00")
+    assert money(bal["cash_balance"]) == D("984.00")
+    assert money(bal["available_cash"]) == D("984.00")
     assert bal["updated_at"] > bidder_created
     assert api.holding(seller, sym) == {
         "symbol": sym,
@@ -79,7 +88,10 @@ def test_expiry_scenario(api: Api, receiver: WebhookReceiver) -> None:
 
     # book and listing
     book = api.book(sym)
-    assert [(lv["price"], lv["total_quantity"]) for lv in book["bids"]] == [(D("9.00"), 3)]
+    assert [(lv["price"], lv["total_quantity"]) for lv in book["bids"]] == [
+        (D("9.00"), 3),
+        (D("1.00"), 1),
+    ]
     assert book["asks"] == []
     listed = api.listing(bidder, status="expired")
     assert [o["order_id"] for o in listed["orders"]] == [pending["order_id"]]
@@ -101,7 +113,9 @@ def test_expiry_scenario(api: Api, receiver: WebhookReceiver) -> None:
     assert late["trades"] == [] and late["status"] == "pending"
 
     # webhooks
-    [delivery] = receiver.wait(b_url, 1)
+    got = receiver.wait(b_url, 2)
+    assert [d.headers["x-event-type"] for d in got] == ["order.cancelled", "order.expired"]
+    delivery = got[1]
     assert delivery.headers["x-event-type"] == "order.expired"
     assert delivery.headers["x-webhook-id"] == b_hook["webhook_id"]
     body = delivery.body
@@ -125,7 +139,7 @@ def test_expiry_scenario(api: Api, receiver: WebhookReceiver) -> None:
     assert s_delivery.body["data"]["filled_quantity"] == 20
     assert s_delivery.body["data"]["cancelled_quantity"] == 30
     time.sleep(0.3)
-    assert len(receiver.at(b_url)) == 1  # no order.cancelled for an expiry
+    assert len(receiver.at(b_url)) == 2  # nothing for the filled order, no cancel for expiry
 
 
 def test_expires_at_one_second_ago_is_rejected(api: Api) -> None:

@@ -89,7 +89,7 @@ def test_responses_are_json(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/nope", "/brokers/abc", "/brokers/abc/unknown", "/stocks/AAPL", "/webhooks/x/y"],
+    ["/nope", "/brokers/abc", "/brokers/abc/unknown", "/stocks/AAPL", "/webhooks/x/y", "/healthz/"],
 )
 def test_unknown_route_is_404_with_error_body(api: Api, path: str) -> None:
     resp = api.get(path)

@@ -67,6 +67,7 @@ def test_same_url_again_is_200_noop(api: Api) -> None:
     broker_id = api.broker()
     first = _post(api, {"broker_id": broker_id, "url": URL, "events": ["trade.executed"]})
     assert first.status_code == 201
+    wait_next_second()
     again = _post(api, {"broker_id": broker_id, "url": URL, "events": ["trade.executed"]})
     assert again.status_code == 200
     assert loads(again.text) == loads(first.text)
