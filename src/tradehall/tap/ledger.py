@@ -36,10 +36,14 @@ __all__ = [
     "ensure_user",
     "get_bet",
     "get_user",
+    "insert_ticks",
     "integrity_check",
     "list_bets",
     "list_ledger",
     "place_batch",
+    "prune_ticks",
+    "stored_result",
+    "ticks_between",
 ]
 
 
@@ -176,7 +180,7 @@ def deposit(
     return UserRecord(user_id, wallet, balance)
 
 
-def _stored_result(conn: sqlite3.Connection, user_id: str, nonce: str) -> BetResult | None:
+def stored_result(conn: sqlite3.Connection, user_id: str, nonce: str) -> BetResult | None:
     row = conn.execute(
         "SELECT b.id, b.status, l.balance_after FROM bets b LEFT JOIN transaction_ledger l"
         " ON l.ref_type = 'BET' AND l.ref_id = b.id WHERE b.user_id = ? AND b.nonce = ?",
@@ -191,7 +195,7 @@ def _stored_result(conn: sqlite3.Connection, user_id: str, nonce: str) -> BetRes
 
 
 def _place_one(conn: sqlite3.Connection, bet: BetRequest, now_ms: int) -> BetResult:
-    stored = _stored_result(conn, bet.user_id, bet.nonce)
+    stored = stored_result(conn, bet.user_id, bet.nonce)
     if stored is not None:
         return stored
     row = conn.execute(
@@ -252,7 +256,7 @@ def place_batch(
             except sqlite3.IntegrityError as exc:
                 conn.execute("ROLLBACK TO bet")
                 dup = "bets.user_id, bets.cell_id" in str(exc) or "idx_bets_user_cell" in str(exc)
-                stored = None if dup else _stored_result(conn, bet.user_id, bet.nonce)
+                stored = None if dup else stored_result(conn, bet.user_id, bet.nonce)
                 if stored is not None:
                     result = stored
                 else:
@@ -381,7 +385,8 @@ def integrity_check(conn: sqlite3.Connection) -> list[Drift]:
     broken: set[str] = set()
     previous: dict[str, int] = {}
     for user_id, amount, balance_after, ref_type in conn.execute(
-        "SELECT user_id, amount, balance_after, ref_type FROM transaction_ledger ORDER BY rowid"
+        "SELECT user_id, amount, balance_after, ref_type FROM transaction_ledger"
+        " ORDER BY CASE ref_type WHEN 'OPENING_BALANCE' THEN 0 ELSE 1 END, rowid"
     ):
         before = 0 if ref_type == "OPENING_BALANCE" else previous.get(user_id, 0)
         if balance_after - amount != before:
@@ -392,3 +397,36 @@ def integrity_check(conn: sqlite3.Connection) -> list[Drift]:
         for user_id, (balance, total) in sorted(sums.items())
         if balance != total or user_id in broken
     ]
+
+
+def insert_ticks(conn: sqlite3.Connection, ticks: Sequence[tuple[int, int]]) -> None:
+    """Append ``(ts_ms, price_cents)`` ticks in one transaction."""
+    if not ticks:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany("INSERT INTO prices (ts_ms, price) VALUES (?, ?)", ticks)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def prune_ticks(conn: sqlite3.Connection, before_ms: int) -> int:
+    """Drop ticks older than ``before_ms`` (7-day retention); returns how many."""
+    cursor = conn.execute("DELETE FROM prices WHERE ts_ms < ?", (before_ms,))
+    conn.execute("PRAGMA incremental_vacuum(1000)")
+    return cursor.rowcount
+
+
+def ticks_between(
+    conn: sqlite3.Connection, start_ms: int, end_ms: int
+) -> tuple[list[tuple[int, int]], int | None]:
+    """Ticks with ``start_ms <= ts < end_ms`` and the time of the last tick before ``start_ms``."""
+    rows = conn.execute(
+        "SELECT ts_ms, price FROM prices WHERE ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms",
+        (start_ms, end_ms),
+    ).fetchall()
+    prev = conn.execute("SELECT MAX(ts_ms) FROM prices WHERE ts_ms < ?", (start_ms,)).fetchone()
+    return [(int(t), int(p)) for t, p in rows], (None if prev[0] is None else int(prev[0]))

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 MIN_RATE = Decimal("1.01")
-MAX_RATE = Decimal("100")
+MAX_RATE = Decimal("100.00")
 _CENT = Decimal("0.01")
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

@@ -1,0 +1,290 @@
+"""``tradehall tap``: run the tap server, or one of its jobs on its own.
+
+``tradehall tap --host H --port P --data-dir D`` serves the API. With no configuration it uses
+SQLite in the data directory and in-process sessions, nonces, rate limits and pub/sub; with
+``TRADEHALL_REDIS_URL`` those move to Redis so several API processes can share them. Every
+setting is a flag and a ``TRADEHALL_*`` variable (see ``tradehall tap --help``).
+
+Jobs: ``tradehall tap integrity-check`` (daily drift check, exit 1 on drift) and
+``tradehall tap archive`` (weekly archival, see :mod:`tradehall.tap.archive`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from tradehall.core.clock import Clock, SystemClock
+from tradehall.core.config import (
+    Setting,
+    add_arguments,
+    parse_bool,
+    parse_duration,
+    parse_log_level,
+    parse_port,
+    parse_positive_int,
+    resolve,
+)
+from tradehall.core.logging import configure, get_logger
+from tradehall.tap.breaker import BreakerConfig
+from tradehall.tap.feed import BinanceSource, NoSource, PriceSource, SimSource
+from tradehall.tap.grid import GridConfig
+from tradehall.tap.hub import Bus, Hub, MemoryBus
+from tradehall.tap.service import TapConfig, TapService
+from tradehall.tap.stores import (
+    MemoryNonceStore,
+    MemoryRateLimiter,
+    MemorySessionStore,
+    NonceStore,
+    RateLimiter,
+    SessionStore,
+)
+
+__all__ = ["SETTINGS", "build", "config_from", "register"]
+
+
+def _source(text: str) -> str:
+    if text not in ("sim", "binance", "none"):
+        raise ValueError("expected sim, binance or none")
+    return text
+
+
+def _decimal_fraction(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError("expected a decimal such as 0.05") from None
+    if not Decimal(0) <= value < Decimal(1):
+        raise ValueError("expected a fraction in [0, 1)")
+    return value
+
+
+def _presets(text: str) -> tuple[int, ...]:
+    values = tuple(parse_positive_int(part) for part in text.split(",") if part.strip())
+    if not values:
+        raise ValueError("expected comma-separated amounts in cents")
+    return values
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.strip().isdigit():
+        raise ValueError("expected a whole number >= 0")
+    return int(text)
+
+
+SETTINGS = [
+    Setting("host", "127.0.0.1", str, "address to listen on"),
+    Setting("port", "8090", parse_port, "port to listen on"),
+    Setting("data_dir", "./data/tap", Path, "directory for the SQLite database"),
+    Setting("redis_url", "", str, "Redis URL for shared sessions/nonces/limits/pub-sub"),
+    Setting("redis_prefix", "tap:", str, "prefix for every Redis key and channel"),
+    Setting("price_source", "sim", _source, "price feed: sim, binance or none"),
+    Setting("binance_url", "wss://stream.binance.com:9443/ws/btcusdt@trade", str, "trade stream"),
+    Setting("sim_interval", "1s", parse_duration, "simulated feed tick interval"),
+    Setting("chain_id", "1", parse_positive_int, "chain id expected in signed logins"),
+    Setting("admin_token", "", str, "bearer token for /api/admin/* (empty disables them)"),
+    Setting("dev_self_fund", "false", parse_bool, "let users fund themselves (development)"),
+    Setting("flush_interval", "100ms", parse_duration, "batch flush timer"),
+    Setting("bet_timeout", "5s", parse_duration, "how long a bet request waits for its commit"),
+    Setting("bet_rate_limit", "10", parse_positive_int, "bets per wallet per window"),
+    Setting("bet_rate_window", "60s", parse_duration, "per-wallet bet rate window"),
+    Setting("ip_rate_limit", "600", parse_positive_int, "API requests per IP per window"),
+    Setting("ip_rate_window", "60s", parse_duration, "per-IP rate window"),
+    Setting("breaker_degraded", "3s", parse_duration, "price age that degrades the feed"),
+    Setting("breaker_critical", "10s", parse_duration, "price age that opens the breaker"),
+    Setting("breaker_recovery", "30s", parse_duration, "fresh prices needed to close it"),
+    Setting("house_edge", "0.05", _decimal_fraction, "house edge of the default rate model"),
+    Setting("column_seconds", "10", parse_positive_int, "grid column length in seconds"),
+    Setting("row_cents", "1000", parse_positive_int, "grid row height in cents"),
+    Setting("grid_columns", "12", parse_positive_int, "columns shown"),
+    Setting("grid_rows", "20", parse_positive_int, "rows shown"),
+    Setting("presets", "100,500,1000,2500,10000", _presets, "allowed bet amounts in cents"),
+    Setting("resolve_delay", "2", _non_negative_int, "seconds after col_end before resolving"),
+    Setting("archive_dir", "", str, "cold-store directory for archives (default DATA/archive)"),
+    Setting("archive_interval", "168h", parse_duration, "how often the archiver runs"),
+    Setting("log_level", "info", parse_log_level, "log level"),
+]
+
+
+def config_from(values: dict[str, Any]) -> TapConfig:
+    return TapConfig(
+        data_dir=values["data_dir"],
+        grid=GridConfig(
+            column_seconds=values["column_seconds"],
+            row_cents=values["row_cents"],
+            columns=values["grid_columns"],
+            rows=values["grid_rows"],
+            presets=values["presets"],
+        ),
+        house_edge=values["house_edge"],
+        chain_id=values["chain_id"],
+        breaker=BreakerConfig(
+            values["breaker_degraded"], values["breaker_critical"], values["breaker_recovery"]
+        ),
+        flush_interval_s=values["flush_interval"],
+        bet_timeout_s=values["bet_timeout"],
+        bet_rate_limit=values["bet_rate_limit"],
+        bet_rate_window_s=values["bet_rate_window"],
+        ip_rate_limit=values["ip_rate_limit"],
+        ip_rate_window_s=values["ip_rate_window"],
+        admin_token=values["admin_token"],
+        dev_self_fund=values["dev_self_fund"],
+        resolve_delay_s=values["resolve_delay"],
+    )
+
+
+def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapService, Hub]:
+    """Wire a service and hub from resolved settings (memory or Redis backends)."""
+    clock = clock or SystemClock()
+    config = config_from(values)
+    hub = Hub()
+    source: PriceSource
+    if values["price_source"] == "sim":
+        source = SimSource(clock, interval_s=values["sim_interval"])
+    elif values["price_source"] == "binance":
+        source = BinanceSource(clock, values["binance_url"])
+    else:
+        source = NoSource()
+    sessions: SessionStore
+    nonces: NonceStore
+    limiter: RateLimiter
+    bus: Bus
+    probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {}
+    if values["redis_url"]:
+        from tradehall.tap import redis_stores as rs
+
+        client = rs.connect_redis(values["redis_url"])
+        prefix = values["redis_prefix"]
+        sessions = rs.RedisSessionStore(client, clock, prefix)
+        nonces = rs.RedisNonceStore(client, prefix)
+        limiter = rs.RedisRateLimiter(client, prefix)
+        bus = rs.RedisBus(client, hub, prefix)
+
+        async def redis_probe() -> dict[str, Any]:
+            return await rs.redis_health(client)
+
+        probes["redis"] = redis_probe
+    else:
+        sessions = MemorySessionStore(clock)
+        nonces = MemoryNonceStore(clock)
+        limiter = MemoryRateLimiter(clock)
+        bus = MemoryBus(hub)
+    service = TapService(
+        config,
+        clock=clock,
+        sessions=sessions,
+        nonces=nonces,
+        limiter=limiter,
+        bus=bus,
+        source=source,
+        health_probes=probes,
+    )
+    return service, hub
+
+
+def serve(args: argparse.Namespace) -> int:
+    values = resolve(SETTINGS, args)
+    configure(values["log_level"])
+    if args.tap_command == "integrity-check":
+        return asyncio.run(_integrity(values))
+    if args.tap_command == "archive":
+        return asyncio.run(_archive(values))
+    import uvicorn
+
+    from tradehall.tap.app import create_app
+
+    service, hub = build(values)
+    app = create_app(service, hub)
+    if not service.config.admin_token:
+        get_logger("tap").info("admin_endpoints_disabled", hint="set TRADEHALL_ADMIN_TOKEN")
+    config = uvicorn.Config(
+        app,
+        host=values["host"],
+        port=values["port"],
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    get_logger("tap").info("starting", host=values["host"], port=values["port"])
+    uvicorn.Server(config).run()
+    return 0
+
+
+async def _integrity(values: dict[str, Any]) -> int:
+    from tradehall.tap import ledger
+    from tradehall.tap.db import Database
+
+    db = Database(Path(values["data_dir"]) / "tap.db")
+    await db.open()
+    try:
+        drift = await db.read(ledger.integrity_check)
+        users = await db.read(lambda c: c.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+    finally:
+        await db.close()
+    report = {
+        "users": users,
+        "drift_users": len(drift),
+        "mismatches": [
+            {
+                "user_id": d.user_id,
+                "balance": d.balance,
+                "ledger_sum": d.ledger_sum,
+                "drift": d.drift,
+                "chain_ok": d.chain_ok,
+            }
+            for d in drift
+        ],
+    }
+    print(json.dumps(report))
+    return 1 if drift else 0
+
+
+async def _archive(values: dict[str, Any]) -> int:
+    from tradehall.tap.archive import run_archive
+    from tradehall.tap.db import Database
+
+    db = Database(Path(values["data_dir"]) / "tap.db")
+    await db.open()
+    try:
+        result = await run_archive(db, _archive_dir(values), SystemClock())
+    finally:
+        await db.close()
+    print(json.dumps(result.to_json()))
+    return 0
+
+
+def _archive_dir(values: dict[str, Any]) -> Path:
+    configured: str = values["archive_dir"]
+    return Path(configured) if configured else Path(values["data_dir"]) / "archive"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "tap", help="the BTC tap-trading server", description=__doc__.splitlines()[0]
+    )
+    add_arguments(parser, SETTINGS)
+    jobs = parser.add_subparsers(dest="tap_command", metavar="JOB")
+    jobs.add_parser("integrity-check", help="compare every balance with its ledger; 1 on drift")
+    jobs.add_parser("archive", help="snapshot, compress and store the database, then rotate")
+    parser.set_defaults(func=serve, tap_command=None)
+
+
+def main() -> int:  # pragma: no cover - convenience for ``python -m tradehall.tap.cli``
+    parser = argparse.ArgumentParser(prog="tradehall")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args()
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Redis implementations of the shared stores and the bus (Part A §2), for several API processes.
+
+Keys follow Part B §5 under a configurable prefix (tests use a random one): ``session:{id}`` and
+``session:wallet:{wallet}`` (24 h), ``nonce:{n}`` (``SET NX EX 90``), ``rate_limit:{key}`` (a
+counter whose expiry is set only when it is created, C-45), and pub/sub channels ``bus:{channel}``
+relayed into each process's local hub. Every key carries a TTL; the server should run with
+``noeviction`` (C-31). Any Redis error surfaces as :class:`StoreUnavailable`, which the API turns
+into 503 -- fail closed, never "replay" (C-10).
+
+SQLite stays the only authority for money: the optional balance cache of ADR-009 is not used, the
+conditional debit makes it unnecessary for correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tradehall.core.clock import Clock
+from tradehall.core.logging import get_logger
+from tradehall.tap.hub import Hub
+from tradehall.tap.stores import Session, StoreUnavailable, new_session_id
+
+__all__ = [
+    "RedisBus",
+    "RedisNonceStore",
+    "RedisRateLimiter",
+    "RedisSessionStore",
+    "connect_redis",
+    "redis_health",
+]
+
+NS = 1_000_000_000
+_log = get_logger("tap.redis")
+
+# INCR, set the expiry only on creation, answer (count, remaining ms)
+_RATE_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('PTTL', KEYS[1])}
+"""
+
+
+def connect_redis(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+
+async def redis_health(client: aioredis.Redis) -> dict[str, Any]:
+    started = time.perf_counter()
+    await client.ping()
+    latency = (time.perf_counter() - started) * 1000
+    info = await client.info("memory")
+    return {
+        "status": "ok",
+        "latency_ms": round(latency, 3),
+        "memory_used_mb": round(int(info.get("used_memory", 0)) / 2**20, 3),
+    }
+
+
+class RedisSessionStore:
+    def __init__(
+        self, client: aioredis.Redis, clock: Clock, prefix: str = "", ttl_s: int = 86_400
+    ) -> None:
+        self._r = client
+        self._clock = clock
+        self._prefix = prefix
+        self._ttl = ttl_s
+
+    async def create(self, user_id: str, wallet: str) -> Session:
+        now = self._clock.time_ns()
+        session = Session(new_session_id(), user_id, wallet, now, now + self._ttl * NS)
+        try:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.set(
+                    f"{self._prefix}session:{session.id}",
+                    msgspec.json.encode(session),
+                    ex=self._ttl,
+                )
+                pipe.set(f"{self._prefix}session:wallet:{wallet}", session.id, ex=self._ttl)
+                await pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return session
+
+    async def get(self, session_id: str) -> Session | None:
+        try:
+            raw = await self._r.get(f"{self._prefix}session:{session_id}")
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if raw is None:
+            return None
+        session = msgspec.json.decode(raw, type=Session)
+        if session.expires_at_ns <= self._clock.time_ns():
+            return None
+        return session
+
+    async def revoke(self, session_id: str) -> None:
+        try:
+            session = await self.get(session_id)
+            keys = [f"{self._prefix}session:{session_id}"]
+            if session is not None:
+                keys.append(f"{self._prefix}session:wallet:{session.wallet}")
+            await self._r.delete(*keys)
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+
+class RedisNonceStore:
+    def __init__(self, client: aioredis.Redis, prefix: str = "", ttl_s: int = 90) -> None:
+        self._r = client
+        self._prefix = prefix
+        self._ttl = ttl_s
+
+    async def claim(self, nonce: str, owner: str) -> bool:
+        try:
+            ok = await self._r.set(f"{self._prefix}nonce:{nonce}", owner, nx=True, ex=self._ttl)
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return bool(ok)
+
+
+class RedisRateLimiter:
+    def __init__(self, client: aioredis.Redis, prefix: str = "") -> None:
+        self._r = client
+        self._prefix = prefix
+        self._script = client.register_script(_RATE_SCRIPT)
+
+    async def hit(self, key: str, limit: int, window_s: float) -> float | None:
+        try:
+            count, pttl = await self._script(
+                keys=[f"{self._prefix}rate_limit:{key}"], args=[max(1, int(window_s * 1000))]
+            )
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if int(count) > limit:
+            return max(0.001, int(pttl) / 1000)
+        return None
+
+
+class RedisBus:
+    """Publishes to Redis; a listener relays every ``{prefix}bus:*`` message to the local hub."""
+
+    def __init__(self, client: aioredis.Redis, hub: Hub, prefix: str = "") -> None:
+        self._r = client
+        self._hub = hub
+        self._prefix = f"{prefix}bus:"
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        try:
+            await self._r.publish(self._prefix + channel, payload)
+        except RedisError as exc:
+            _log.warning("publish_failed", channel=channel, error=repr(exc))
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="tap-redis-bus")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), 5.0)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+                await pubsub.psubscribe(self._prefix + "*")
+                self._ready.set()
+                try:
+                    while True:
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message is None:
+                            continue
+                        channel = message["channel"]
+                        if isinstance(channel, bytes):
+                            channel = channel.decode()
+                        self._hub.dispatch(channel[len(self._prefix) :], message["data"])
+                finally:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                _log.warning("bus_listener_failed", error=repr(exc))
+                await asyncio.sleep(1.0)

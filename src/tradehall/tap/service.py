@@ -1,0 +1,723 @@
+"""The tap engine: everything the HTTP layer calls, and the background jobs, in one object.
+
+:class:`TapService` owns the database, the batcher (single writer), the breaker, the price state,
+the grid pricer and the stores, and runs the supervised background tasks of Part A §1: the price
+feed, the monitor (breaker evaluation every second, ``system:status`` every 5 s and on every
+transition), the tick writer, and the resolver. HTTP-agnostic: failures are :class:`ApiError` with
+the status, code and message the API answers with.
+
+Two clocks are injected: ``clock`` drives the domain (breaker, grid columns, resolution, session
+and nonce expiry, feed and monitor periods) and ``timer_clock`` drives the batch flush timer and
+the 5 s bet wait. Tests pass ``VirtualClock``\\ s; production passes one ``SystemClock`` for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import re
+import sqlite3
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tradehall.core.clock import Clock
+from tradehall.core.logging import get_logger
+from tradehall.tap import ledger
+from tradehall.tap.auth import AuthError, LoginRequest, verify_login
+from tradehall.tap.batcher import Batcher, Overloaded
+from tradehall.tap.breaker import Breaker, BreakerConfig, Health, Override, Transition
+from tradehall.tap.db import Database
+from tradehall.tap.feed import NoSource, PriceSource
+from tradehall.tap.grid import Cell, CellIdError, GridConfig, GridLayout, layout, parse_cell_id
+from tradehall.tap.hub import BROADCAST, Bus, envelope, user_channel
+from tradehall.tap.ledger import BetRequest, BetResult, Placement
+from tradehall.tap.metrics import TapMetrics
+from tradehall.tap.rates import BrownianTouchModel, RateModel, estimate_sigma
+from tradehall.tap.resolution import Outcome, resolve
+from tradehall.tap.stores import NonceStore, RateLimiter, Session, SessionStore, StoreUnavailable
+
+__all__ = ["ApiError", "BetBody", "GridSnapshot", "TapConfig", "TapService"]
+
+NS = 1_000_000_000
+_NONCE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+_log = get_logger("tap")
+
+
+@dataclass(frozen=True)
+class TapConfig:
+    data_dir: Path
+    grid: GridConfig = field(default_factory=GridConfig)
+    house_edge: Decimal = Decimal("0.05")
+    chain_id: int = 1
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    flush_interval_s: float = 0.1
+    max_batch: int = 100
+    max_queue: int = 10_000
+    bet_timeout_s: float = 5.0
+    bet_rate_limit: int = 10
+    bet_rate_window_s: float = 60.0
+    ip_rate_limit: int = 600
+    ip_rate_window_s: float = 60.0
+    admin_token: str = ""
+    dev_self_fund: bool = False
+    resolve_delay_s: int = 2
+    resolve_interval_s: float = 1.0
+    max_gap_s: int = 10
+    tick_sample_ms: int = 100
+    price_retention_s: int = 7 * 86_400
+    status_interval_s: float = 5.0
+    sigma_window_s: int = 300
+    require_redis: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "tap.db"
+
+
+class ApiError(Exception):
+    """A failure with its HTTP status, error code, message and any extra body fields/headers."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+class BetBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    cell_id: str
+    amount: int
+    nonce: str
+    rate: str | None = None
+
+
+@dataclass(frozen=True)
+class GridSnapshot:
+    at_s: int
+    price: int
+    sigma: float
+    layout: GridLayout
+    rates: dict[str, Decimal]
+
+    def to_json(self) -> dict[str, Any]:
+        cfg = self.layout.config
+        return {
+            "timestamp": self.at_s,
+            "price": self.price,
+            "column_seconds": cfg.column_seconds,
+            "row_cents": cfg.row_cents,
+            "presets": list(cfg.presets),
+            "columns": list(self.layout.col_starts),
+            "rows": list(self.layout.row_lowers),
+            "first_placeable": self.layout.first_placeable_col_start,
+            "cells": [
+                {
+                    "cell_id": c.cell_id,
+                    "col_start": c.col_start,
+                    "col_end": c.col_end,
+                    "lower": c.lower,
+                    "upper": c.upper,
+                    "rate": str(self.rates[c.cell_id]),
+                    "placeable": self.layout.placeable(c),
+                }
+                for c in self.layout.cells()
+            ],
+        }
+
+
+def bet_json(bet: ledger.BetRecord) -> dict[str, Any]:
+    return {
+        "bet_id": bet.bet_id,
+        "cell_id": bet.cell_id,
+        "amount": bet.amount,
+        "rate": bet.rate,
+        "status": bet.status,
+        "col_start": bet.col_start,
+        "col_end": bet.col_end,
+        "lower": bet.lower,
+        "upper": bet.upper,
+        "placed_at": bet.placed_at,
+        "resolved_at": bet.resolved_at,
+        "payout": bet.payout,
+        "resolution_price": bet.resolution_price,
+        "resolution_tick_ts": bet.resolution_tick_ts,
+        "ticks_examined": bet.ticks_examined,
+    }
+
+
+class TapService:
+    def __init__(
+        self,
+        config: TapConfig,
+        *,
+        clock: Clock,
+        timer_clock: Clock | None = None,
+        sessions: SessionStore,
+        nonces: NonceStore,
+        limiter: RateLimiter,
+        bus: Bus,
+        source: PriceSource | None = None,
+        rate_model: RateModel | None = None,
+        metrics: TapMetrics | None = None,
+        health_probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.timer_clock = timer_clock or clock
+        self.sessions = sessions
+        self.nonces = nonces
+        self.limiter = limiter
+        self.bus = bus
+        self.source = source or NoSource()
+        self.rate_model = rate_model or BrownianTouchModel(config.house_edge)
+        self.metrics = metrics or TapMetrics()
+        self.health_probes = health_probes or {}
+        self.db = Database(config.db_path)
+        self.breaker = Breaker(config.breaker)
+        self.batcher = Batcher(
+            self._flush,
+            self.timer_clock,
+            max_batch=config.max_batch,
+            max_queue=config.max_queue,
+            flush_interval_s=config.flush_interval_s,
+            on_flush=lambda n, _: self.metrics.batch_size.observe(n),
+        )
+        self.price: int | None = None
+        self._recent: deque[tuple[int, int]] = deque()
+        self._pending_ticks: list[tuple[int, int]] = []
+        self._last_sample_ms = 0
+        self._snapshot: GridSnapshot | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._resolver_idle = asyncio.Event()
+        self._resolver_idle.set()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self, *, background: bool = True) -> None:
+        await self.db.open()
+        await self.bus.start()
+        self.batcher.start()
+        self._started = True
+        if background:
+            self._spawn("feed", lambda: self.source.run(self.ingest_price))
+            self._spawn("monitor", self._monitor_loop)
+            self._spawn("ticks", self._tick_loop)
+            self._spawn("resolver", self._resolver_loop)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.batcher.stop()
+        if self._started:
+            with contextlib.suppress(Exception):
+                await self.flush_ticks()
+        for task in list(self._background):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
+        await self.bus.stop()
+        await self.db.close()
+        self._started = False
+
+    def _spawn(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
+        async def supervised() -> None:
+            while True:
+                try:
+                    await job()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    _log.exception("job_failed_restarting", job=name)
+                    await self.clock.sleep(1.0)
+
+        self._tasks.append(asyncio.create_task(supervised(), name=f"tap-{name}"))
+
+    def _fire(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def publish(self, channel: str, kind: str, data: Any) -> None:
+        self._fire(self.bus.publish(channel, envelope(kind, data)))
+
+    # ----------------------------------------------------------------- prices and breaker
+
+    def ingest_price(self, price_cents: int) -> None:
+        """A price received now (local receive time, C-38)."""
+        now = self.clock.time_ns()
+        self.breaker.record_price(now)
+        self.price = price_cents
+        self._recent.append((now, price_cents))
+        horizon = now - self.config.sigma_window_s * NS
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        now_ms = now // 1_000_000
+        if now_ms - self._last_sample_ms >= self.config.tick_sample_ms:
+            self._last_sample_ms = now_ms
+            self._pending_ticks.append((now_ms, price_cents))
+            self.publish(
+                BROADCAST, "price", {"symbol": "BTC/USD", "price": price_cents, "timestamp": now_ms}
+            )
+
+    def status_json(self) -> dict[str, Any]:
+        now = self.clock.time_ns()
+        age = self.breaker.age_s(now)
+        return {
+            "price_health": self.breaker.state.value,
+            "override": self.breaker.override.value,
+            "stale_for_ms": None if age is None else int(age * 1000),
+            "timestamp": now // 1_000_000,
+        }
+
+    def evaluate_breaker(self) -> Transition | None:
+        transition = self.breaker.evaluate(self.clock.time_ns())
+        if transition is not None:
+            self._on_transition(transition)
+        self.evaluate_gauges()
+        return transition
+
+    def set_override(self, override: Override) -> None:
+        transition = self.breaker.set_override(override, self.clock.time_ns())
+        if transition is not None:
+            self._on_transition(transition)
+
+    def _on_transition(self, t: Transition) -> None:
+        level = _log.error if t.current is Health.CRITICAL else _log.warning
+        if t.current is Health.HEALTHY:
+            level = _log.info
+        level("price_feed_" + t.current.value, previous=t.previous.value, stale_for=t.age_s)
+        self.publish(BROADCAST, "system:status", self.status_json())
+
+    def evaluate_gauges(self) -> None:
+        age = self.breaker.age_s(self.clock.time_ns())
+        self.metrics.staleness.set(-1 if age is None else age)
+        self.metrics.breaker_state.set(1 if self.breaker.state is Health.CRITICAL else 0)
+        self.metrics.queue_depth.set(self.batcher.depth)
+
+    async def _monitor_loop(self) -> None:
+        last_status = self.clock.monotonic()
+        while True:
+            self.evaluate_breaker()
+            if self.price is not None:
+                self.grid_snapshot()
+            if self.clock.monotonic() - last_status >= self.config.status_interval_s:
+                last_status = self.clock.monotonic()
+                self.publish(BROADCAST, "system:status", self.status_json())
+            await self.clock.sleep(1.0)
+
+    async def flush_ticks(self) -> None:
+        ticks, self._pending_ticks = self._pending_ticks, []
+        if ticks:
+            await self.db.write(lambda c: ledger.insert_ticks(c, ticks))
+
+    async def _tick_loop(self) -> None:
+        last_prune = self.clock.monotonic()
+        while True:
+            await self.clock.sleep(1.0)
+            await self.flush_ticks()
+            if self.clock.monotonic() - last_prune >= 3600:
+                last_prune = self.clock.monotonic()
+                cutoff = self.clock.time_ns() // 1_000_000 - self.config.price_retention_s * 1000
+                await self.db.write(functools.partial(ledger.prune_ticks, before_ms=cutoff))
+
+    # ----------------------------------------------------------------- grid
+
+    def grid_snapshot(self) -> GridSnapshot:
+        """The grid and rates at the current second (computed at most once per second)."""
+        now = self.clock.time_ns()
+        now_s = now // NS
+        snap = self._snapshot
+        if snap is not None and snap.at_s == now_s:
+            return snap
+        if self.price is None:
+            raise _stale()
+        price = self.price
+        sigma = estimate_sigma(list(self._recent))
+        grid = layout(self.config.grid, now, price)
+        at = now_s * NS
+        rates = {c.cell_id: self.rate_model.rate(c, at, price, sigma) for c in grid.cells()}
+        self._snapshot = GridSnapshot(now_s, price, sigma, grid, rates)
+        return self._snapshot
+
+    # ----------------------------------------------------------------- auth
+
+    async def login(self, req: LoginRequest) -> tuple[Session, ledger.UserRecord]:
+        try:
+            wallet = verify_login(req, now_ns=self.clock.time_ns(), chain_id=self.config.chain_id)
+        except AuthError as exc:
+            _log.info("login_rejected", reason=exc.reason)
+            raise ApiError(401, "invalid_signature", "signature verification failed") from None
+        try:
+            if not await self.nonces.claim(f"login:{req.nonce}", wallet):
+                _log.info("login_rejected", reason="nonce reused")
+                raise ApiError(401, "invalid_signature", "signature verification failed")
+        except StoreUnavailable:
+            raise ApiError(503, "unavailable", "session store unavailable") from None
+        now_ms = self.clock.time_ns() // 1_000_000
+        user = await self.db.write(lambda c: ledger.ensure_user(c, wallet, now_ms))
+        session = await self.sessions.create(user.id, wallet)
+        return session, user
+
+    async def authenticate(self, authorization: str | None) -> Session:
+        if not authorization:
+            raise ApiError(401, "unauthorized", "missing authorization header")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthorized", "invalid authorization format")
+        return await self.session_for(token.strip())
+
+    async def session_for(self, token: str) -> Session:
+        try:
+            session = await self.sessions.get(token)
+        except StoreUnavailable:
+            raise ApiError(503, "unavailable", "session store unavailable") from None
+        if session is None:
+            raise ApiError(401, "unauthorized", "invalid or expired session")
+        return session
+
+    async def check_ip(self, ip: str) -> None:
+        await self._limit(f"ip:{ip}", self.config.ip_rate_limit, self.config.ip_rate_window_s)
+
+    async def _limit(self, key: str, limit: int, window: float) -> None:
+        try:
+            retry = await self.limiter.hit(key, limit, window)
+        except StoreUnavailable:
+            raise ApiError(503, "unavailable", "rate limiter unavailable") from None
+        if retry is not None:
+            seconds = max(1, int(retry + 0.999))
+            raise ApiError(
+                429,
+                "rate_limited",
+                "too many requests",
+                extra={"retry_after": seconds},
+                headers={"Retry-After": str(seconds)},
+            )
+
+    # ----------------------------------------------------------------- money
+
+    async def me(self, session: Session) -> ledger.UserRecord:
+        user = await self.db.read(lambda c: ledger.get_user(c, session.user_id))
+        if user is None:
+            raise ApiError(401, "unauthorized", "invalid or expired session")
+        return user
+
+    async def deposit(self, wallet: str, amount: int) -> ledger.UserRecord:
+        wallet = wallet.lower()
+        if not re.fullmatch(r"0x[0-9a-f]{40}", wallet):
+            raise ApiError(400, "validation_error", "wallet must be a 0x-prefixed address")
+        if amount <= 0 or amount > 10**12:
+            raise ApiError(400, "invalid_amount", "amount must be a positive number of cents")
+        now_ms = self.clock.time_ns() // 1_000_000
+        dep_id = str(uuid.uuid4())
+        return await self.db.write(lambda c: ledger.deposit(c, wallet, amount, now_ms, dep_id))
+
+    async def _flush(self, bets: Sequence[BetRequest]) -> list[BetResult]:
+        now_ms = self.clock.time_ns() // 1_000_000
+        return await self.db.write(lambda c: ledger.place_batch(c, bets, now_ms))
+
+    async def _replay(self, session: Session, nonce: str) -> BetResult | None:
+        def find(c: Any) -> BetResult | None:
+            return ledger.stored_result(c, session.user_id, nonce)
+
+        return await self.db.read(find)
+
+    async def place_bet(self, session: Session, body: BetBody) -> dict[str, Any]:
+        """Validate, queue and await one bet; the 202 body, or :class:`ApiError`."""
+        try:
+            return await self._place_bet(session, body)
+        except _Replayed as replayed:
+            return replayed.answer
+
+    async def _place_bet(self, session: Session, body: BetBody) -> dict[str, Any]:
+        if not self.breaker.allows_bets:
+            raise _stale()
+        await self._limit(
+            f"bet:{session.wallet}", self.config.bet_rate_limit, self.config.bet_rate_window_s
+        )
+        if not _NONCE.match(body.nonce):
+            raise ApiError(400, "validation_error", "nonce must be 8-64 of [A-Za-z0-9-]")
+        try:
+            cell = parse_cell_id(body.cell_id, self.config.grid)
+        except CellIdError:
+            raise ApiError(400, "validation_error", "malformed cell_id") from None
+        if body.amount not in self.config.grid.presets:
+            await self._raise_replay_or(session, body, _invalid_amount(self.config.grid))
+        snap = self.grid_snapshot()
+        if not snap.layout.placeable(cell):
+            await self._raise_replay_or(
+                session, body, ApiError(400, "cell_unavailable", "cell is not open for bets")
+            )
+        rate = snap.rates[cell.cell_id]
+        if body.rate is not None and _as_decimal(body.rate) != rate:
+            await self._raise_replay_or(
+                session,
+                body,
+                ApiError(409, "rate_changed", "the rate has changed", extra={"rate": str(rate)}),
+            )
+        return await self._submit(session, body, cell, rate)
+
+    async def _raise_replay_or(self, session: Session, body: BetBody, error: ApiError) -> None:
+        stored = await self._replay(session, body.nonce)
+        if stored is not None:
+            raise _Replayed(self._answer(stored))
+        raise error
+
+    async def _submit(
+        self, session: Session, body: BetBody, cell: Cell, rate: Decimal
+    ) -> dict[str, Any]:
+        bet = BetRequest(
+            bet_id=str(uuid.uuid4()),
+            user_id=session.user_id,
+            cell_id=cell.cell_id,
+            nonce=body.nonce,
+            amount=body.amount,
+            rate=str(rate),
+            col_start=cell.col_start,
+            col_end=cell.col_end,
+            lower=cell.lower,
+            upper=cell.upper,
+        )
+        try:
+            future = self.batcher.enqueue(bet)
+        except Overloaded:
+            self.metrics.bets_placed.labels("rejected").inc()
+            raise ApiError(503, "overloaded", "batcher overloaded, retry shortly") from None
+        timer = asyncio.ensure_future(self.timer_clock.sleep(self.config.bet_timeout_s))
+        try:
+            await asyncio.wait((future, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        if not future.done():
+            self.metrics.bets_placed.labels("timeout").inc()
+            raise ApiError(
+                504, "timeout", "Bet status unknown, check history", extra={"bet_id": bet.bet_id}
+            )
+        try:
+            result = future.result()
+        except Exception:
+            _log.exception("bet_write_failed", bet_id=bet.bet_id)
+            self.metrics.bets_placed.labels("rejected").inc()
+            self._notify(bet, BetResult(Placement.ERROR, bet.bet_id, None))
+            raise ApiError(500, "internal_error", "the bet could not be stored") from None
+        if not result.replayed:
+            self._notify(bet, result)
+        return self._answer(result)
+
+    def _notify(self, bet: BetRequest, result: BetResult) -> None:
+        ok = result.outcome is Placement.ACCEPTED
+        self.metrics.bets_placed.labels("confirmed" if ok else "rejected").inc()
+        self.publish(
+            user_channel(bet.user_id),
+            "bet:confirmed" if ok else "bet:failed",
+            {
+                "bet_id": result.bet_id,
+                "user_id": bet.user_id,
+                "cell_id": bet.cell_id,
+                "status": "confirmed" if ok else result.outcome.value,
+                "new_balance": result.new_balance,
+            },
+        )
+
+    @staticmethod
+    def _answer(result: BetResult) -> dict[str, Any]:
+        if result.outcome is Placement.ACCEPTED:
+            balance = result.new_balance
+            return {"status": "accepted", "bet_id": result.bet_id, "new_balance": balance}
+        if result.outcome is Placement.INSUFFICIENT_FUNDS:
+            raise ApiError(
+                400, "insufficient_funds", "balance too low", extra={"bet_id": result.bet_id}
+            )
+        if result.outcome is Placement.DUPLICATE_BET:
+            raise ApiError(409, "duplicate_bet", "one bet per cell")
+        raise ApiError(500, "internal_error", "the bet could not be stored")
+
+    # ----------------------------------------------------------------- resolution
+
+    async def resolve_due(self, limit: int = 500) -> int:
+        """Resolve every confirmed bet whose column ended ``resolve_delay_s`` ago or earlier."""
+        if self.breaker.state is Health.CRITICAL:
+            return 0  # resolution paused (Part B §8)
+        await self.flush_ticks()
+        cutoff = self.clock.time_ns() // NS - self.config.resolve_delay_s
+        due = await self.db.read(lambda c: ledger.due_bets(c, cutoff, limit))
+        if not due:
+            return 0
+        windows: dict[tuple[int, int], tuple[list[tuple[int, int]], int | None]] = {}
+        for start, end in {(b.col_start, b.col_end) for b in due}:
+            windows[(start, end)] = await self.db.read(
+                functools.partial(_ticks, start_ms=start * 1000, end_ms=end * 1000)
+            )
+        now_ms = self.clock.time_ns() // 1_000_000
+        plans = []
+        for bet in due:
+            ticks, previous = windows[(bet.col_start, bet.col_end)]
+            res = resolve(
+                col_start_ms=bet.col_start * 1000,
+                col_end_ms=bet.col_end * 1000,
+                lower=bet.lower,
+                upper=bet.upper,
+                amount=bet.amount,
+                rate=Decimal(bet.rate),
+                ticks=ticks,
+                previous_tick_ms=previous,
+                max_gap_ms=self.config.max_gap_s * 1000,
+            )
+            plans.append((bet, res))
+
+        def apply(c: Any) -> list[int | None]:
+            return [
+                ledger.apply_resolution(
+                    c,
+                    bet.bet_id,
+                    status=res.outcome.value,
+                    credit=res.payout,
+                    credit_type="PAYOUT" if res.outcome is Outcome.WON else "REFUND",
+                    resolution_price=res.resolution_price,
+                    resolution_tick_ts=res.resolution_tick_ts,
+                    ticks_examined=res.ticks_examined,
+                    now_ms=now_ms,
+                )
+                for bet, res in plans
+            ]
+
+        balances = await self.db.write(apply)
+        for (bet, res), balance in zip(plans, balances, strict=True):
+            self.metrics.bets_resolved.labels(res.outcome.value).inc()
+            _log.info(
+                "bet_resolved",
+                bet_id=bet.bet_id,
+                user_id=bet.user_id,
+                outcome=res.outcome.value,
+                amount=bet.amount,
+                payout=res.payout,
+            )
+            self.publish(
+                user_channel(bet.user_id),
+                "bet:resolved",
+                {
+                    "bet_id": bet.bet_id,
+                    "cell_id": bet.cell_id,
+                    "status": res.outcome.value,
+                    "payout": res.payout if res.outcome is Outcome.WON else 0,
+                    "refund": res.payout if res.outcome is Outcome.VOID else 0,
+                    "new_balance": balance,
+                },
+            )
+        return len(plans)
+
+    async def _resolver_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.resolve_interval_s)
+            self._resolver_idle.clear()
+            try:
+                while await self.resolve_due() >= 500:
+                    pass
+            finally:
+                self._resolver_idle.set()
+
+    async def quiesce(self) -> None:
+        """Wait until a running resolver pass and every queued write have finished."""
+        await self._resolver_idle.wait()
+        await self.db.write(lambda c: None)
+
+    # ----------------------------------------------------------------- health
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            await self.db.read(lambda c: c.execute("SELECT 1").fetchone())
+            wal = self.config.db_path.with_name(self.config.db_path.name + "-wal")
+            size = wal.stat().st_size if wal.exists() else 0
+            checks["database"] = {"status": "ok", "wal_size_mb": round(size / 2**20, 3)}
+        except Exception as exc:
+            ok = False
+            checks["database"] = {"status": "error", "error": type(exc).__name__}
+        for name, probe in self.health_probes.items():
+            try:
+                checks[name] = await probe()
+            except Exception as exc:
+                ok = False
+                checks[name] = {"status": "error", "error": type(exc).__name__}
+        now = self.clock.time_ns()
+        age = self.breaker.age_s(now)
+        state = self.breaker.state
+        last = self.breaker.last_price_ns
+        checks["price_feed"] = {
+            "status": state.value,
+            "source": self.source.name,
+            "last_update": None if last is None else last // 1_000_000,
+            "stale_for_ms": None if age is None else int(age * 1000),
+        }
+        checks["circuit_breaker"] = {"status": "open" if state is Health.CRITICAL else "closed"}
+        checks["batcher"] = {"queue_depth": self.batcher.depth, "flushes": self.batcher.flushes}
+        if state is Health.CRITICAL:
+            ok = False
+        return ok, {
+            "status": "ok" if ok else "degraded",
+            "timestamp": now // 1_000_000,
+            "checks": checks,
+        }
+
+
+class _Replayed(Exception):
+    """Internal: a repeated nonce whose stored result is the answer."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__("replayed")
+        self.answer = answer
+
+
+def _ticks(
+    conn: sqlite3.Connection, *, start_ms: int, end_ms: int
+) -> tuple[list[tuple[int, int]], int | None]:
+    return ledger.ticks_between(conn, start_ms, end_ms)
+
+
+def _stale() -> ApiError:
+    return ApiError(
+        503,
+        "PRICE_FEED_STALE",
+        "Betting temporarily suspended due to stale price data",
+        extra={"retry_after": 10},
+        headers={"Retry-After": "10"},
+    )
+
+
+def _invalid_amount(grid: GridConfig) -> ApiError:
+    return ApiError(
+        400,
+        "invalid_amount",
+        "amount must be one of the presets (cents)",
+        extra={"presets": list(grid.presets)},
+    )
+
+
+def _as_decimal(text: str) -> Decimal | None:
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        return None
