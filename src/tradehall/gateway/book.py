@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 from decimal import Decimal
+from functools import lru_cache
 
 from sortedcontainers import SortedDict
 
@@ -64,15 +65,15 @@ class OrderBook:
 
     def top_bids(self, n: int | None = None) -> tuple[Level, ...]:
         """Bids best-first (highest price first), at most ``n``."""
-        keys = self.bids.keys()
-        count = len(keys) if n is None else min(n, len(keys))
-        return tuple((keys[-1 - i], self.bids[keys[-1 - i]]) for i in range(count))
+        bids = self.bids
+        size = len(bids)
+        start = 0 if n is None else max(0, size - n)
+        return tuple([(price, bids[price]) for price in bids.islice(start, size, reverse=True)])
 
     def top_asks(self, n: int | None = None) -> tuple[Level, ...]:
         """Asks best-first (lowest price first), at most ``n``."""
-        keys = self.asks.keys()
-        count = len(keys) if n is None else min(n, len(keys))
-        return tuple((keys[i], self.asks[keys[i]]) for i in range(count))
+        asks = self.asks
+        return tuple([(price, asks[price]) for price in asks.islice(0, n)])
 
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels per side (Kraken sends no deletes beyond depth)."""
@@ -89,13 +90,14 @@ class OrderBook:
         return len(self.bids) + len(self.asks)
 
 
+@lru_cache(maxsize=1 << 16)
 def kraken_format(value: Decimal, places: int) -> str:
     """Kraken checksum text of one number: fixed ``places`` decimals, no dot, no leading zeros.
 
     Formatting at the pair's precision (rather than from whatever text arrived) keeps trailing
     zeros significant: ``0.10000000`` at 8 places is ``10000000``, never ``1``.
     """
-    text = f"{value:.{places}f}" if places > 0 else f"{value:.0f}"
+    text = f"{value:.{places}f}"  # equal values format alike, so caching by value is sound
     return text.replace(".", "").lstrip("0")
 
 

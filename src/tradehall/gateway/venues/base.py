@@ -12,7 +12,7 @@ periodic refresh, back-off and the idle watchdog.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tradehall.core.clock import Clock, SystemClock
@@ -74,7 +74,7 @@ class VenueAdapter:
         rng: random.Random | None = None,
         ids: EventIds | None = None,
         depth: int | None = None,
-        checksums: dict[str, Callable[[OrderBook], int]] | None = None,
+        checksums: Mapping[str, Callable[[OrderBook], int]] | None = None,
     ) -> None:
         self.settings = settings or AdapterSettings()
         self.sink = sink
