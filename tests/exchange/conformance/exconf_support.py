@@ -412,6 +412,7 @@ class Delivery:
     path: str
     headers: dict[str, str]
     raw: bytes
+    received: float = 0.0
 
     @property
     def body(self) -> Any:
@@ -424,19 +425,25 @@ class WebhookReceiver:
 
     deliveries: list[Delivery] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    failures: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, tuple[int, int]] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def _record(self) -> None:
+                delay = receiver.delays.get(self.path, 0.0)
+                if delay:
+                    time.sleep(delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 with receiver.lock:
-                    fail = receiver.failures.get(self.path, 0) > 0
-                    if fail:
-                        receiver.failures[self.path] -= 1
+                    left, status = receiver.failures.get(self.path, (0, 200))
+                    if left > 0:
+                        receiver.failures[self.path] = (left - 1, status)
+                    else:
+                        status = 200
                     receiver.deliveries.append(
                         Delivery(
                             seq=len(receiver.deliveries),
@@ -444,9 +451,10 @@ class WebhookReceiver:
                             path=self.path,
                             headers={k.lower(): v for k, v in self.headers.items()},
                             raw=raw,
+                            received=time.monotonic(),
                         )
                     )
-                self.send_response(500 if fail else 200)
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -468,10 +476,15 @@ class WebhookReceiver:
     def new_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/{uuid.uuid4().hex}"
 
-    def fail_next(self, url: str, count: int) -> None:
-        """Answer the next ``count`` requests to ``url`` with HTTP 500."""
+    def fail_next(self, url: str, count: int, status: int = 500) -> None:
+        """Answer the next ``count`` requests to ``url`` with ``status`` instead of 200."""
         with self.lock:
-            self.failures[self._path(url)] = count
+            self.failures[self._path(url)] = (count, status)
+
+    def delay(self, url: str, seconds: float) -> None:
+        """Hold every answer to ``url`` for ``seconds`` (a slow receiver)."""
+        with self.lock:
+            self.delays[self._path(url)] = seconds
 
     def _path(self, url: str) -> str:
         return url.split(str(self.port), 1)[1]

@@ -138,6 +138,52 @@ def test_webhook_retried_with_same_delivery_id(api: Api, receiver: WebhookReceiv
     assert len(receiver.at(url)) == 1
 
 
+def test_retries_are_bounded(api: Api, receiver: WebhookReceiver) -> None:
+    """§10: default 3 retries after the first failure, all with the same X-Delivery-Id."""
+    sym = new_symbol()
+    buyer = api.broker()
+    url = receiver.new_url()
+    receiver.fail_next(url, 1000)
+    api.subscribe(buyer, url, ["trade.executed"])
+    api.limit(api.broker(holdings={sym: 5}), "ask", sym, 5, "1.00")
+    api.limit(buyer, "bid", sym, 5, "1.00")
+    deadline = time.monotonic() + 20.0
+    while len(receiver.raw_at(url)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(3.0)  # no fifth attempt comes
+    attempts = receiver.raw_at(url)
+    assert len(attempts) == 4
+    assert len({a.headers["x-delivery-id"] for a in attempts}) == 1
+
+
+def test_client_errors_are_not_retried(api: Api, receiver: WebhookReceiver) -> None:
+    sym = new_symbol()
+    buyer = api.broker()
+    url = receiver.new_url()
+    receiver.fail_next(url, 10, status=404)
+    api.subscribe(buyer, url, ["trade.executed"])
+    api.limit(api.broker(holdings={sym: 5}), "ask", sym, 5, "1.00")
+    api.limit(buyer, "bid", sym, 5, "1.00")
+    assert len(receiver.wait(url, 1)) == 1
+    time.sleep(2.0)
+    assert len(receiver.raw_at(url)) == 1
+
+
+def test_slow_receiver_never_delays_responses(api: Api, receiver: WebhookReceiver) -> None:
+    sym = new_symbol()
+    buyer = api.broker()
+    url = receiver.new_url()
+    receiver.delay(url, 3.0)
+    api.subscribe(buyer, url, ["trade.executed", "order.cancelled"])
+    api.limit(api.broker(holdings={sym: 5}), "ask", sym, 5, "1.00")
+    started = time.monotonic()
+    order = api.limit(buyer, "bid", sym, 10, "1.00")
+    api.cancel(order["order_id"])
+    api.balance(buyer)
+    assert time.monotonic() - started < 1.5
+    assert len(receiver.wait(url, 2, timeout=10.0)) == 2
+
+
 def test_no_signature_without_secret(api: Api, receiver: WebhookReceiver) -> None:
     sym = new_symbol()
     buyer = api.broker()

@@ -1,24 +1,37 @@
 """§2.7 VWAP fallback: with no trade inside the window the price is the latest trade ever.
 
 Needs trades to age out of the window, so this module starts its own exchange with
-``TRADEHALL_VWAP_WINDOW=1s`` (§10: every setting is a ``TRADEHALL_*`` variable).
+``TRADEHALL_VWAP_WINDOW=1s`` (§10: every setting is a ``TRADEHALL_*`` variable); it also sets a
+webhook signing secret to check §10's ``X-Signature``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from exconf_support import Api, D, loads, money, new_symbol, start_exchange, stop_exchange
+from exconf_support import (
+    Api,
+    D,
+    WebhookReceiver,
+    loads,
+    money,
+    new_symbol,
+    start_exchange,
+    stop_exchange,
+)
 
 
 @pytest.fixture(scope="module")
 def short_window_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     server = start_exchange(
-        tmp_path_factory.mktemp("exchange-vwap"), {"TRADEHALL_VWAP_WINDOW": "1s"}
+        tmp_path_factory.mktemp("exchange-vwap"),
+        {"TRADEHALL_VWAP_WINDOW": "1s", "TRADEHALL_WEBHOOK_SIGNING_SECRET": SECRET},
     )
     try:
         with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
@@ -26,6 +39,9 @@ def short_window_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     finally:
         stop_exchange(server.proc)
         server.log_file.close()
+
+
+SECRET = "conformance-secret"
 
 
 def _wait_out_of_window(api: Api, sym: str, timeout: float = 6.0) -> dict[str, Any]:
@@ -69,3 +85,16 @@ def test_never_traded_is_null_with_short_window(short_window_api: Api) -> None:
     assert body["current_price"] is None
     assert body["trades_in_window"] == 0
     assert body["last_trade_at"] is None
+
+
+def test_webhook_signature(short_window_api: Api, receiver: WebhookReceiver) -> None:
+    api = short_window_api
+    sym = new_symbol()
+    buyer = api.broker()
+    url = receiver.new_url()
+    api.subscribe(buyer, url, ["trade.executed"])
+    api.limit(api.broker(holdings={sym: 5}), "ask", sym, 5, "1.00")
+    api.limit(buyer, "bid", sym, 5, "1.00")
+    [delivery] = receiver.wait(url, 1)
+    expected = hmac.new(SECRET.encode(), delivery.raw, hashlib.sha256).hexdigest()
+    assert delivery.headers["x-signature"] == f"sha256={expected}"
