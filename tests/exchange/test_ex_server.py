@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,9 +43,9 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_shuts_down_cleanly_after_serving(sig: signal.Signals) -> None:
+def test_signal_shuts_down_cleanly_after_serving(sig: signal.Signals, tmp_path: Path) -> None:
     port = _free_port()
-    proc = _start(port)
+    proc = _start(port, TRADEHALL_DATA_DIR=str(tmp_path))
     try:
         _wait_healthy(port, proc)
         response = httpx.post(
@@ -74,7 +75,7 @@ def test_signal_shuts_down_cleanly_after_serving(sig: signal.Signals) -> None:
 def test_invalid_setting_fails_fast_with_a_clear_message(
     variable: str, value: str, mentions: str
 ) -> None:
-    proc = _start(_free_port(), **{variable: value})
+    proc = _start(_free_port(), TRADEHALL_DATA_DIR=":memory:", **{variable: value})
     _, stderr = proc.communicate(timeout=15)
     assert proc.returncode == 2
     text = stderr.decode()

@@ -64,7 +64,6 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
     """An ASGI app serving ``service``; with ``manage_service`` it starts/stops it on lifespan."""
     settings = service.settings
     metrics = service.metrics
-    engine = service.engine
 
     def endpoint(route: str, handler: Handler) -> Handler:
         requests_total = metrics.requests
@@ -89,10 +88,12 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
     async def create_broker(request: Request) -> Response:
         body = rq.decode_body(request.headers.get("content-type"), await request.body())
         broker = service.register_broker(rq.parse_broker(body))
-        return _json(out.render_broker(broker), 201)
+        response = _json(out.render_broker(broker), 201)  # rendered before any other command
+        await service.durable()
+        return response
 
     async def balance(request: Request) -> Response:
-        return _json(out.render_balance(engine.broker(request.path_params["broker_id"])))
+        return _json(out.render_balance(service.engine.broker(request.path_params["broker_id"])))
 
     async def broker_orders(request: Request) -> Response:
         query = request.query_params
@@ -101,25 +102,31 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
         limit = rq.query_int(
             query.get("limit"), 20, 1, 100, "limit must be an integer between 1 and 100"
         )
-        orders, total = engine.broker_orders(request.path_params["broker_id"], status, page, limit)
+        orders, total = service.engine.broker_orders(
+            request.path_params["broker_id"], status, page, limit
+        )
         return _json(out.OrderListOut([out.render_summary(o) for o in orders], total, page, limit))
 
     # ------------------------------------------------------------------ orders
     async def submit_order(request: Request) -> Response:
         body = rq.decode_body(request.headers.get("content-type"), await request.body())
         order = service.submit(rq.parse_order(body))
-        return _json(out.render_order(order), 201)
+        response = _json(out.render_order(order), 201)
+        await service.durable()
+        return response
 
     async def get_order(request: Request) -> Response:
-        return _json(out.render_order(engine.order(request.path_params["order_id"])))
+        return _json(out.render_order(service.engine.order(request.path_params["order_id"])))
 
     async def cancel_order(request: Request) -> Response:
-        return _json(out.render_order(service.cancel(request.path_params["order_id"])))
+        response = _json(out.render_order(service.cancel(request.path_params["order_id"])))
+        await service.durable()
+        return response
 
     # ------------------------------------------------------------------ market data
     async def price(request: Request) -> Response:
         symbol = _symbol(request, service)
-        figures = engine.vwap(symbol)
+        figures = service.engine.vwap(symbol)
         return _json(out.render_price(symbol, figures, settings.vwap_window_label))
 
     async def book(request: Request) -> Response:
@@ -131,7 +138,7 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
             "depth must be an integer between 1 and 50",
         )
         symbol = _symbol(request, service)
-        order_book = engine.book(symbol)
+        order_book = service.engine.book(symbol)
         bids: list[out.LevelOut] = []
         asks: list[out.LevelOut] = []
         for levels, side in ((bids, order_book.bids), (asks, order_book.asks)):
@@ -155,7 +162,7 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
             raise ValidationError("quantity query parameter is required")
         quantity = rq.query_int(raw_quantity, 0, 1, None, "quantity must be a positive integer")
         symbol = _symbol(request, service)
-        result = engine.quote(symbol, side, quantity)
+        result = service.engine.quote(symbol, side, quantity)
         return _json(out.render_quote(symbol, side, result, service.clock.time_ns()))
 
     # ------------------------------------------------------------------ webhooks
@@ -163,9 +170,10 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
         body = rq.decode_body(request.headers.get("content-type"), await request.body())
         parsed = rq.parse_webhook(body, allow_http=settings.webhook_allow_http)
         subs, created = service.upsert_webhooks(parsed)
-        return _json(
-            out.WebhookListOut([out.render_webhook(s) for s in subs]), 201 if created else 200
-        )
+        status = 201 if created else 200
+        response = _json(out.WebhookListOut([out.render_webhook(s) for s in subs]), status)
+        await service.durable()
+        return response
 
     async def list_webhooks(request: Request) -> Response:
         broker_id = request.query_params.get("broker_id")
@@ -176,11 +184,33 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
 
     async def delete_webhook(request: Request) -> Response:
         service.delete_webhook(request.path_params["webhook_id"])
+        await service.durable()
         return Response(status_code=204)
 
     # ------------------------------------------------------------------ operations
     async def healthz(request: Request) -> Response:
         return _json(out.HealthOut("ok"))
+
+    async def admin_state(request: Request) -> Response:
+        machine, recovery = service.machine, service.recovery
+        return _json(
+            {
+                "state_hash": machine.state_hash(),
+                "journal_seq": machine.seq,
+                "brokers": len(machine.engine.brokers),
+                "orders": len(machine.engine.orders),
+                "resting_orders": machine.engine.resting_orders,
+                "trades": machine.engine.trade_count,
+                "pending_webhook_deliveries": len(machine.outbox),
+                "recovery": {
+                    "snapshot_seq": recovery.snapshot_seq,
+                    "replayed_commands": recovery.replayed,
+                    "seconds": round(recovery.seconds, 6),
+                    "state_hash": recovery.state_hash,
+                    "redelivered_webhooks": recovery.redelivered,
+                },
+            }
+        )
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(render(service.registry), media_type=CONTENT_TYPE_LATEST)
@@ -209,6 +239,7 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
         ("/webhooks/{webhook_id}", "DELETE", delete_webhook),
         ("/healthz", "GET", healthz),
         ("/metrics", "GET", metrics_endpoint),
+        ("/admin/state", "GET", admin_state),
         ("/openapi.json", "GET", openapi),
         ("/docs", "GET", docs),
     ]
@@ -226,6 +257,7 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_service:
+            service.recover()
             await service.start()
         try:
             yield

@@ -35,11 +35,18 @@ from tradehall.exchange.errors import (
 from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled, TradeExecuted
 from tradehall.exchange.indexes import BrokerOrders, ExpiryIndex, TradeWindow, VwapFigures
 from tradehall.exchange.model import CANCELLED, EXPIRED, Broker, Holding, Order, Trade
+from tradehall.exchange.state import (
+    BrokerState,
+    EngineState,
+    MarketState,
+    OrderState,
+    TradeState,
+)
 
 __all__ = ["Engine", "OrderRequest", "Quote"]
 
 
-class OrderRequest(msgspec.Struct, frozen=True):
+class OrderRequest(msgspec.Struct, frozen=True, array_like=True):
     """A field-validated order submission (see :mod:`~tradehall.exchange.requests`)."""
 
     type: str
@@ -88,13 +95,23 @@ class Engine:
         self.trade_count = 0
 
     # ------------------------------------------------------------------ time
-    def now(self) -> int:
-        """The next engine timestamp: the clock, nudged to stay strictly increasing."""
+    def _stamp(self) -> int:
+        """A candidate timestamp: the clock, nudged to stay strictly increasing.
+
+        Only a command that changes state keeps it (:meth:`_keep`), so rejected commands and
+        empty sweeps leave no trace -- which keeps journal replay exact without journaling them.
+        """
         now = self._clock.time_ns()
-        if now <= self._last_ns:
-            now = self._last_ns + 1
-        self._last_ns = now
-        return now
+        return now if now > self._last_ns else self._last_ns + 1
+
+    def _keep(self, stamp: int) -> None:
+        self._last_ns = stamp
+
+    def now(self) -> int:
+        """The next engine timestamp, kept (for state changes made outside the engine)."""
+        stamp = self._stamp()
+        self._keep(stamp)
+        return stamp
 
     # ------------------------------------------------------------------ commands
     def register_broker(self, broker_id: str, cash: int, holdings: list[tuple[str, int]]) -> Broker:
@@ -111,7 +128,7 @@ class Engine:
 
     def submit(self, request: OrderRequest) -> tuple[Order, list[EngineEvent]]:
         """Validate, reserve, match and rest or finish one order (contract §3.5, §3.6)."""
-        now = self.now()
+        now = self._stamp()
         is_limit = request.type == "limit"
         expires_at = request.expires_at
         if is_limit and (expires_at is None or expires_at <= now):
@@ -122,6 +139,7 @@ class Engine:
             raise BrokerNotFound(request.broker_id)
         self._check_funds(broker, request, market.book.opposite(request.side))
 
+        self._keep(now)
         self._seq += 1
         order = Order(
             order_id=self._ids.new_id(),
@@ -167,9 +185,12 @@ class Engine:
 
     def expire_due(self) -> list[EngineEvent]:
         """Expire every resting order whose deadline has passed, earliest first (§4.3)."""
-        now = self.now()
+        now = self._stamp()
         events: list[EngineEvent] = []
-        for order_id in self._expiry.pop_due(now):
+        due = self._expiry.pop_due(now)
+        if due:
+            self._keep(now)
+        for order_id in due:
             order = self.orders[order_id]
             assert order.expires_at is not None
             events.append(self._close(order, EXPIRED, order.expires_at, now))
@@ -215,9 +236,64 @@ class Engine:
         book = self._listed(symbol).book
         return _sweep(book.opposite(side), quantity)
 
+    def next_deadline(self) -> int | None:
+        """The earliest ``expires_at`` among resting orders, if any."""
+        return self._expiry.earliest()
+
     @property
     def resting_orders(self) -> int:
         return len(self._expiry)
+
+    # ------------------------------------------------------------------ state images
+    def export_state(self) -> EngineState:
+        """An image of everything the engine knows (see :mod:`~tradehall.exchange.state`)."""
+        markets = [
+            MarketState(symbol, m.window.entries(), m.window.last_price, m.window.last_trade_at)
+            for symbol, m in self._markets.items()
+        ]
+        brokers = [
+            BrokerState(
+                b.broker_id,
+                b.cash,
+                b.reserved_cash,
+                b.created_at,
+                b.updated_at,
+                [(s, h.quantity, h.reserved) for s, h in b.holdings.items()],
+            )
+            for b in self.brokers.values()
+        ]
+        orders = [_order_state(o) for o in self.orders.values()]
+        return EngineState(self._last_ns, self._seq, self.trade_count, markets, brokers, orders)
+
+    @classmethod
+    def from_state(
+        cls, state: EngineState, clock: Clock, ids: IdSource, *, vwap_window_ns: int
+    ) -> Engine:
+        """Rebuild an engine from an image; derived indexes are rebuilt in creation order."""
+        engine = cls(clock, ids, vwap_window_ns=vwap_window_ns)
+        engine._last_ns, engine._seq, engine.trade_count = (
+            state.last_ns,
+            state.seq,
+            state.trade_count,
+        )
+        for ms in state.markets:
+            engine._market(ms.symbol).window.restore(ms.window, ms.last_price, ms.last_trade_at)
+        for bs in state.brokers:
+            broker = Broker(bs.broker_id, bs.cash, bs.created_at)
+            broker.reserved_cash, broker.updated_at = bs.reserved_cash, bs.updated_at
+            for symbol, quantity, reserved in bs.holdings:
+                holding = broker.holdings[symbol] = Holding(quantity)
+                holding.reserved = reserved
+            engine.brokers[bs.broker_id] = broker
+            engine._broker_orders[bs.broker_id] = BrokerOrders()
+        for os_ in sorted(state.orders, key=lambda o: o.seq):
+            order = _order_from_state(os_)
+            engine.orders[order.order_id] = order
+            engine._broker_orders[order.broker_id].add(order)
+            if order.is_active and order.type == "limit":
+                engine._market(order.symbol).book.side(order.side).add(order)
+                engine._expiry.add(order)
+        return engine
 
     # ------------------------------------------------------------------ internals
     def _market(self, symbol: str) -> _Market:
@@ -352,3 +428,56 @@ def _sweep(side: BookSide, quantity: int) -> Quote:
         total += level.price * take
         remaining -= take
     return Quote(quantity, quantity - remaining, total, levels)
+
+
+def _order_state(o: Order) -> OrderState:
+    return OrderState(
+        o.order_id,
+        o.seq,
+        o.type,
+        o.broker_id,
+        o.document_number,
+        o.side,
+        o.symbol,
+        o.quantity,
+        o.price,
+        o.expires_at,
+        o.created_at,
+        o.filled,
+        o.remaining,
+        o.cancelled_quantity,
+        o.status,
+        o.cancelled_at,
+        o.expired_at,
+        o.notional,
+        [
+            TradeState(
+                t.trade_id, t.price, t.quantity, t.executed_at, t.buy_order_id, t.sell_order_id
+            )
+            for t in o.trades
+        ],
+    )
+
+
+def _order_from_state(s: OrderState) -> Order:
+    order = Order(
+        order_id=s.order_id,
+        seq=s.seq,
+        type="limit" if s.type == "limit" else "market",
+        broker_id=s.broker_id,
+        document_number=s.document_number,
+        side="bid" if s.side == "bid" else "ask",
+        symbol=s.symbol,
+        quantity=s.quantity,
+        price=s.price,
+        expires_at=s.expires_at,
+        created_at=s.created_at,
+    )
+    order.filled, order.remaining = s.filled, s.remaining
+    order.cancelled_quantity, order.status = s.cancelled_quantity, s.status
+    order.cancelled_at, order.expired_at, order.notional = s.cancelled_at, s.expired_at, s.notional
+    order.trades = [
+        Trade(t.trade_id, t.price, t.quantity, t.executed_at, t.buy_order_id, t.sell_order_id)
+        for t in s.trades
+    ]
+    return order

@@ -12,6 +12,7 @@ The hierarchy mirrors HTTP semantics so adapters map an error to a response with
     │   ├── WebhookNotFound            webhook_not_found
     │   └── RouteNotFound              not_found          -- no such path
     ├── MethodNotAllowed        405    method_not_allowed
+    ├── ServiceUnavailable      503    service_unavailable -- journal down: nothing is accepted
     └── Conflict                409
         ├── BrokerAlreadyExists        broker_already_exists
         ├── InsufficientBalance        insufficient_balance
@@ -42,6 +43,7 @@ __all__ = [
     "OrderNotCancellable",
     "OrderNotFound",
     "RouteNotFound",
+    "ServiceUnavailable",
     "SymbolNotFound",
     "ValidationError",
     "WebhookNotFound",
@@ -134,6 +136,13 @@ class MethodNotAllowed(ExchangeError):
 
     def __init__(self, method: str, path: str) -> None:
         super().__init__(f"Method {method} is not allowed on {path}")
+
+
+class ServiceUnavailable(ExchangeError):
+    """The exchange cannot make commands durable, so it accepts none (the server's fault)."""
+
+    status = 503
+    code = "service_unavailable"
 
 
 class Conflict(ExchangeError):

@@ -38,6 +38,9 @@ class ExpiryIndex:
     def discard(self, order: Order) -> None:
         self._keys.discard((order.expires_at, order.order_id))
 
+    def earliest(self) -> int | None:
+        return self._keys[0][0] if self._keys else None
+
     def pop_due(self, now: int) -> list[str]:
         """Remove and return the ids of orders with ``expires_at <= now``, earliest first."""
         keys = self._keys
@@ -125,6 +128,19 @@ class TradeWindow:
         self.last_price = price
         self.last_trade_at = executed_at
         self._evict(executed_at)
+
+    def entries(self) -> list[tuple[int, int, int]]:
+        """The trades still in the window, oldest first, as (executed_at, notional, quantity)."""
+        return list(self._trades)
+
+    def restore(
+        self, entries: list[tuple[int, int, int]], last_price: int | None, last_at: int | None
+    ) -> None:
+        """Refill an empty window from :meth:`entries` output."""
+        self._trades.extend(entries)
+        self._notional = sum(e[1] for e in entries)
+        self._quantity = sum(e[2] for e in entries)
+        self.last_price, self.last_trade_at = last_price, last_at
 
     def figures(self, now: int) -> VwapFigures:
         self._evict(now)

@@ -7,7 +7,7 @@ them costs the hot path nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -25,7 +25,7 @@ __all__ = ["ExchangeMetrics"]
 
 
 class _BookCollector(Collector):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Callable[[], Engine]) -> None:
         self._engine = engine
 
     def collect(self) -> Iterator[Metric]:
@@ -35,22 +35,23 @@ class _BookCollector(Collector):
         quantity = GaugeMetricFamily(
             "tradehall_book_quantity", "Resting quantity on the book", labels=["symbol", "side"]
         )
-        for symbol in self._engine.symbols:
-            book = self._engine.book(symbol)
+        engine = self._engine()
+        for symbol in engine.symbols:
+            book = engine.book(symbol)
             for name, side in (("bid", book.bids), ("ask", book.asks)):
                 levels.add_metric([symbol, name], len(side))
                 quantity.add_metric([symbol, name], sum(level.total for level in side.levels()))
         yield levels
         yield quantity
         yield GaugeMetricFamily(
-            "tradehall_resting_orders", "Orders resting on all books", self._engine.resting_orders
+            "tradehall_resting_orders", "Orders resting on all books", engine.resting_orders
         )
 
 
 class ExchangeMetrics:
     """The Exchange's metric families in one registry."""
 
-    def __init__(self, registry: CollectorRegistry, engine: Engine) -> None:
+    def __init__(self, registry: CollectorRegistry, engine: Callable[[], Engine]) -> None:
         self.requests = Counter(
             "tradehall_http_requests",
             "HTTP requests by route, method and status",
@@ -79,8 +80,10 @@ class ExchangeMetrics:
         self.trades = Counter("tradehall_trades", "Trades executed", registry=registry)
         registry.register(_BookCollector(engine))
 
-    def order_accepted(self, order: Order, events: list[EngineEvent]) -> None:
-        self.orders.labels(order.type, order.side).inc()
+    def observe(self, result: object, events: list[EngineEvent]) -> None:
+        """Count an accepted order and the trades a command produced."""
+        if isinstance(result, Order):
+            self.orders.labels(result.type, result.side).inc()
         trades = sum(1 for event in events if isinstance(event, TradeExecuted))
         if trades:
             self.trades.inc(trades)

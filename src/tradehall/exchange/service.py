@@ -1,43 +1,81 @@
-"""The Exchange as a running service: the engine plus everything around it that is not HTTP.
+"""The Exchange as a running service: the state machine, its journal, and the work around it.
 
-:class:`ExchangeService` runs each command on the engine synchronously (the command is the atomic
-unit), then -- still before any ``await`` -- turns the command's events into webhook deliveries
-using the subscriptions in force and hands them to the dispatcher, which sends them later. So
-deliveries never happen inside a matching pass, never delay the response, and follow event order.
+Command path (all synchronous up to the journal append, so each command is one atomic unit):
 
-It also owns the expiry loop: every ``expiration_interval`` of its clock it asks the engine to
-expire what is due. With a :class:`~tradehall.core.clock.VirtualClock` tests drive the loop by
-advancing time.
+1. the machine executes the command and returns its journal record, result and events;
+2. the record is appended to the journal (group commit); the caller renders its response at once
+   and then awaits :meth:`ExchangeService.durable` before sending it -- nothing is acknowledged
+   before it is on disk;
+3. once the record is durable, in journal order, its webhook deliveries go to the dispatcher and
+   its events to listeners (market data). So no receiver ever sees an event that a crash could
+   take back, and nothing is sent from inside a matching pass.
+
+Without a journal (``data_dir=":memory:"``) step 2 is skipped and step 3 runs immediately.
+
+Recovery (:meth:`ExchangeService.recover`): load the newest snapshot, replay the journal after it,
+then hand the outbox -- deliveries not known to be settled -- to the dispatcher again. Snapshots are
+taken every ``snapshot_every`` records and at shutdown; journal segments they cover are dropped
+only after the snapshot file and its directory are synced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from tradehall.core.clock import Clock, SystemClock
 from tradehall.core.ids import IdSource, RandomIds
 from tradehall.core.logging import get_logger
+from tradehall.exchange.commands import (
+    CancelOrder,
+    Command,
+    DeleteWebhook,
+    DeliverySettled,
+    ExpireDue,
+    RegisterBroker,
+    SubmitOrder,
+    UpsertWebhooks,
+    decode_record,
+    encode_record,
+)
 from tradehall.exchange.engine import Engine, OrderRequest
+from tradehall.exchange.errors import ExchangeError, ServiceUnavailable
 from tradehall.exchange.events import EngineEvent
+from tradehall.exchange.journal import FileJournal, Journal, JournalError
+from tradehall.exchange.machine import ExchangeMachine, Executed
 from tradehall.exchange.metrics import ExchangeMetrics
 from tradehall.exchange.model import Broker, Order
 from tradehall.exchange.requests import BrokerRequest, WebhookRequest
 from tradehall.exchange.settings import ExchangeSettings
-from tradehall.exchange.subscriptions import Subscription, SubscriptionRegistry, deliveries_for
-from tradehall.exchange.webhook_delivery import WebhookDispatcher
+from tradehall.exchange.snapshots import latest_snapshot, prune_snapshots, write_snapshot
+from tradehall.exchange.subscriptions import Subscription
+from tradehall.exchange.webhook_delivery import Delivery, DeliveryOutcome, WebhookDispatcher
 
-__all__ = ["EventListener", "ExchangeService"]
+__all__ = ["EventListener", "ExchangeService", "RecoveryReport"]
 
 EventListener = Callable[[list[EngineEvent]], None]
 log = get_logger("exchange")
+_SETTLED_OUTCOMES = frozenset({"delivered", "rejected", "failed"})
+
+
+class RecoveryReport:
+    """What startup recovery did, for the log and ``/admin/state``."""
+
+    def __init__(self) -> None:
+        self.snapshot_seq = 0
+        self.replayed = 0
+        self.seconds = 0.0
+        self.state_hash = ""
+        self.redelivered = 0
 
 
 class ExchangeService:
-    """Engine, subscriptions, webhook dispatcher, metrics and the expiry loop, wired together."""
+    """State machine, journal, webhook dispatcher, metrics and background loops, wired together."""
 
     def __init__(
         self,
@@ -47,14 +85,15 @@ class ExchangeService:
         ids: IdSource | None = None,
         registry: CollectorRegistry | None = None,
         dispatcher: WebhookDispatcher | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.ids = ids or RandomIds()
-        self.engine = Engine(self.clock, self.ids, vwap_window_ns=round(settings.vwap_window * 1e9))
-        self.subscriptions = SubscriptionRegistry(self.ids)
+        self._vwap_ns = round(settings.vwap_window * 1e9)
+        self.machine = ExchangeMachine(self.clock, self.ids, vwap_window_ns=self._vwap_ns)
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        self.metrics = ExchangeMetrics(self.registry, self.engine)
+        self.metrics = ExchangeMetrics(self.registry, lambda: self.machine.engine)
         self.dispatcher = dispatcher or WebhookDispatcher(
             clock=self.clock,
             timeout=settings.webhook_timeout,
@@ -62,78 +101,243 @@ class ExchangeService:
             queue_limit=settings.webhook_queue_limit,
             signing_secret=settings.webhook_signing_secret,
             registry=self.registry,
+            on_settled=self._on_settled,
         )
+        self.journal = journal
+        self.recovery = RecoveryReport()
         self._listeners: list[EventListener] = []
-        self._expiry_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[object]] = []
+        self._last_durable: asyncio.Future[None] | None = None
+        self._settled: list[str] = []
+        self._snapshot_seq = 0
+        self._snapshotting = False
+        self._halted: str | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The current engine (recovery replaces the machine, so never cache this)."""
+        return self.machine.engine
+
+    @property
+    def data_dir(self) -> Path | None:
+        return None if self.settings.data_dir == ":memory:" else Path(self.settings.data_dir)
 
     # ------------------------------------------------------------------ commands
     def register_broker(self, request: BrokerRequest) -> Broker:
-        return self.engine.register_broker(
-            request.broker_id, request.initial_cash, request.initial_holdings
+        result = self._run(
+            RegisterBroker(request.broker_id, request.initial_cash, request.initial_holdings)
         )
+        assert isinstance(result, Broker)
+        return result
 
     def submit(self, request: OrderRequest) -> Order:
         try:
-            order, events = self.engine.submit(request)
-        except Exception:
+            result = self._run(SubmitOrder(request))
+        except ExchangeError:
             self.metrics.orders_rejected.inc()
             raise
-        self.metrics.order_accepted(order, events)
-        self._publish(events)
-        return order
+        assert isinstance(result, Order)
+        if not result.trades:
+            self.metrics.observe(result, [])  # with trades, the publisher counts it
+        return result
 
     def cancel(self, order_id: str) -> Order:
-        order, events = self.engine.cancel(order_id)
-        self._publish(events)
-        return order
+        result = self._run(CancelOrder(order_id))
+        assert isinstance(result, Order)
+        return result
 
     def expire_due(self) -> int:
-        """Run one expiry sweep now; return how many orders expired."""
-        events = self.engine.expire_due()
-        if events:
-            self.metrics.orders_expired.inc(len(events))
-            self._publish(events)
-        return len(events)
+        """Run one expiry sweep now if anything is due; return how many orders expired."""
+        deadline = self.machine.engine.next_deadline()
+        if deadline is None or deadline > self.clock.time_ns():
+            return 0  # an empty sweep changes nothing, so it is not journaled
+        before = self.machine.engine.resting_orders
+        self._run(ExpireDue())
+        expired = before - self.machine.engine.resting_orders
+        self.metrics.orders_expired.inc(expired)
+        return expired
 
     def upsert_webhooks(self, request: WebhookRequest) -> tuple[list[Subscription], bool]:
-        self.engine.broker(request.broker_id)  # 404 for an unknown broker
-        return self.subscriptions.upsert(
-            request.broker_id, request.url, request.events, self.engine.now()
-        )
+        result = self._run(UpsertWebhooks(request.broker_id, request.url, request.events))
+        assert isinstance(result, tuple)
+        return result
 
     def webhooks_of(self, broker_id: str) -> list[Subscription]:
-        self.engine.broker(broker_id)
-        return self.subscriptions.for_broker(broker_id)
+        self.machine.engine.broker(broker_id)
+        return self.machine.subscriptions.for_broker(broker_id)
 
     def delete_webhook(self, webhook_id: str) -> None:
-        self.subscriptions.delete(webhook_id)
+        self._run(DeleteWebhook(webhook_id))
+
+    async def durable(self) -> None:
+        """Wait until every command run so far is on stable storage (no-op without a journal)."""
+        future = self._last_durable
+        if future is not None and not future.done():
+            await asyncio.shield(future)
+        elif future is not None and future.exception() is not None:
+            raise ServiceUnavailable("The journal could not be written; the command is not durable")
 
     def add_listener(self, listener: EventListener) -> None:
-        """Call ``listener`` with every command's events, after the command, in order."""
+        """Call ``listener`` with every durable command's events, in journal order."""
         self._listeners.append(listener)
 
-    def _publish(self, events: list[EngineEvent]) -> None:
-        if not events:
+    def _run(self, command: Command) -> object:
+        if self._halted is not None:
+            raise ServiceUnavailable(self._halted)
+        executed = self.machine.execute(command)
+        self._journal(executed)
+        if executed.error is not None:
+            raise executed.error
+        if self.journal is not None and self._snapshot_due():
+            self._start_snapshot()
+        return executed.result
+
+    def _journal(self, executed: Executed) -> None:
+        publish = self._publisher(executed)
+        if self.journal is None:
+            if publish is not None:
+                publish()
             return
-        deliveries = deliveries_for(events, self.subscriptions, self.ids)
-        if deliveries:
-            self.dispatcher.submit(deliveries)
-        for listener in self._listeners:
-            listener(events)
+        try:
+            self._last_durable = self.journal.append(encode_record(executed.record), publish)
+        except JournalError as exc:
+            self._halt(f"journal unavailable: {exc}")
+            raise ServiceUnavailable("The journal could not be written") from exc
+
+    def _publisher(self, executed: Executed) -> Callable[[], None] | None:
+        if executed.error is not None or not (executed.events or executed.deliveries):
+            return None
+        if executed.events and isinstance(executed.result, Order):
+            self.metrics.observe(executed.result, executed.events)
+
+        def publish() -> None:
+            if executed.deliveries:
+                self.dispatcher.submit(executed.deliveries)
+            for listener in self._listeners:
+                listener(executed.events)
+
+        return publish
+
+    def _on_settled(self, delivery: Delivery, outcome: DeliveryOutcome) -> None:
+        # Abandoned (shutdown) and dropped (queue full) deliveries stay in the outbox and are
+        # attempted again after the next restart.
+        if outcome not in _SETTLED_OUTCOMES:
+            return
+        if not self._settled:
+            asyncio.get_running_loop().call_soon(self._flush_settled)
+        self._settled.append(delivery.delivery_id)
+
+    def _flush_settled(self) -> None:
+        ids, self._settled = self._settled, []
+        if ids and self._halted is None:
+            with contextlib.suppress(ServiceUnavailable):
+                self._run(DeliverySettled(ids))
+
+    def _halt(self, reason: str) -> None:
+        if self._halted is None:
+            self._halted = reason
+            log.critical("exchange_halted", reason=reason)
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self) -> RecoveryReport:
+        """Rebuild state from the data directory (snapshot + journal); open the journal."""
+        report = self.recovery
+        directory = self.data_dir
+        if directory is None:
+            return report
+        started = time.perf_counter()
+        directory.mkdir(parents=True, exist_ok=True)
+        found = latest_snapshot(directory)
+        if found is not None:
+            seq, payload = found
+            snapshot = ExchangeMachine.decode_snapshot(payload)
+            self.machine = ExchangeMachine(
+                self.clock, self.ids, vwap_window_ns=self._vwap_ns, snapshot=snapshot
+            )
+            report.snapshot_seq = self._snapshot_seq = seq
+        journal = self.journal
+        if journal is None:
+            journal = self.journal = FileJournal(directory, sync=self.settings.journal_sync)
+        if isinstance(journal, FileJournal):
+            for payload in journal.open(after_seq=report.snapshot_seq):
+                record = decode_record(payload)
+                if record.seq <= self.machine.seq:
+                    continue
+                self.machine.replay(record)
+                report.replayed += 1
+        report.seconds = time.perf_counter() - started
+        report.state_hash = self.machine.state_hash()
+        log.info(
+            "recovered",
+            data_dir=str(directory),
+            snapshot_seq=report.snapshot_seq,
+            replayed_commands=report.replayed,
+            seconds=round(report.seconds, 3),
+            last_seq=self.machine.seq,
+            state_hash=report.state_hash,
+        )
+        return report
+
+    # ------------------------------------------------------------------ snapshots
+    def _snapshot_due(self) -> bool:
+        every = self.settings.snapshot_every
+        return (
+            every > 0 and not self._snapshotting and self.machine.seq - self._snapshot_seq >= every
+        )
+
+    def _start_snapshot(self) -> None:
+        self._snapshotting = True
+        self._tasks.append(asyncio.get_running_loop().create_task(self.snapshot(), name="snapshot"))
+
+    async def snapshot(self) -> int:
+        """Write a snapshot of the current state, then drop the journal it covers."""
+        directory, journal = self.data_dir, self.journal
+        if directory is None or journal is None:
+            return 0
+        self._snapshotting = True
+        try:
+            seq = self.machine.seq
+            payload = ExchangeMachine.encode_snapshot(self.machine.snapshot())  # consistent cut
+            rotated = journal.rotate(seq + 1)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, write_snapshot, directory, seq, payload)
+            await rotated
+            dropped = await journal.drop_before(seq + 1)
+            prune_snapshots(directory, keep_from=seq)
+            self._snapshot_seq = seq
+            log.info("snapshot_written", seq=seq, bytes=len(payload), segments_dropped=dropped)
+            return seq
+        except Exception:
+            log.exception("snapshot_failed")
+            raise
+        finally:
+            self._snapshotting = False
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        if self.journal is not None:
+            await self.journal.start()
         await self.dispatcher.start()
-        self._expiry_task = asyncio.create_task(self._expiry_loop(), name="expiry-sweep")
+        if self.machine.outbox:
+            pending = list(self.machine.outbox.values())
+            self.recovery.redelivered = len(pending)
+            self.dispatcher.submit(pending)
+        self._tasks.append(asyncio.create_task(self._expiry_loop(), name="expiry-sweep"))
 
     async def stop(self) -> None:
-        """Stop the sweep (a sweep is synchronous, so none is ever cut short), drop deliveries."""
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
-            self._expiry_task = None
+        """Stop the sweep, flush the journal, snapshot, and abandon in-flight deliveries."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
         await self.dispatcher.close()
+        if self.journal is not None:
+            if self._halted is None and self.machine.seq > self._snapshot_seq:
+                with contextlib.suppress(Exception):
+                    await self.snapshot()
+            await self.journal.close()
 
     async def _expiry_loop(self) -> None:
         interval = self.settings.expiration_interval
@@ -141,6 +345,8 @@ class ExchangeService:
             await self.clock.sleep(interval)
             try:
                 expired = self.expire_due()
+            except ExchangeError:
+                continue  # halted: nothing more may change
             except Exception:  # a bug here must not stop future sweeps
                 log.exception("expiry_sweep_failed")
                 continue

@@ -15,6 +15,7 @@ from tradehall.core.config import (
     parse_log_level,
     parse_port,
 )
+from tradehall.exchange.journal import SyncPolicy
 
 __all__ = ["SETTINGS", "ExchangeSettings"]
 
@@ -30,6 +31,21 @@ def _positive_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError("expected a duration greater than zero")
     return seconds
+
+
+def _data_dir(text: str) -> str:
+    if not text.strip():
+        raise ValueError("expected a directory path or ':memory:'")
+    return text
+
+
+def _sync_policy(text: str) -> SyncPolicy:
+    lowered = text.strip().lower()
+    if lowered == "fsync":
+        return "fsync"
+    if lowered == "none":
+        return "none"
+    raise ValueError("expected fsync or none")
 
 
 def _secret(text: str) -> bytes | None:
@@ -75,6 +91,16 @@ SETTINGS = (
         "webhook_signing_secret", "", _secret, "HMAC-SHA256 secret for X-Signature (off if empty)"
     ),
     Setting("webhook_allow_http", "0", parse_bool, "development only: accept http webhook URLs"),
+    Setting(
+        "data_dir",
+        "./data/exchange",
+        _data_dir,
+        "journal and snapshot directory (':memory:' keeps state in memory only)",
+    ),
+    Setting("journal_sync", "fsync", _sync_policy, "fsync (per group commit) or none"),
+    Setting(
+        "snapshot_every", "100000", _non_negative_int, "journal records between snapshots (0: off)"
+    ),
 )
 
 
@@ -96,6 +122,9 @@ class ExchangeSettings:
     webhook_queue_limit: int = 10_000
     webhook_signing_secret: bytes | None = None
     webhook_allow_http: bool = False
+    data_dir: str = ":memory:"
+    journal_sync: SyncPolicy = "fsync"
+    snapshot_every: int = 100_000
 
     @property
     def vwap_window_label(self) -> str:

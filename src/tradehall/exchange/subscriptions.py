@@ -17,6 +17,7 @@ from tradehall.core.money import cents_to_decimal
 from tradehall.core.timefmt import format_ns
 from tradehall.exchange.errors import WebhookNotFound
 from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled
+from tradehall.exchange.state import SubscriptionState
 from tradehall.exchange.webhook_delivery import Delivery
 
 __all__ = ["EVENT_TYPES", "Subscription", "SubscriptionRegistry", "deliveries_for"]
@@ -83,6 +84,21 @@ class SubscriptionRegistry:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def export_state(self) -> list[SubscriptionState]:
+        """Every subscription, in creation order."""
+        return [
+            SubscriptionState(s.webhook_id, s.broker_id, s.event, s.url, s.created_at, s.updated_at)
+            for s in self._by_id.values()
+        ]
+
+    def restore(self, states: list[SubscriptionState]) -> None:
+        """Refill an empty registry from :meth:`export_state` output."""
+        for state in states:
+            sub = Subscription(state.webhook_id, state.broker_id, state.event, state.url, 0)
+            sub.created_at, sub.updated_at = state.created_at, state.updated_at
+            self._by_id[sub.webhook_id] = sub
+            self._by_key[(sub.broker_id, sub.event)] = sub
 
 
 def deliveries_for(

@@ -1,0 +1,94 @@
+"""The state-changing commands of the Exchange, as journal records.
+
+Everything that changes state goes through one of these, so the journal is a complete history:
+replaying the records in order through :meth:`~tradehall.exchange.machine.ExchangeMachine.apply`
+rebuilds the exact state. A :class:`Record` carries, besides the command, every clock reading
+and every id the command consumed while it ran live, so replay never reads the wall clock or
+mints new ids; ``rejected`` keeps the error code a rejected command ended with, and replay checks
+it came out the same.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from tradehall.exchange.engine import OrderRequest
+
+__all__ = [
+    "CancelOrder",
+    "Command",
+    "DeleteWebhook",
+    "DeliverySettled",
+    "ExpireDue",
+    "Record",
+    "RegisterBroker",
+    "SubmitOrder",
+    "UpsertWebhooks",
+    "decode_record",
+    "encode_record",
+]
+
+
+class RegisterBroker(msgspec.Struct, tag="broker", array_like=True, frozen=True):
+    broker_id: str
+    cash: int
+    holdings: list[tuple[str, int]]
+
+
+class SubmitOrder(msgspec.Struct, tag="order", array_like=True, frozen=True):
+    request: OrderRequest
+
+
+class CancelOrder(msgspec.Struct, tag="cancel", array_like=True, frozen=True):
+    order_id: str
+
+
+class ExpireDue(msgspec.Struct, tag="expire", array_like=True, frozen=True):
+    pass
+
+
+class UpsertWebhooks(msgspec.Struct, tag="hooks", array_like=True, frozen=True):
+    broker_id: str
+    url: str
+    events: list[str]
+
+
+class DeleteWebhook(msgspec.Struct, tag="unhook", array_like=True, frozen=True):
+    webhook_id: str
+
+
+class DeliverySettled(msgspec.Struct, tag="settled", array_like=True, frozen=True):
+    """Webhook deliveries that need no further attempt (delivered, rejected or given up)."""
+
+    delivery_ids: list[str]
+
+
+Command = (
+    RegisterBroker
+    | SubmitOrder
+    | CancelOrder
+    | ExpireDue
+    | UpsertWebhooks
+    | DeleteWebhook
+    | DeliverySettled
+)
+
+
+class Record(msgspec.Struct, array_like=True, frozen=True):
+    seq: int
+    command: Command
+    clock: list[int]
+    ids: list[str]
+    rejected: str | None = None
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Record)
+
+
+def encode_record(record: Record) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_record(data: bytes) -> Record:
+    return _decoder.decode(data)

@@ -1,0 +1,310 @@
+"""An append-only command journal with group commit, checksummed records and torn-tail repair.
+
+Layout: ``<dir>/journal-<first seq>.log`` segment files. Each record is framed as
+``[u32 length][u32 crc32(payload)][payload]`` (little-endian); the payload carries its own
+sequence number. A new segment starts after every snapshot, so whole segments can be dropped
+once a snapshot covers them.
+
+Group commit: :meth:`FileJournal.append` is synchronous and cheap -- it queues the bytes and
+returns a future shared by every record of the next batch. One writer task hands each batch to a
+worker thread that writes it and (with ``sync="fsync"``) calls ``fdatasync`` once, then resolves
+the batch's future and runs the records' ``on_durable`` callbacks in journal order. While the
+thread syncs batch N, batch N+1 accumulates, so commands arriving together share one sync.
+
+Sync policies and their loss windows:
+
+- ``fsync`` (default): a record is on stable storage before its future resolves. Nothing
+  acknowledged is lost, even on power failure.
+- ``none``: written to the OS before the future resolves, never synced. Survives a process crash
+  (SIGKILL); a machine crash or power loss can lose the last few seconds. For benchmarks.
+
+Recovery (:meth:`FileJournal.open`): a record that fails its checksum or is cut short at the very
+end of the last segment is a torn tail -- reported and truncated. A bad record with data after it,
+or anywhere in an earlier segment, is corruption in the middle: startup stops with
+:class:`JournalCorrupt`, because silently skipping it would lose acknowledged commands.
+
+The :class:`Journal` protocol is what the service needs; a replicated log (see
+``docs/exchange-replication.md``) can implement it instead of local files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import struct
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
+from pathlib import Path
+from typing import Literal, Protocol
+
+from tradehall.core.logging import get_logger
+
+__all__ = ["FileJournal", "Journal", "JournalCorrupt", "JournalError", "SyncPolicy"]
+
+SyncPolicy = Literal["fsync", "none"]
+_HEADER = struct.Struct("<II")
+_MAX_RECORD = 64 << 20
+log = get_logger("exchange.journal")
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be written or opened; the exchange must not acknowledge commands."""
+
+
+class JournalCorrupt(JournalError):
+    """A damaged record that is not a torn tail: refusing to start rather than lose data."""
+
+
+class Journal(Protocol):
+    """What the service needs from a durable, ordered command log."""
+
+    def append(
+        self, payload: bytes, on_durable: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
+        """Queue one record; the future resolves once it (and all before it) are durable."""
+        ...
+
+    def rotate(self, next_seq: int) -> asyncio.Future[None]:
+        """Start a new segment for records from ``next_seq`` on; resolves when done."""
+        ...
+
+    async def drop_before(self, seq: int) -> int:
+        """Delete whole segments holding only records below ``seq``; return how many."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None:
+        """Flush everything queued, then stop."""
+        ...
+
+
+class _Batch:
+    __slots__ = ("callbacks", "future", "payloads", "rotate_to")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.payloads: list[bytes] = []
+        self.callbacks: list[Callable[[], None]] = []
+        self.future = future
+        self.rotate_to: int | None = None  # start a new segment after this batch
+
+
+class FileJournal:
+    """The embedded journal: segment files in one directory, locked against a second writer."""
+
+    def __init__(self, directory: Path, *, sync: SyncPolicy = "fsync") -> None:
+        self.directory = directory
+        self.sync = sync
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._segment_first: int = 1
+        self._batch: _Batch | None = None  # open: appends join it
+        self._closed: deque[_Batch] = deque()  # closed by rotate(), waiting for the writer
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._failure: BaseException | None = None
+        self._closing = False
+        self.batches_written = 0
+        self.records_written = 0
+
+    # ------------------------------------------------------------------ recovery
+    def open(self, after_seq: int = 0) -> Iterator[bytes]:
+        """Lock the directory and yield every intact record payload, oldest first.
+
+        Records with sequence numbers at or below ``after_seq`` are the snapshot's business; the
+        caller skips them by their own sequence number. A torn tail is truncated in place.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JournalError(
+                f"data directory {self.directory} is in use by another exchange process"
+            ) from None
+        segments = self.segments()
+        for index, (first, path) in enumerate(segments):
+            last = index == len(segments) - 1
+            yield from self._read_segment(path, last=last)
+            self._segment_first = first
+        if not segments:
+            self._segment_first = after_seq + 1
+
+    def segments(self) -> list[tuple[int, Path]]:
+        """Segment files as (first sequence number, path), in order."""
+        found = []
+        for path in self.directory.glob("journal-*.log"):
+            with contextlib.suppress(ValueError):
+                found.append((int(path.stem.split("-", 1)[1]), path))
+        return sorted(found)
+
+    def _read_segment(self, path: Path, *, last: bool) -> Iterator[bytes]:
+        data = path.read_bytes()
+        pos, size = 0, len(data)
+        while pos < size:
+            problem = None
+            if size - pos < _HEADER.size:
+                problem = "partial record header"
+            else:
+                length, crc = _HEADER.unpack_from(data, pos)
+                end = pos + _HEADER.size + length
+                if length > _MAX_RECORD:
+                    problem = f"implausible record length {length}"
+                elif end > size:
+                    problem = "record cut short"
+                elif zlib.crc32(data[pos + _HEADER.size : end]) != crc:
+                    problem = "checksum mismatch"
+            if problem is None:
+                yield data[pos + _HEADER.size : end]
+                pos = end
+                continue
+            # Cut short, or the very last record with a bad checksum: a write the crash tore.
+            tail = problem != "checksum mismatch" or end == size
+            if last and tail:
+                log.warning(
+                    "journal_torn_tail_truncated",
+                    segment=path.name,
+                    offset=pos,
+                    dropped_bytes=size - pos,
+                    problem=problem,
+                )
+                with open(path, "r+b") as handle:
+                    handle.truncate(pos)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                return
+            raise JournalCorrupt(
+                f"journal segment {path} is corrupt at byte {pos} ({problem}) with data after it;"
+                " refusing to start: restore the directory from a backup or remove the damaged"
+                " segment deliberately"
+            )
+
+    # ------------------------------------------------------------------ writing
+    async def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
+
+    def append(
+        self, payload: bytes, on_durable: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
+        if self._failure is not None:
+            raise JournalError("journal is unusable after a write failure") from self._failure
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _Batch(asyncio.get_running_loop().create_future())
+            self._wakeup.set()
+        batch.payloads.append(payload)
+        if on_durable is not None:
+            batch.callbacks.append(on_durable)
+        return batch.future
+
+    def rotate(self, next_seq: int) -> asyncio.Future[None]:
+        batch = self._batch
+        if batch is None:
+            batch = _Batch(asyncio.get_running_loop().create_future())
+        batch.rotate_to = next_seq
+        self._closed.append(batch)  # later records go into a fresh batch, and a fresh segment
+        self._batch = None
+        self._wakeup.set()
+        return batch.future
+
+    async def drop_before(self, seq: int) -> int:
+        segments = self.segments()
+        # A segment holds [its first, next segment's first - 1]; the newest one is never dropped.
+        doomed = [path for (_, path), (next_first, _) in pairwise(segments) if next_first <= seq]
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        if doomed:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._sync_dir)
+        return len(doomed)
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+        if self._writer is not None:
+            await self._writer
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._thread.shutdown(wait=True)
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        pending: list[_Batch] = []
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending_batches(pending):
+                batch = pending.pop(0)
+                try:
+                    await loop.run_in_executor(self._thread, self._write_batch, batch)
+                except BaseException as exc:  # disk full, I/O error: stop acknowledging
+                    self._failure = exc
+                    log.critical("journal_write_failed", error=repr(exc))
+                    for doomed in (batch, *pending):
+                        if not doomed.future.done():
+                            doomed.future.set_exception(
+                                JournalError(f"journal write failed: {exc}")
+                            )
+                    return
+                self.batches_written += 1
+                self.records_written += len(batch.payloads)
+                if not batch.future.done():
+                    batch.future.set_result(None)
+                for callback in batch.callbacks:
+                    try:
+                        callback()
+                    except Exception:
+                        log.exception("journal_callback_failed")
+            if self._closing and self._batch is None and not self._closed:
+                return
+
+    def _pending_batches(self, pending: list[_Batch]) -> bool:
+        # Closed batches go first; then the open batch is closed and taken as it stands.
+        if not pending:
+            if self._closed:
+                pending.append(self._closed.popleft())
+            elif self._batch is not None:
+                pending.append(self._batch)
+                self._batch = None
+        return bool(pending)
+
+    def _segment_name(self, first: int) -> str:
+        return f"journal-{first:016d}.log"
+
+    def _write_batch(self, batch: _Batch) -> None:
+        if self._fd is None:
+            path = self.directory / self._segment_name(self._segment_first)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._sync_dir()
+        if batch.payloads:
+            frames = bytearray()
+            for payload in batch.payloads:
+                frames += _HEADER.pack(len(payload), zlib.crc32(payload))
+                frames += payload
+            view = memoryview(frames)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.sync == "fsync":
+                os.fdatasync(self._fd)
+        if batch.rotate_to is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            self._segment_first = batch.rotate_to
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

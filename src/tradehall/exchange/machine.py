@@ -1,0 +1,238 @@
+"""The Exchange as a deterministic state machine over journaled commands.
+
+:class:`ExchangeMachine` owns the engine, the webhook subscriptions and the webhook outbox, and
+changes them only through :meth:`~ExchangeMachine.execute` (live) or
+:meth:`~ExchangeMachine.replay` (recovery). Both run the same :meth:`_apply`; the difference is the
+:class:`Recorder` standing in as the engine's clock and id source: live it records every reading
+and id a command takes, in replay it hands the recorded ones back, and it fails loudly if a replayed
+command asks for more or fewer than it took live (a determinism bug, never silently tolerated).
+
+The outbox holds every webhook delivery a command produced until a ``DeliverySettled`` command
+retires it, so deliveries pending at a crash are sent again after restart (at least once; receivers
+de-duplicate by ``X-Delivery-Id``, which is the same across restarts because ids are journaled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import msgspec
+
+from tradehall.core.clock import Clock
+from tradehall.core.ids import IdSource
+from tradehall.exchange.commands import (
+    CancelOrder,
+    Command,
+    DeleteWebhook,
+    ExpireDue,
+    Record,
+    RegisterBroker,
+    SubmitOrder,
+    UpsertWebhooks,
+)
+from tradehall.exchange.engine import Engine
+from tradehall.exchange.errors import ExchangeError
+from tradehall.exchange.events import EngineEvent
+from tradehall.exchange.state import EngineState, SubscriptionState, state_hash
+from tradehall.exchange.subscriptions import SubscriptionRegistry, deliveries_for
+from tradehall.exchange.webhook_delivery import Delivery
+
+__all__ = ["ExchangeMachine", "Executed", "MachineSnapshot", "Recorder", "ReplayDivergence"]
+
+
+class ReplayDivergence(RuntimeError):
+    """Replaying a record did not reproduce what happened live."""
+
+
+class Recorder:
+    """Clock and id source for the engine: pass-through, recording, or replaying."""
+
+    def __init__(self, clock: Clock, ids: IdSource) -> None:
+        self._clock = clock
+        self._ids = ids
+        self._times: list[int] | None = None
+        self._new_ids: list[str] | None = None
+        self._replay_times: Iterator[int] | None = None
+        self._replay_ids: Iterator[str] | None = None
+
+    def time_ns(self) -> int:
+        if self._replay_times is not None:
+            try:
+                return next(self._replay_times)
+            except StopIteration:
+                raise ReplayDivergence("replayed command read the clock more often") from None
+        now = self._clock.time_ns()
+        if self._times is not None:
+            self._times.append(now)
+        return now
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._clock.sleep(seconds)
+
+    def new_id(self) -> str:
+        if self._replay_ids is not None:
+            try:
+                return next(self._replay_ids)
+            except StopIteration:
+                raise ReplayDivergence("replayed command asked for more ids") from None
+        new = self._ids.new_id()
+        if self._new_ids is not None:
+            self._new_ids.append(new)
+        return new
+
+    @contextmanager
+    def recording(self) -> Iterator[tuple[list[int], list[str]]]:
+        times: list[int] = []
+        ids: list[str] = []
+        self._times, self._new_ids = times, ids
+        try:
+            yield times, ids
+        finally:
+            self._times = self._new_ids = None
+
+    @contextmanager
+    def replaying(self, times: list[int], ids: list[str]) -> Iterator[None]:
+        replay_times, replay_ids = iter(times), iter(ids)
+        self._replay_times, self._replay_ids = replay_times, replay_ids
+        try:
+            yield
+        finally:
+            self._replay_times = self._replay_ids = None
+        if next(replay_times, None) is not None or next(replay_ids, None) is not None:
+            raise ReplayDivergence("replayed command used fewer clock readings or ids")
+
+
+class Executed(msgspec.Struct):
+    """What one live command did: its journal record, result, events and new deliveries."""
+
+    record: Record
+    result: object
+    events: list[EngineEvent]
+    deliveries: list[Delivery]
+    error: ExchangeError | None = None
+
+
+class MachineSnapshot(msgspec.Struct, array_like=True):
+    seq: int
+    engine: EngineState
+    subscriptions: list[SubscriptionState]
+    outbox: list[Delivery]
+
+
+_snapshot_encoder = msgspec.msgpack.Encoder()
+_snapshot_decoder = msgspec.msgpack.Decoder(MachineSnapshot)
+
+
+class ExchangeMachine:
+    """Engine + subscriptions + outbox, advanced one journaled command at a time."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        ids: IdSource,
+        *,
+        vwap_window_ns: int,
+        snapshot: MachineSnapshot | None = None,
+    ) -> None:
+        self.recorder = Recorder(clock, ids)
+        self.vwap_window_ns = vwap_window_ns
+        self.subscriptions = SubscriptionRegistry(self.recorder)
+        self.outbox: dict[str, Delivery] = {}
+        self.seq = 0
+        if snapshot is None:
+            self.engine = Engine(self.recorder, self.recorder, vwap_window_ns=vwap_window_ns)
+        else:
+            self.engine = Engine.from_state(
+                snapshot.engine, self.recorder, self.recorder, vwap_window_ns=vwap_window_ns
+            )
+            self.subscriptions.restore(snapshot.subscriptions)
+            self.outbox = {d.delivery_id: d for d in snapshot.outbox}
+            self.seq = snapshot.seq
+
+    # ------------------------------------------------------------------ commands
+    def execute(self, command: Command) -> Executed:
+        """Run a live command, recording what it consumed; rejections are results too."""
+        events: list[EngineEvent] = []
+        deliveries: list[Delivery] = []
+        result: object = None
+        error: ExchangeError | None = None
+        with self.recorder.recording() as (times, ids):
+            try:
+                result = self._apply(command, events, deliveries)
+            except ExchangeError as exc:
+                error = exc
+        self.seq += 1
+        record = Record(self.seq, command, times, ids, error.code if error else None)
+        return Executed(record, result, events, deliveries, error)
+
+    def replay(self, record: Record) -> None:
+        """Re-run a journaled command with its recorded clock readings and ids."""
+        if record.seq != self.seq + 1:
+            raise ReplayDivergence(f"journal gap: expected record {self.seq + 1}, got {record.seq}")
+        rejected: str | None = None
+        with self.recorder.replaying(record.clock, record.ids):
+            try:
+                self._apply(record.command, [], [])
+            except ExchangeError as exc:
+                rejected = exc.code
+        if rejected != record.rejected:
+            raise ReplayDivergence(
+                f"record {record.seq}: live outcome {record.rejected!r}, replay {rejected!r}"
+            )
+        self.seq = record.seq
+
+    def _apply(
+        self, command: Command, events: list[EngineEvent], deliveries: list[Delivery]
+    ) -> object:
+        engine = self.engine
+        result: object
+        if isinstance(command, SubmitOrder):
+            result, new_events = engine.submit(command.request)
+        elif isinstance(command, CancelOrder):
+            result, new_events = engine.cancel(command.order_id)
+        elif isinstance(command, ExpireDue):
+            result, new_events = None, engine.expire_due()
+        elif isinstance(command, RegisterBroker):
+            return engine.register_broker(command.broker_id, command.cash, command.holdings)
+        elif isinstance(command, UpsertWebhooks):
+            engine.broker(command.broker_id)  # 404 before anything changes
+            return self.subscriptions.upsert(
+                command.broker_id, command.url, command.events, engine.now()
+            )
+        elif isinstance(command, DeleteWebhook):
+            return self.subscriptions.delete(command.webhook_id)
+        else:
+            for delivery_id in command.delivery_ids:
+                self.outbox.pop(delivery_id, None)
+            return None
+        events.extend(new_events)
+        produced = deliveries_for(new_events, self.subscriptions, self.recorder)
+        for delivery in produced:
+            self.outbox[delivery.delivery_id] = delivery
+        deliveries.extend(produced)
+        return result
+
+    # ------------------------------------------------------------------ images
+    def snapshot(self) -> MachineSnapshot:
+        return MachineSnapshot(
+            self.seq,
+            self.engine.export_state(),
+            self.subscriptions.export_state(),
+            list(self.outbox.values()),
+        )
+
+    def state_hash(self) -> str:
+        """Hash of books, accounts, orders, trades and subscriptions (not the outbox)."""
+        return state_hash(self.engine.export_state(), self.subscriptions.export_state())
+
+    @staticmethod
+    def encode_snapshot(snapshot: MachineSnapshot) -> bytes:
+        return _snapshot_encoder.encode(snapshot)
+
+    @staticmethod
+    def decode_snapshot(data: bytes) -> MachineSnapshot:
+        return _snapshot_decoder.decode(data)
