@@ -365,3 +365,17 @@ def test_balance_updated_at_lifecycle(api: Api) -> None:
     api.listing(resting_bidder)
     phase3 = {b: api.balance(b)["updated_at"] for b in ids}
     assert phase3 == phase2
+
+
+def test_rejected_broker_registers_no_symbol(api: Api) -> None:
+    sym = new_symbol()
+    resp = _create(
+        api,
+        {
+            "broker_id": new_broker_id(),
+            "initial_cash": 10,
+            "initial_holdings": [{"symbol": sym, "quantity": 1}, {"symbol": sym, "quantity": 1}],
+        },
+    )
+    assert resp.status_code == 400
+    assert api.get(f"/stocks/{sym}/price").status_code == 404

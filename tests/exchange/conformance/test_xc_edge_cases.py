@@ -157,11 +157,6 @@ def test_large_values_stay_exact(api: Api) -> None:
     assert money(api.balance(buyer)["cash_balance"]) == D("9999.99")
 
 
-def test_quantity_too_large_for_cash_is_409_not_500(api: Api) -> None:
-    body = api.limit_body(api.broker(cash="1.00"), "bid", new_symbol(), 10**24, "1.00")
-    assert_error(api.post("/orders", body), 409, "insufficient_balance")
-
-
 @pytest.mark.parametrize(
     "payload",
     [

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import httpx
-from exconf_support import Api, WebhookReceiver, expires_in, new_symbol
+from exconf_support import Api, WebhookReceiver, expires_in, new_symbol, utc_now_text
 
 MONEY_KEYS = (
     "price",
@@ -94,3 +94,28 @@ def test_every_response_renders_money_and_time(api: Api, receiver: WebhookReceiv
     joined = "\n".join(texts)
     for key in MONEY_KEYS:
         assert f'"{key}"' in joined, key  # every money field was exercised
+
+
+def test_timestamps_are_current_utc(api: Api) -> None:
+    """Every server-set timestamp lies between the client's UTC clock before and after."""
+    before = utc_now_text()
+    sym = new_symbol()
+    seller = api.broker(holdings={sym: 5})
+    created = api.balance(seller)["updated_at"]
+    ask = api.limit(seller, "ask", sym, 5, "1.00")
+    bid = api.limit(api.broker(), "bid", sym, 2, "1.00")
+    cancelled = api.cancel(ask["order_id"])
+    stamps = [
+        created,
+        ask["created_at"],
+        bid["created_at"],
+        bid["trades"][0]["executed_at"],
+        cancelled["cancelled_at"],
+        api.book(sym)["snapshot_at"],
+        api.quote(sym, "bid", 1)["quoted_at"],
+        api.price(sym)["last_trade_at"],
+        api.balance(seller)["updated_at"],
+    ]
+    after = utc_now_text()
+    for stamp in stamps:
+        assert before <= stamp <= after, (before, stamp, after)

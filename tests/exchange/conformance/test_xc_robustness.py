@@ -22,6 +22,7 @@ from exconf_support import (
     money,
     new_symbol,
     start_exchange,
+    stop_exchange,
 )
 
 
@@ -229,3 +230,16 @@ def test_sigterm_exits_cleanly(tmp_path: Path) -> None:
         code = server.proc.wait(timeout=15)
         server.log_file.close()
     assert code == 0
+
+
+def test_empty_setting_means_default(tmp_path: Path) -> None:
+    server = start_exchange(tmp_path / "run", {"TRADEHALL_VWAP_WINDOW": ""})
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
+            api = Api(client)
+            sym = new_symbol()
+            api.broker(holdings={sym: 1})
+            assert api.price(sym)["window"] == "5m"
+    finally:
+        stop_exchange(server.proc)
+        server.log_file.close()
