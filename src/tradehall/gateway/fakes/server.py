@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from tradehall.gateway.fakes.market import MarketSim, Tick
@@ -214,6 +215,8 @@ class FakeVenue:
         self.connections.add(ws)
         try:
             await self.handle(ws)
+        except ConnectionClosed:
+            pass  # clients come and go, abruptly in the fault tests
         finally:
             self.connections.discard(ws)
 
