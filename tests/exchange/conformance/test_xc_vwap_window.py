@@ -1,7 +1,7 @@
 """§2.7 VWAP fallback: with no trade inside the window the price is the latest trade ever.
 
 Needs trades to age out of the window, so this module starts its own exchange with
-``TRADEHALL_VWAP_WINDOW=1s`` (§10: every setting is a ``TRADEHALL_*`` variable); it also sets a
+``TRADEHALL_VWAP_WINDOW=2s`` (§10: every setting is a ``TRADEHALL_*`` variable); it also sets a
 webhook signing secret to check §10's ``X-Signature``.
 """
 
@@ -31,7 +31,7 @@ from exconf_support import (
 def short_window_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     server = start_exchange(
         tmp_path_factory.mktemp("exchange-vwap"),
-        {"TRADEHALL_VWAP_WINDOW": "1s", "TRADEHALL_WEBHOOK_SIGNING_SECRET": SECRET},
+        {"TRADEHALL_VWAP_WINDOW": "2s", "TRADEHALL_WEBHOOK_SIGNING_SECRET": SECRET},
     )
     try:
         with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
@@ -44,7 +44,7 @@ def short_window_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 SECRET = "conformance-secret"
 
 
-def _wait_out_of_window(api: Api, sym: str, timeout: float = 6.0) -> dict[str, Any]:
+def _wait_out_of_window(api: Api, sym: str, timeout: float = 8.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         body = api.price(sym)
