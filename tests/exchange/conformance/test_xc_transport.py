@@ -139,3 +139,36 @@ def test_bodiless_requests_ignore_content_type(api: Api) -> None:
         "GET", "/healthz", content=b"garbage", headers={"Content-Type": "text/plain"}
     )
     assert resp.status_code == 200
+
+
+CONTRACT_ROUTES = {
+    "/brokers": {"post"},
+    "/brokers/{broker_id}/balance": {"get"},
+    "/brokers/{broker_id}/orders": {"get"},
+    "/orders": {"post"},
+    "/orders/{order_id}": {"get", "delete"},
+    "/stocks/{symbol}/price": {"get"},
+    "/stocks/{symbol}/book": {"get"},
+    "/stocks/{symbol}/quote": {"get"},
+    "/webhooks": {"post", "get"},
+    "/webhooks/{webhook_id}": {"delete"},
+    "/healthz": {"get"},
+}
+
+
+def test_openapi_describes_every_contract_route(api: Api) -> None:
+    resp = api.get("/openapi.json")
+    assert resp.status_code == 200
+    doc = resp.json()
+    assert str(doc["openapi"]).startswith("3.")
+    for path, methods in CONTRACT_ROUTES.items():
+        assert path in doc["paths"], path
+        assert methods <= set(doc["paths"][path]), (path, sorted(doc["paths"][path]))
+
+
+def test_metrics_endpoint(api: Api) -> None:
+    api.get("/healthz")
+    resp = api.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain")
+    assert "# TYPE" in resp.text
