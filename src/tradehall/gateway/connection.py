@@ -21,17 +21,18 @@ import asyncio
 import contextlib
 from typing import Protocol
 
+import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import WebSocketException
 
 from tradehall.core.clock import Clock
-from tradehall.core.logging import get_logger
 from tradehall.gateway.backoff import Backoff
 
 __all__ = ["WsRunner", "WsSession"]
 
-log = get_logger("gateway.connection")
+# Lazy: binds on first use, after the CLI has configured logging.
+log = structlog.get_logger(component="gateway.connection")
 
 
 class WsSession(Protocol):

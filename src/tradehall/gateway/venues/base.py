@@ -15,8 +15,9 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import structlog
+
 from tradehall.core.clock import Clock, SystemClock
-from tradehall.core.logging import get_logger
 from tradehall.gateway.assembler import Action, BookAssembler, BookState, Outcome, Sequencing
 from tradehall.gateway.backoff import Backoff
 from tradehall.gateway.book import OrderBook
@@ -35,7 +36,8 @@ __all__ = ["AdapterSettings", "EventSink", "VenueAdapter"]
 
 EventSink = Callable[[Event], None]
 
-log = get_logger("gateway.venue")
+# Lazy: binds on first use, after the CLI has configured logging.
+log = structlog.get_logger(component="gateway.venue")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,13 @@ class VenueAdapter:
             else {}
         )
         self.resync_log: list[tuple[str, str, int]] = []  # (symbol, reason, epoch)
+
+    async def run(self) -> None:
+        """Connect and keep the feed going until :meth:`stop` (implemented per venue)."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
 
     def new_backoff(self) -> Backoff:
         s = self.settings

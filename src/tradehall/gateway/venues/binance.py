@@ -26,10 +26,10 @@ from decimal import Decimal
 
 import httpx
 import msgspec
+import structlog
 from websockets.asyncio.client import ClientConnection
 
 from tradehall.core.clock import Clock
-from tradehall.core.logging import get_logger
 from tradehall.gateway.assembler import Action, Diff, Resync, Sequencing, Snapshot
 from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.events import EventIds, Side, Ticker, Trade
@@ -38,7 +38,8 @@ from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapt
 
 __all__ = ["BinanceAdapter"]
 
-log = get_logger("gateway.binance")
+# Lazy: binds on first use, after the CLI has configured logging.
+log = structlog.get_logger(component="gateway.binance")
 
 _Levels = list[tuple[Decimal, Decimal]]
 

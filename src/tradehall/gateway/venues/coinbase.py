@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 import msgspec
+import structlog
 from websockets.asyncio.client import ClientConnection
 
 from tradehall.core.clock import Clock
-from tradehall.core.logging import get_logger
 from tradehall.core.timefmt import parse_rfc3339_ns
 from tradehall.gateway.assembler import Action, Diff, Resync, Sequencing, Snapshot
 from tradehall.gateway.connection import WsRunner
@@ -40,7 +40,8 @@ from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapt
 
 __all__ = ["CoinbaseAdapter", "ProductSession"]
 
-log = get_logger("gateway.coinbase")
+# Lazy: binds on first use, after the CLI has configured logging.
+log = structlog.get_logger(component="gateway.coinbase")
 CHANNELS = ("heartbeats", "level2", "market_trades", "ticker")
 
 

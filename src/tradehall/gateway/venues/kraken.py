@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 import msgspec
+import structlog
 from websockets.asyncio.client import ClientConnection
 
 from tradehall.core.clock import Clock
-from tradehall.core.logging import get_logger
 from tradehall.core.timefmt import parse_rfc3339_ns
 from tradehall.gateway.assembler import Action, Diff, Resync, Sequencing, Snapshot
 from tradehall.gateway.book import OrderBook, kraken_checksum
@@ -34,7 +34,8 @@ from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapt
 
 __all__ = ["KrakenAdapter"]
 
-log = get_logger("gateway.kraken")
+# Lazy: binds on first use, after the CLI has configured logging.
+log = structlog.get_logger(component="gateway.kraken")
 
 
 class _Level(msgspec.Struct, array_like=False):

@@ -1,0 +1,192 @@
+"""The gateway process, part 1: venue adapters (optionally against in-process fake venues).
+
+:class:`GatewayService` builds one adapter per configured venue, all feeding one sink that
+counts events in Prometheus metrics and hands them to an optional consumer callback (the CLI
+prints them as JSON lines; the data bus of issue 7 will subscribe here). In simulation mode it
+first starts the wire-compatible fake venues on loopback and points the adapters at them -- the
+adapters themselves are the production code, unchanged, with only their URLs swapped.
+
+A small HTTP listener serves ``/healthz`` (per-book state as JSON) and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tradehall.core.metrics import CONTENT_TYPE_LATEST, new_registry, render
+from tradehall.gateway.events import Event, EventIds
+from tradehall.gateway.fakes.binance import FakeBinance
+from tradehall.gateway.fakes.coinbase import FakeCoinbase
+from tradehall.gateway.fakes.kraken import FakeKraken
+from tradehall.gateway.fakes.server import FakeVenue
+from tradehall.gateway.venues.base import AdapterSettings, VenueAdapter
+from tradehall.gateway.venues.binance import BinanceAdapter
+from tradehall.gateway.venues.coinbase import CoinbaseAdapter
+from tradehall.gateway.venues.kraken import KrakenAdapter
+
+__all__ = ["GatewayConfig", "GatewayService"]
+
+# Lazy: binds on first use, after the CLI has configured logging.
+log = structlog.get_logger(component="gateway")
+VENUE_NAMES = ("binance", "coinbase", "kraken")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    venues: Sequence[str] = VENUE_NAMES
+    symbols: Sequence[str] = ("BTC-USD", "ETH-USD")
+    sim: bool = False
+    sim_interval: float = 0.1
+    adapter: AdapterSettings = field(default_factory=AdapterSettings)
+    binance_ws_url: str = "wss://stream.binance.com:9443"
+    binance_rest_url: str = "https://api.binance.com"
+    coinbase_ws_url: str = "wss://advanced-trade-ws.coinbase.com"
+    kraken_ws_url: str = "wss://ws.kraken.com/v2"
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "gateway_events",
+            "Canonical events emitted by the venue adapters",
+            ["provider", "event_type"],
+            registry=registry,
+        )
+        self.book_live = Gauge(
+            "gateway_book_live",
+            "1 when the book is LIVE",
+            ["provider", "symbol"],
+            registry=registry,
+        )
+        self.resyncs = Gauge(
+            "gateway_book_resyncs",
+            "Resyncs so far by reason",
+            ["provider", "reason"],
+            registry=registry,
+        )
+        self.checksum = Gauge(
+            "gateway_checksum_checks",
+            "Book checksum checks",
+            ["provider", "result"],
+            registry=registry,
+        )
+        self.reconnects = Gauge(
+            "gateway_reconnects", "WebSocket reconnects so far", ["provider"], registry=registry
+        )
+
+
+class GatewayService:
+    """Adapters (and fakes in simulation) under one lifecycle."""
+
+    def __init__(
+        self, config: GatewayConfig, on_event: Callable[[Event], None] | None = None
+    ) -> None:
+        self.config = config
+        self.on_event = on_event
+        self.registry = new_registry()
+        self.metrics = _Metrics(self.registry)
+        self.ids = EventIds()
+        self.fakes: dict[str, FakeVenue] = {}
+        self.adapters: dict[str, VenueAdapter] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def sink(self, event: Event) -> None:
+        self.metrics.events.labels(event.provider, event.event_type).inc()
+        if self.on_event is not None:
+            self.on_event(event)
+
+    async def start(self) -> None:
+        config = self.config
+        urls: dict[str, dict[str, str]] = {
+            "binance": {"ws_url": config.binance_ws_url, "rest_url": config.binance_rest_url},
+            "coinbase": {"ws_url": config.coinbase_ws_url},
+            "kraken": {"ws_url": config.kraken_ws_url},
+        }
+        if config.sim:
+            for name in config.venues:
+                fake = _FAKES[name](config.symbols, interval=config.sim_interval)
+                await fake.start()
+                self.fakes[name] = fake
+                urls[name] = {"ws_url": fake.base_ws}
+                if name == "binance":
+                    urls[name]["rest_url"] = fake.base_http
+                elif name == "kraken":
+                    urls[name]["ws_url"] = f"{fake.base_ws}/v2"
+                log.info("fake_venue_started", venue=name, url=fake.base_ws)
+        for name in config.venues:
+            adapter = _ADAPTERS[name](
+                config.symbols, self.sink, settings=config.adapter, ids=self.ids, **urls[name]
+            )
+            self.adapters[name] = adapter
+            self._tasks.append(asyncio.create_task(adapter.run()))
+
+    async def stop(self) -> None:
+        for adapter in self.adapters.values():
+            await adapter.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for fake in self.fakes.values():
+            await fake.stop()
+
+    def health(self) -> dict[str, Any]:
+        books = {
+            name: {symbol: asm.state.value for symbol, asm in adapter.assemblers.items()}
+            for name, adapter in self.adapters.items()
+        }
+        return {"status": "ok", "books": books, "sim": self.config.sim}
+
+    def refresh_gauges(self) -> None:
+        m = self.metrics
+        for name, adapter in self.adapters.items():
+            reasons: dict[str, int] = {}
+            ok = failed = 0
+            for symbol, asm in adapter.assemblers.items():
+                m.book_live.labels(name, symbol).set(1 if asm.state.value == "LIVE" else 0)
+                for reason, count in asm.stats.resyncs.items():
+                    reasons[reason] = reasons.get(reason, 0) + count
+                ok += asm.stats.checksum_ok
+                failed += asm.stats.checksum_failed
+            for reason, count in reasons.items():
+                m.resyncs.labels(name, reason).set(count)
+            m.checksum.labels(name, "ok").set(ok)
+            m.checksum.labels(name, "failed").set(failed)
+            runners = [getattr(adapter, "runner", None)] + [
+                s.runner for s in getattr(adapter, "sessions", {}).values()
+            ]
+            m.reconnects.labels(name).set(sum(max(0, r.connects - 1) for r in runners if r))
+
+    def app(self) -> Starlette:
+        async def healthz(request: Request) -> Response:
+            return JSONResponse(self.health())
+
+        async def metrics(request: Request) -> Response:
+            self.refresh_gauges()
+            return Response(render(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
+
+
+_FAKES: dict[str, Callable[..., FakeVenue]] = {
+    "binance": FakeBinance,
+    "coinbase": FakeCoinbase,
+    "kraken": FakeKraken,
+}
+_ADAPTERS: dict[str, Callable[..., VenueAdapter]] = {
+    "binance": BinanceAdapter,
+    "coinbase": CoinbaseAdapter,
+    "kraken": KrakenAdapter,
+}
