@@ -26,7 +26,7 @@ from eth_account.signers.local import LocalAccount
 from tradehall.core.clock import VirtualClock
 from tradehall.tap.app import create_app
 from tradehall.tap.auth import LoginRequest, login_text
-from tradehall.tap.grid import GridConfig
+from tradehall.tap.grid import GridConfig, GridLayout, layout
 from tradehall.tap.hub import Hub, MemoryBus
 from tradehall.tap.service import TapConfig, TapService
 from tradehall.tap.stores import MemoryNonceStore, MemoryRateLimiter, MemorySessionStore
@@ -104,8 +104,12 @@ class Harness:
         )
         assert resp.status_code == 200, resp.text
 
+    def layout(self) -> GridLayout:
+        snap = self.service.grid_snapshot()
+        return layout(self.service.config.grid, self.clock.time_ns(), snap.price)
+
     def placeable_cells(self) -> list[dict[str, Any]]:
-        return [c for c in self.service.grid_snapshot().to_json()["cells"] if c["placeable"]]
+        return [c for c in self.service.grid_json()["cells"] if c["placeable"]]
 
     async def bet(
         self, token: str, cell_id: str, amount: int = 100, nonce: str | None = None

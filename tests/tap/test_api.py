@@ -114,7 +114,7 @@ async def test_bet_errors(tap: Harness) -> None:
     token, account = await tap.login()
     await tap.fund(account, 150)
     cells = tap.placeable_cells()
-    grid = tap.service.grid_snapshot().layout
+    grid = tap.layout()
     current = f"{grid.current_col_start}_{grid.row_lowers[0]}_{grid.row_lowers[1]}"
 
     async def error_of(resp_coro: Any) -> tuple[int, str]:
@@ -167,7 +167,7 @@ async def test_repeated_nonce_returns_original_result(tap: Harness) -> None:
 async def test_column_expiry(tap: Harness) -> None:
     token, account = await tap.login()
     await tap.fund(account, 1_000)
-    grid = tap.service.grid_snapshot().layout
+    grid = tap.layout()
     first = grid.first_placeable_col_start
     row = grid.row_lowers[10]
     cell = f"{first}_{row}_{row + 1_000}"

@@ -67,7 +67,7 @@ async def test_interrupted_recovery_restarts(tap: Harness) -> None:
 
 
 def cell_with(tap: Harness, *, holds_price: bool) -> dict[str, Any]:
-    first = tap.service.grid_snapshot().layout.first_placeable_col_start
+    first = tap.layout().first_placeable_col_start
     for cell in tap.placeable_cells():
         if cell["col_start"] != first:
             continue

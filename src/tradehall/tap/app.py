@@ -140,7 +140,7 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
         return json_response(user_json(await service.me(await session_of(request))))
 
     async def grid(request: Request) -> Response:
-        return json_response(service.grid_snapshot().to_json())
+        return json_response(service.grid_json())
 
     async def place_bet(request: Request) -> Response:
         session = await session_of(request)

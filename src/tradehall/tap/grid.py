@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 import msgspec
 
-__all__ = ["Cell", "CellIdError", "GridConfig", "GridLayout", "layout", "parse_cell_id"]
+__all__ = [
+    "Cell",
+    "CellIdError",
+    "GridConfig",
+    "GridLayout",
+    "is_placeable",
+    "layout",
+    "parse_cell_id",
+]
 
 NS = 1_000_000_000
 
@@ -117,3 +125,20 @@ def layout(config: GridConfig, now_ns: int, price_cents: int) -> GridLayout:
     first_row = centre_row - config.rows // 2
     row_lowers = tuple((first_row + j) * config.row_cents for j in range(config.rows))
     return GridLayout(config, current, col_starts, row_lowers)
+
+
+def is_placeable(config: GridConfig, cell: Cell, now_ns: int, price_cents: int) -> bool:
+    """``layout(config, now_ns, price_cents).placeable(cell)`` without building the layout."""
+    cs, rc = config.column_seconds, config.row_cents
+    now_s = now_ns // NS
+    current = now_s - now_s % cs
+    first_row = (price_cents // rc - config.rows // 2) * rc
+    return (
+        cell.col_start % cs == 0
+        and cell.col_end - cell.col_start == cs
+        and cell.lower % rc == 0
+        and cell.upper - cell.lower == rc
+        and current + config.placeable_offset * cs <= cell.col_start
+        and cell.col_start <= current + (config.columns - 1) * cs
+        and first_row <= cell.lower <= first_row + (config.rows - 1) * rc
+    )

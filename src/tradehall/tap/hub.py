@@ -96,7 +96,9 @@ class Hub:
 
 
 class Bus(Protocol):
-    async def publish(self, channel: str, payload: bytes) -> None: ...
+    def publish(self, channel: str, payload: bytes) -> None:
+        """Send without waiting (delivery is best effort, after the commit)."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -109,7 +111,7 @@ class MemoryBus:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
 
-    async def publish(self, channel: str, payload: bytes) -> None:
+    def publish(self, channel: str, payload: bytes) -> None:
         self._hub.dispatch(channel, payload)
 
     async def start(self) -> None:

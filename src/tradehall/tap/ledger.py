@@ -14,13 +14,13 @@ Every balance change writes a ledger row in the same transaction carrying ``bala
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import uuid
 from collections.abc import Sequence
 from enum import StrEnum
 
 import msgspec
+
+from tradehall.tap.ids import new_id
 
 __all__ = [
     "BetRecord",
@@ -126,10 +126,6 @@ _BET_COLUMNS = (
 )
 
 
-def _new_id() -> str:
-    return str(uuid.uuid4())
-
-
 def ensure_user(conn: sqlite3.Connection, wallet: str, now_ms: int) -> UserRecord:
     """Fetch the user with ``wallet`` or create it with balance 0 (login, FR-10)."""
     conn.execute("BEGIN IMMEDIATE")
@@ -137,7 +133,7 @@ def ensure_user(conn: sqlite3.Connection, wallet: str, now_ms: int) -> UserRecor
         conn.execute(
             "INSERT OR IGNORE INTO users (id, wallet_address, balance, created_at, updated_at)"
             " VALUES (?, ?, 0, ?, ?)",
-            (_new_id(), wallet, now_ms, now_ms),
+            (new_id(), wallet, now_ms, now_ms),
         )
         row = conn.execute(
             "SELECT id, wallet_address, balance FROM users WHERE wallet_address = ?", (wallet,)
@@ -160,7 +156,7 @@ def deposit(
         conn.execute(
             "INSERT OR IGNORE INTO users (id, wallet_address, balance, created_at, updated_at)"
             " VALUES (?, ?, 0, ?, ?)",
-            (_new_id(), wallet, now_ms, now_ms),
+            (new_id(), wallet, now_ms, now_ms),
         )
         user_id, balance = conn.execute(
             "UPDATE users SET balance = balance + ?, version = version + 1, updated_at = ?"
@@ -171,7 +167,7 @@ def deposit(
             "INSERT INTO transaction_ledger"
             " (id, user_id, amount, balance_after, ref_type, ref_id, metadata, created_at)"
             " VALUES (?, ?, ?, ?, 'DEPOSIT', ?, NULL, ?)",
-            (_new_id(), user_id, amount, balance, deposit_id, now_ms),
+            (new_id(), user_id, amount, balance, deposit_id, now_ms),
         )
         conn.execute("COMMIT")
     except BaseException:
@@ -195,9 +191,8 @@ def stored_result(conn: sqlite3.Connection, user_id: str, nonce: str) -> BetResu
 
 
 def _place_one(conn: sqlite3.Connection, bet: BetRequest, now_ms: int) -> BetResult:
-    stored = stored_result(conn, bet.user_id, bet.nonce)
-    if stored is not None:
-        return stored
+    # A repeated nonce is caught by the unique (user, nonce) index on the bet insert; the
+    # savepoint then undoes the debit and the caller answers with the stored result.
     row = conn.execute(
         "UPDATE users SET balance = balance - ?, version = version + 1, updated_at = ?"
         " WHERE id = ? AND balance >= ? RETURNING balance",
@@ -230,12 +225,12 @@ def _place_one(conn: sqlite3.Connection, bet: BetRequest, now_ms: int) -> BetRes
         " (id, user_id, amount, balance_after, ref_type, ref_id, metadata, created_at)"
         " VALUES (?, ?, ?, ?, 'BET', ?, ?, ?)",
         (
-            _new_id(),
+            new_id(),
             bet.user_id,
             -bet.amount,
             new_balance,
             bet.bet_id,
-            json.dumps({"cell_id": bet.cell_id, "timestamp": now_ms}),
+            f'{{"cell_id": "{bet.cell_id}", "timestamp": {now_ms}}}',
             now_ms,
         ),
     )
@@ -255,8 +250,8 @@ def place_batch(
                 result = _place_one(conn, bet, now_ms)
             except sqlite3.IntegrityError as exc:
                 conn.execute("ROLLBACK TO bet")
-                dup = "bets.user_id, bets.cell_id" in str(exc) or "idx_bets_user_cell" in str(exc)
-                stored = None if dup else stored_result(conn, bet.user_id, bet.nonce)
+                dup = "bets.user_id, bets.cell_id" in str(exc)
+                stored = stored_result(conn, bet.user_id, bet.nonce)
                 if stored is not None:
                     result = stored
                 else:
@@ -326,7 +321,7 @@ def apply_resolution(
                 "INSERT INTO transaction_ledger"
                 " (id, user_id, amount, balance_after, ref_type, ref_id, metadata, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                (_new_id(), user_id, credit, new_balance, credit_type, bet_id, now_ms),
+                (new_id(), user_id, credit, new_balance, credit_type, bet_id, now_ms),
             )
         conn.execute("COMMIT")
     except BaseException:

@@ -50,4 +50,10 @@ class TapMetrics:
             buckets=(1, 5, 10, 25, 50, 75, 100),
             registry=r,
         )
+        self.flush_seconds = Histogram(
+            "batcher_flush_seconds",
+            "Time to write one batch (transaction and commit)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ws_clients = Gauge("ws_clients", "Connected WebSocket clients", registry=r)

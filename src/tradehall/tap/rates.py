@@ -41,7 +41,7 @@ _CENT = Decimal("0.01")
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _Z_SPAN = 8.0
-_STEPS = 48  # Simpson intervals (even)
+_STEPS = 24  # Simpson intervals (even)
 
 
 class RateModel(Protocol):

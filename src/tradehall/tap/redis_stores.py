@@ -151,25 +151,47 @@ class RedisBus:
         self._hub = hub
         self._prefix = f"{prefix}bus:"
         self._task: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._outbox: list[tuple[str, bytes]] = []
+        self._wake = asyncio.Event()
 
-    async def publish(self, channel: str, payload: bytes) -> None:
-        try:
-            await self._r.publish(self._prefix + channel, payload)
-        except RedisError as exc:
-            _log.warning("publish_failed", channel=channel, error=repr(exc))
+    def publish(self, channel: str, payload: bytes) -> None:
+        if len(self._outbox) < 100_000:
+            self._outbox.append((self._prefix + channel, payload))
+            self._wake.set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="tap-redis-bus")
+        self._sender = asyncio.create_task(self._send(), name="tap-redis-bus-send")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), 5.0)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._outbox:
+            await self._flush()
+        for task in (self._task, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._sender = None
+
+    async def _flush(self) -> None:
+        batch, self._outbox = self._outbox, []
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for channel, payload in batch:
+                    pipe.publish(channel, payload)
+                await pipe.execute()
+        except RedisError as exc:
+            _log.warning("publish_failed", messages=len(batch), error=repr(exc))
+
+    async def _send(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush()
 
     async def _listen(self) -> None:
         while True:

@@ -18,7 +18,6 @@ import contextlib
 import functools
 import re
 import sqlite3
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +35,17 @@ from tradehall.tap.batcher import Batcher, Overloaded
 from tradehall.tap.breaker import Breaker, BreakerConfig, Health, Override, Transition
 from tradehall.tap.db import Database
 from tradehall.tap.feed import NoSource, PriceSource
-from tradehall.tap.grid import Cell, CellIdError, GridConfig, GridLayout, layout, parse_cell_id
+from tradehall.tap.grid import (
+    Cell,
+    CellIdError,
+    GridConfig,
+    GridLayout,
+    is_placeable,
+    layout,
+    parse_cell_id,
+)
 from tradehall.tap.hub import BROADCAST, Bus, envelope, user_channel
+from tradehall.tap.ids import new_id
 from tradehall.tap.ledger import BetRequest, BetResult, Placement
 from tradehall.tap.metrics import TapMetrics
 from tradehall.tap.rates import BrownianTouchModel, RateModel, estimate_sigma
@@ -198,7 +206,7 @@ class TapService:
             max_batch=config.max_batch,
             max_queue=config.max_queue,
             flush_interval_s=config.flush_interval_s,
-            on_flush=lambda n, _: self.metrics.batch_size.observe(n),
+            on_flush=self._observe_flush,
         )
         self.price: int | None = None
         self._recent: deque[tuple[int, int]] = deque()
@@ -206,10 +214,15 @@ class TapService:
         self._last_sample_ms = 0
         self._snapshot: GridSnapshot | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._background: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, tuple[float, asyncio.Future[BetResult]]] = {}
+        self._placed_ok = self.metrics.bets_placed.labels("confirmed")
+        self._placed_rejected = self.metrics.bets_placed.labels("rejected")
+        self._placed_timeout = self.metrics.bets_placed.labels("timeout")
         self._started = False
         self._resolver_idle = asyncio.Event()
         self._resolver_idle.set()
+        self._grid_idle = asyncio.Event()
+        self._grid_idle.set()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -218,9 +231,11 @@ class TapService:
         await self.bus.start()
         self.batcher.start()
         self._started = True
+        self._spawn("bet-timeouts", self._timeout_loop)
         if background:
             self._spawn("feed", lambda: self.source.run(self.ingest_price))
             self._spawn("monitor", self._monitor_loop)
+            self._spawn("grid", self._grid_loop)
             self._spawn("ticks", self._tick_loop)
             self._spawn("resolver", self._resolver_loop)
 
@@ -235,9 +250,6 @@ class TapService:
         if self._started:
             with contextlib.suppress(Exception):
                 await self.flush_ticks()
-        for task in list(self._background):
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
         await self.bus.stop()
         await self.db.close()
         self._started = False
@@ -255,13 +267,8 @@ class TapService:
 
         self._tasks.append(asyncio.create_task(supervised(), name=f"tap-{name}"))
 
-    def _fire(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     def publish(self, channel: str, kind: str, data: Any) -> None:
-        self._fire(self.bus.publish(channel, envelope(kind, data)))
+        self.bus.publish(channel, envelope(kind, data))
 
     # ----------------------------------------------------------------- prices and breaker
 
@@ -321,8 +328,6 @@ class TapService:
         last_status = self.clock.monotonic()
         while True:
             self.evaluate_breaker()
-            if self.price is not None:
-                self.grid_snapshot()
             if self.clock.monotonic() - last_status >= self.config.status_interval_s:
                 last_status = self.clock.monotonic()
                 self.publish(BROADCAST, "system:status", self.status_json())
@@ -346,21 +351,72 @@ class TapService:
     # ----------------------------------------------------------------- grid
 
     def grid_snapshot(self) -> GridSnapshot:
-        """The grid and rates at the current second (computed at most once per second)."""
-        now = self.clock.time_ns()
-        now_s = now // NS
+        """The latest grid and rates; computed here only if none is at most 1 s old.
+
+        The monitor refreshes the snapshot every second off the event loop
+        (:meth:`refresh_snapshot`), so requests normally just read it.
+        """
+        now_s = self.clock.time_ns() // NS
         snap = self._snapshot
-        if snap is not None and snap.at_s == now_s:
+        if snap is not None and snap.at_s >= now_s - 1:
             return snap
         if self.price is None:
             raise _stale()
-        price = self.price
-        sigma = estimate_sigma(list(self._recent))
-        grid = layout(self.config.grid, now, price)
+        self._snapshot = self._compute_snapshot(now_s, self.price, list(self._recent))
+        return self._snapshot
+
+    def _compute_snapshot(
+        self, now_s: int, price: int, recent: list[tuple[int, int]]
+    ) -> GridSnapshot:
+        sigma = estimate_sigma(recent)
+        grid = layout(self.config.grid, now_s * NS, price)
         at = now_s * NS
         rates = {c.cell_id: self.rate_model.rate(c, at, price, sigma) for c in grid.cells()}
-        self._snapshot = GridSnapshot(now_s, price, sigma, grid, rates)
-        return self._snapshot
+        return GridSnapshot(now_s, price, sigma, grid, rates)
+
+    async def _grid_loop(self) -> None:
+        while True:
+            self._grid_idle.clear()
+            try:
+                await self.refresh_snapshot()
+            finally:
+                self._grid_idle.set()
+            await self.clock.sleep(1.0)
+
+    def grid_json(self) -> dict[str, Any]:
+        """The grid at this instant: columns from now, rows and rates from the snapshot."""
+        snap = self.grid_snapshot()
+        now = self.clock.time_ns()
+        current = layout(self.config.grid, now, snap.price)
+        if current.current_col_start != snap.layout.current_col_start:
+            rates = dict(snap.rates)
+            at = (now // NS) * NS
+            for cell in current.cells():
+                if cell.cell_id not in rates:
+                    rates[cell.cell_id] = self.rate_model.rate(cell, at, snap.price, snap.sigma)
+            snap = GridSnapshot(now // NS, snap.price, snap.sigma, current, rates)
+        return snap.to_json()
+
+    async def refresh_snapshot(self) -> None:
+        if self.price is None:
+            return
+        now_s = self.clock.time_ns() // NS
+        snap = await asyncio.to_thread(
+            self._compute_snapshot, now_s, self.price, list(self._recent)
+        )
+        current = self._snapshot
+        if current is None or snap.at_s >= current.at_s:
+            self._snapshot = snap
+
+    def quote(self, cell: Cell) -> tuple[bool, Decimal]:
+        """Whether ``cell`` is placeable now, and its rate (from the snapshot when it has it)."""
+        snap = self.grid_snapshot()
+        now = self.clock.time_ns()
+        placeable = is_placeable(self.config.grid, cell, now, snap.price)
+        rate = snap.rates.get(cell.cell_id)
+        if rate is None:
+            rate = self.rate_model.rate(cell, (now // NS) * NS, snap.price, snap.sigma)
+        return placeable, rate
 
     # ----------------------------------------------------------------- auth
 
@@ -431,7 +487,7 @@ class TapService:
         if amount <= 0 or amount > 10**12:
             raise ApiError(400, "invalid_amount", "amount must be a positive number of cents")
         now_ms = self.clock.time_ns() // 1_000_000
-        dep_id = str(uuid.uuid4())
+        dep_id = new_id()
         return await self.db.write(lambda c: ledger.deposit(c, wallet, amount, now_ms, dep_id))
 
     async def _flush(self, bets: Sequence[BetRequest]) -> list[BetResult]:
@@ -465,12 +521,11 @@ class TapService:
             raise ApiError(400, "validation_error", "malformed cell_id") from None
         if body.amount not in self.config.grid.presets:
             await self._raise_replay_or(session, body, _invalid_amount(self.config.grid))
-        snap = self.grid_snapshot()
-        if not snap.layout.placeable(cell):
+        placeable, rate = self.quote(cell)
+        if not placeable:
             await self._raise_replay_or(
                 session, body, ApiError(400, "cell_unavailable", "cell is not open for bets")
             )
-        rate = snap.rates[cell.cell_id]
         if body.rate is not None and _as_decimal(body.rate) != rate:
             await self._raise_replay_or(
                 session,
@@ -489,7 +544,7 @@ class TapService:
         self, session: Session, body: BetBody, cell: Cell, rate: Decimal
     ) -> dict[str, Any]:
         bet = BetRequest(
-            bet_id=str(uuid.uuid4()),
+            bet_id=new_id(),
             user_id=session.user_id,
             cell_id=cell.cell_id,
             nonce=body.nonce,
@@ -503,32 +558,51 @@ class TapService:
         try:
             future = self.batcher.enqueue(bet)
         except Overloaded:
-            self.metrics.bets_placed.labels("rejected").inc()
+            self._placed_rejected.inc()
             raise ApiError(503, "overloaded", "batcher overloaded, retry shortly") from None
-        timer = asyncio.ensure_future(self.timer_clock.sleep(self.config.bet_timeout_s))
+        deadline = self.timer_clock.monotonic() + self.config.bet_timeout_s
+        self._waiting[bet.bet_id] = (deadline, future)
         try:
-            await asyncio.wait((future, timer), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            timer.cancel()
-        if not future.done():
-            self.metrics.bets_placed.labels("timeout").inc()
+            result = await future
+        except BetTimeout:
+            self._placed_timeout.inc()
             raise ApiError(
                 504, "timeout", "Bet status unknown, check history", extra={"bet_id": bet.bet_id}
-            )
-        try:
-            result = future.result()
+            ) from None
         except Exception:
             _log.exception("bet_write_failed", bet_id=bet.bet_id)
-            self.metrics.bets_placed.labels("rejected").inc()
+            self._placed_rejected.inc()
             self._notify(bet, BetResult(Placement.ERROR, bet.bet_id, None))
             raise ApiError(500, "internal_error", "the bet could not be stored") from None
+        finally:
+            self._waiting.pop(bet.bet_id, None)
         if not result.replayed:
             self._notify(bet, result)
         return self._answer(result)
 
+    def _observe_flush(self, size: int, seconds: float) -> None:
+        self.metrics.batch_size.observe(size)
+        self.metrics.flush_seconds.observe(seconds)
+
+    def expire_waiters(self) -> int:
+        """Answer 504 to every bet request waiting longer than ``bet_timeout_s``.
+
+        The bet itself stays queued and may still commit; the client looks it up by ``bet_id``.
+        """
+        now = self.timer_clock.monotonic()
+        expired = [f for deadline, f in self._waiting.values() if deadline <= now and not f.done()]
+        for future in expired:
+            future.set_exception(BetTimeout())
+        return len(expired)
+
+    async def _timeout_loop(self) -> None:
+        while True:
+            await self.timer_clock.sleep(0.25)
+            self.expire_waiters()
+
     def _notify(self, bet: BetRequest, result: BetResult) -> None:
         ok = result.outcome is Placement.ACCEPTED
-        self.metrics.bets_placed.labels("confirmed" if ok else "rejected").inc()
+        (self._placed_ok if ok else self._placed_rejected).inc()
         self.publish(
             user_channel(bet.user_id),
             "bet:confirmed" if ok else "bet:failed",
@@ -641,6 +715,7 @@ class TapService:
     async def quiesce(self) -> None:
         """Wait until a running resolver pass and every queued write have finished."""
         await self._resolver_idle.wait()
+        await self._grid_idle.wait()
         await self.db.write(lambda c: None)
 
     # ----------------------------------------------------------------- health
@@ -681,6 +756,10 @@ class TapService:
             "timestamp": now // 1_000_000,
             "checks": checks,
         }
+
+
+class BetTimeout(Exception):
+    """A bet request waited ``bet_timeout_s`` without a commit (answered 504)."""
 
 
 class _Replayed(Exception):
