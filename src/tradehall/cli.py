@@ -20,12 +20,12 @@ __all__ = ["main"]
 SYSTEMS = ("exchange", "gateway", "tap", "up")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every available system's subcommand."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every available system's subcommand (or just ``only``'s)."""
     parser = argparse.ArgumentParser(prog="tradehall", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tradehall {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for system in SYSTEMS:
+    for system in SYSTEMS if only is None else (only,):
         try:
             module = importlib.import_module(f"tradehall.{system}.cli")
         except ModuleNotFoundError as exc:
@@ -38,8 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; configuration errors exit with status 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # Importing one system is much cheaper than importing all of them; only --help needs all.
+    chosen = arguments[0] if arguments and arguments[0] in SYSTEMS else None
+    parser = build_parser(chosen)
+    args = parser.parse_args(arguments)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
