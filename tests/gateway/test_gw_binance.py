@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
+import httpx
 import pytest
+import websockets
 from gw_helpers import Collector, eventually
 
 from tradehall.gateway.assembler import BookState
@@ -194,3 +197,50 @@ async def test_book_equals_venue_book_after_every_message_with_faults() -> None:
         assert len(checked) >= 180
         reasons = [reason for _, reason, _ in adapter.resync_log]
         assert reasons.count("gap") >= 3 and reasons.count("crossed") >= 3
+
+
+async def test_periodic_refresh_resnapshots_without_losing_the_book() -> None:
+    settings = AdapterSettings(
+        stale_after=5.0, sync_timeout=1.0, idle_timeout=5.0, tick=0.02, refresh_every=0.3
+    )
+    async with FakeBinance(SYMBOLS, interval=0.005) as fake:
+        sink = Collector()
+        adapter = BinanceAdapter(
+            SYMBOLS, sink, ws_url=fake.base_ws, rest_url=fake.base_http, settings=settings
+        )
+        task = asyncio.create_task(adapter.run())
+        try:
+            await eventually(lambda: adapter.resync_log.count(("BTC-USD", "refresh", 3)) == 1)
+            requests = fake.snapshot_requests
+            assert requests >= 4  # initial + refreshes, per symbol
+            await Rig(fake, adapter, sink).assert_books_match()
+        finally:
+            await adapter.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_fake_speaks_raw_streams_and_live_subscribe() -> None:
+    async with FakeBinance(("BTC-USD",), interval=0.005) as fake:
+        async with websockets.connect(f"{fake.base_ws}/ws/btcusdt@trade") as ws:
+            await ws.send(
+                json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@bookTicker"], "id": 7})
+            )
+            seen: set[str] = set()
+            while not {"ack", "trade", "ticker"} <= seen:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 5.0))
+                if msg.get("id") == 7:
+                    assert msg == {"result": None, "id": 7}
+                    seen.add("ack")
+                elif msg.get("e") == "trade":
+                    assert "stream" not in msg  # raw streams are not wrapped
+                    seen.add("trade")
+                elif "b" in msg and "u" in msg and "e" not in msg:
+                    seen.add("ticker")
+        async with httpx.AsyncClient(base_url=fake.base_http) as client:
+            bad = await client.get("/api/v3/depth", params={"symbol": "NOPE"})
+            assert bad.status_code == 400 and bad.json()["code"] == -1121
+            ok = await client.get("/api/v3/depth", params={"symbol": "BTCUSDT", "limit": "5"})
+            body = ok.json()
+            assert len(body["bids"]) == 5 and isinstance(body["lastUpdateId"], int)

@@ -21,8 +21,6 @@ from tradehall.gateway.events import Level
 
 __all__ = ["OrderBook", "kraken_checksum", "kraken_format"]
 
-_ZERO = Decimal(0)
-
 
 class OrderBook:
     """Bids and asks of one instrument; bids are read best-first from the top of the dict."""
@@ -46,9 +44,12 @@ class OrderBook:
         """Set every given level to its absolute quantity; zero deletes."""
         for side, levels in ((self.bids, bids), (self.asks, asks)):
             for price, qty in levels:
-                if qty == _ZERO:
-                    side.pop(price, None)
-                else:
+                if price in side:
+                    if qty:
+                        dict.__setitem__(side, price, qty)  # same key: no re-sorting needed
+                    else:
+                        del side[price]
+                elif qty:
                     side[price] = qty
 
     def best_bid(self) -> Level | None:
