@@ -1,4 +1,4 @@
-"""§3.9 atomicity under concurrency, §10 at-least-once webhook retries, §8 startup/shutdown."""
+"""§3.9 atomicity under concurrency, §10 webhook retries and durability, §8 startup/shutdown."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from exconf_support import (
     WebhookReceiver,
     expires_in,
     free_port,
+    loads,
     money,
     new_symbol,
     start_exchange,
@@ -243,3 +245,63 @@ def test_empty_setting_means_default(tmp_path: Path) -> None:
     finally:
         stop_exchange(server.proc)
         server.log_file.close()
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
+def test_state_survives_restart(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    """§10 durability: acknowledged state is back after a restart on the same data dir."""
+    sym = new_symbol()
+    server = start_exchange(tmp_path / "run1")
+    data_dir = tmp_path / "run1" / "data"
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
+            api = Api(client)
+            seller = api.broker(cash="0", holdings={sym: 10})
+            buyer = api.broker(cash="100.00")
+            hooks = api.subscribe(buyer, "https://example.com/h", ["trade.executed"])
+            ask = api.limit(seller, "ask", sym, 10, "2.00")
+            bid = api.limit(buyer, "bid", sym, 4, "3.00")
+            cancelled = api.limit(buyer, "bid", sym, 1, "1.00")
+            api.cancel(cancelled["order_id"])
+            before: dict[str, Any] = {
+                "seller": api.balance(seller),
+                "buyer": api.balance(buyer),
+                "ask": api.order(ask["order_id"]),
+                "bid": api.order(bid["order_id"]),
+                "cancelled": api.order(cancelled["order_id"]),
+                "book": api.book(sym)["asks"],
+                "price": api.price(sym),
+                "listing": api.listing(buyer),
+            }
+    finally:
+        server.proc.send_signal(stop_signal)
+        code = server.proc.wait(timeout=15)
+        server.log_file.close()
+    if stop_signal == signal.SIGTERM:
+        assert code == 0
+
+    again = start_exchange(tmp_path / "run2", {"TRADEHALL_DATA_DIR": str(data_dir)})
+    try:
+        with httpx.Client(base_url=again.base_url, timeout=10.0) as client:
+            api = Api(client)
+            assert api.balance(seller) == before["seller"]
+            assert api.balance(buyer) == before["buyer"]
+            assert api.order(ask["order_id"]) == before["ask"]
+            assert api.order(bid["order_id"]) == before["bid"]
+            assert api.order(cancelled["order_id"]) == before["cancelled"]
+            assert api.book(sym)["asks"] == before["book"]
+            assert api.listing(buyer) == before["listing"]
+            restored_price = api.price(sym)
+            for key in ("current_price", "trades_in_window", "last_trade_at"):
+                assert restored_price[key] == before["price"][key], key
+            listed = loads(api.get("/webhooks", params={"broker_id": buyer}).text)
+            assert listed["webhooks"] == hooks
+            # the restored book keeps trading
+            more = api.limit(buyer, "bid", sym, 6, "2.00")
+            assert more["status"] == "filled"
+            assert api.order(ask["order_id"])["status"] == "filled"
+            dup = api.post("/brokers", {"broker_id": seller, "initial_cash": 1})
+            assert dup.status_code == 409
+    finally:
+        stop_exchange(again.proc)
+        again.log_file.close()
