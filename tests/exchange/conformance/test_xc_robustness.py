@@ -305,3 +305,73 @@ def test_state_survives_restart(tmp_path: Path, stop_signal: signal.Signals) -> 
     finally:
         stop_exchange(again.proc)
         again.log_file.close()
+
+
+def _snapshot(api: Api, brokers: list[str], orders: list[str], syms: list[str]) -> dict[str, Any]:
+    return {
+        "balances": [api.balance(b) for b in brokers],
+        "orders": [api.order(o) for o in orders],
+        "listings": [api.listing(b, limit=100) for b in brokers],
+        "books": [{k: v for k, v in api.book(s).items() if k != "snapshot_at"} for s in syms],
+        "prices": [api.price(s) for s in syms],
+    }
+
+
+def test_random_flow_and_expiry_survive_kill(tmp_path: Path) -> None:
+    syms = [new_symbol(), new_symbol()]
+    server = start_exchange(tmp_path / "run1")
+    data_dir = tmp_path / "run1" / "data"
+    orders: list[str] = []
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
+            api = Api(client)
+            brokers = [
+                api.broker(cash="2000.00", holdings={s: 100 for s in syms}) for _ in range(4)
+            ]
+            for step in range(60):
+                me = brokers[step % 4]
+                sym = syms[step % 2]
+                side = "bid" if step % 3 else "ask"
+                if step % 5 == 4:
+                    resp = api.post("/orders", api.market_body(me, side, sym, 3 + step % 7))
+                else:
+                    price = f"{9 + step % 4}.{(step * 7) % 100:02d}"
+                    resp = api.post("/orders", api.limit_body(me, side, sym, 2 + step % 9, price))
+                if resp.status_code == 201:
+                    orders.append(loads(resp.text)["order_id"])
+                if step % 11 == 10 and orders:
+                    api.delete(f"/orders/{orders[-2]}")
+            expiring = api.limit(brokers[0], "bid", syms[0], 1, "0.50", expires_at=expires_in(1.0))
+            orders.append(expiring["order_id"])
+            before = _snapshot(api, brokers, orders, syms)
+    finally:
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(timeout=15)
+        server.log_file.close()
+
+    again = start_exchange(tmp_path / "run2", {"TRADEHALL_DATA_DIR": str(data_dir)})
+    try:
+        with httpx.Client(base_url=again.base_url, timeout=10.0) as client:
+            api = Api(client)
+            deadline = time.monotonic() + 8.0
+            while api.order(expiring["order_id"])["status"] != "expired":
+                assert time.monotonic() < deadline, "restored order never expired"
+                time.sleep(0.05)
+            after = _snapshot(api, brokers, orders, syms)
+    finally:
+        stop_exchange(again.proc)
+        again.log_file.close()
+
+    # everything but the expired order (and what its expiry touched) is identical
+    exp_before, exp_after = before["orders"][-1], after["orders"][-1]
+    assert exp_before["status"] == "pending"
+    assert exp_after["expired_at"] == exp_after["expires_at"]
+    assert exp_after["cancelled_quantity"] == 1
+    assert before["orders"][:-1] == after["orders"][:-1]
+    assert before["balances"][1:] == after["balances"][1:]
+    assert before["prices"] == after["prices"]
+    assert before["books"][1] == after["books"][1]
+    bal_before, bal_after = before["balances"][0], after["balances"][0]
+    assert bal_after["reserved_cash"] == bal_before["reserved_cash"] - D("0.50")
+    assert bal_after["cash_balance"] == bal_before["cash_balance"]
+    assert bal_after["holdings"] == bal_before["holdings"]
