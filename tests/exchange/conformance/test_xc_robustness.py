@@ -258,7 +258,10 @@ def test_state_survives_restart(tmp_path: Path, stop_signal: signal.Signals) -> 
             api = Api(client)
             seller = api.broker(cash="0", holdings={sym: 10})
             buyer = api.broker(cash="100.00")
-            hooks = api.subscribe(buyer, "https://example.com/h", ["trade.executed"])
+            api.subscribe(buyer, "https://example.com/h", ["trade.executed"])
+            gone = api.subscribe(buyer, "https://example.com/c", ["order.cancelled"])[0]
+            assert api.delete(f"/webhooks/{gone['webhook_id']}").status_code == 204
+            hooks = api.subscribe(buyer, "https://example.com/h2", ["trade.executed"])
             ask = api.limit(seller, "ask", sym, 10, "2.00")
             bid = api.limit(buyer, "bid", sym, 4, "3.00")
             cancelled = api.limit(buyer, "bid", sym, 1, "1.00")
