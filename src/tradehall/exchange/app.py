@@ -251,7 +251,10 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
-            return _error(MethodNotAllowed(request.method, request.url.path))
+            response = _error(MethodNotAllowed(request.method, request.url.path))
+            if exc.headers and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         return _error(RouteNotFound(request.method, request.url.path))
 
     @asynccontextmanager
