@@ -379,3 +379,12 @@ def test_rejected_broker_registers_no_symbol(api: Api) -> None:
     )
     assert resp.status_code == 400
     assert api.get(f"/stocks/{sym}/price").status_code == 404
+
+
+def test_broker_ids_are_case_sensitive(api: Api) -> None:
+    stem = new_broker_id()[2:]
+    upper, lower = "X" + stem, "x" + stem
+    assert _create(api, {"broker_id": upper, "initial_cash": 1}).status_code == 201
+    assert _create(api, {"broker_id": lower, "initial_cash": 2}).status_code == 201
+    assert money(api.balance(upper)["cash_balance"]) == D("1.00")
+    assert money(api.balance(lower)["cash_balance"]) == D("2.00")

@@ -248,3 +248,24 @@ def test_subscriptions_do_not_touch_orders(api: Api) -> None:
     for hook in hooks:
         api.delete(f"/webhooks/{hook['webhook_id']}")
     assert api.order(order["order_id"]) == order
+
+
+def test_url_change_plus_create_is_201(api: Api) -> None:
+    broker_id = api.broker()
+    existing = api.subscribe(broker_id, URL, ["trade.executed"])[0]
+    resp = _post(
+        api,
+        {
+            "broker_id": broker_id,
+            "url": URL + "/new",
+            "events": ["order.expired", "trade.executed"],
+        },
+    )
+    assert resp.status_code == 201
+    created, updated = loads(resp.text)["webhooks"]
+    _check_hook(created, broker_id, "order.expired", URL + "/new")
+    _check_hook(updated, broker_id, "trade.executed", URL + "/new")
+    assert updated["webhook_id"] == existing["webhook_id"]
+    assert updated["created_at"] == existing["created_at"]
+    listed = loads(api.get("/webhooks", params={"broker_id": broker_id}).text)["webhooks"]
+    assert listed == [updated, created]
