@@ -15,6 +15,7 @@ from tradehall.core.money import MoneyError, cents_to_decimal, format_cents, par
         (7, 700),
         (0, 0),
         (Decimal("-2.5"), -250),
+        (Decimal("1E+30"), 10**32),
     ],
 )
 def test_parse_cents_accepts_exact_amounts(value: object, cents: int) -> None:
@@ -33,6 +34,7 @@ def test_parse_cents_accepts_exact_amounts(value: object, cents: int) -> None:
         (1.5, "type"),
         (Decimal("NaN"), "finite"),
         (Decimal("Infinity"), "finite"),
+        (Decimal("1E+999999"), "range"),
     ],
 )
 def test_parse_cents_refuses_inexact_or_non_numbers(value: object, reason: str) -> None:

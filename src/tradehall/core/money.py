@@ -14,13 +14,15 @@ from decimal import Decimal, InvalidOperation
 __all__ = ["MoneyError", "cents_to_decimal", "format_cents", "parse_cents"]
 
 _HUNDRED = Decimal(100)
+MAX_DIGITS = 60  # integer digits accepted; far beyond any real amount, far below DoS sizes
 
 
 class MoneyError(ValueError):
     """A value that is not an exact amount of cents.
 
-    ``reason`` is ``"type"`` (not a number), ``"precision"`` (more than two decimals) or
-    ``"finite"`` (NaN/infinity), so callers can map each to their own message.
+    ``reason`` is ``"type"`` (not a number), ``"precision"`` (more than two decimals),
+    ``"finite"`` (NaN/infinity) or ``"range"`` (absurdly large), so callers can map each to their
+    own message.
     """
 
     def __init__(self, reason: str, value: object) -> None:
@@ -37,6 +39,8 @@ def parse_cents(value: object) -> int:
         return value * 100
     if not value.is_finite():
         raise MoneyError("finite", value)
+    if value.adjusted() > MAX_DIGITS:  # 1e999999 is well-formed JSON, but no amount of money
+        raise MoneyError("range", value)
     try:
         scaled = value * _HUNDRED
         if scaled != scaled.to_integral_value():

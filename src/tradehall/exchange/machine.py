@@ -123,8 +123,8 @@ class MachineSnapshot(msgspec.Struct, array_like=True):
     outbox: list[Delivery]
 
 
-_snapshot_encoder = msgspec.msgpack.Encoder()
-_snapshot_decoder = msgspec.msgpack.Decoder(MachineSnapshot)
+_snapshot_encoder = msgspec.json.Encoder()  # unbounded integers, like the journal
+_snapshot_decoder = msgspec.json.Decoder(MachineSnapshot)
 
 
 class ExchangeMachine:

@@ -84,6 +84,8 @@ def _money(value: object, field: str) -> int:
     except MoneyError as exc:
         if exc.reason == "precision":
             raise ValidationError(MONEY_PRECISION_MESSAGE) from None
+        if exc.reason == "range":
+            raise ValidationError(f"{field} is out of range") from None
         raise ValidationError(f"{field} must be a number") from None
 
 

@@ -46,7 +46,7 @@ from tradehall.exchange.commands import (
 from tradehall.exchange.engine import Engine, OrderRequest
 from tradehall.exchange.errors import ExchangeError, ServiceUnavailable
 from tradehall.exchange.events import EngineEvent
-from tradehall.exchange.journal import FileJournal, Journal, JournalError
+from tradehall.exchange.journal import FileJournal, Journal
 from tradehall.exchange.machine import ExchangeMachine, Executed
 from tradehall.exchange.metrics import ExchangeMetrics
 from tradehall.exchange.model import Broker, Order
@@ -200,8 +200,10 @@ class ExchangeService:
             return
         try:
             self._last_durable = self.journal.append(encode_record(executed.record), publish)
-        except JournalError as exc:
-            self._halt(f"journal unavailable: {exc}")
+        except Exception as exc:
+            # The command already changed memory but cannot be made durable: stop accepting
+            # anything rather than acknowledge state a restart would not have.
+            self._halt(f"journal unavailable: {exc!r}")
             raise ServiceUnavailable("The journal could not be written") from exc
 
     def _publisher(self, executed: Executed) -> Callable[[], None] | None:

@@ -3,7 +3,7 @@
 Only primary facts are stored -- brokers, every order with its trades, VWAP windows, counters.
 Books, the expiry index and the per-broker listing indexes are derived again on restore by
 re-adding active limit orders in creation order, which reproduces price-time priority exactly
-(within a level, FIFO by creation is the priority order). Records are array-like msgpack, so an
+(within a level, FIFO by creation is the priority order). Records encode as JSON arrays, so an
 image of a million orders stays compact, and encoding is deterministic, so equal states give
 equal bytes and the :func:`state_hash` can prove that a replay matches a live run.
 """
@@ -90,7 +90,7 @@ class EngineState(msgspec.Struct, array_like=True, frozen=True):
     orders: list[OrderState]
 
 
-_encoder = msgspec.msgpack.Encoder()
+_encoder = msgspec.json.Encoder()
 
 
 def state_hash(engine: EngineState, subscriptions: list[SubscriptionState]) -> str:

@@ -6,8 +6,8 @@
    name, read the copy back and compare size and sha256, then rename it into place;
 4. only then rotate, in one write transaction: per user, the ledger rows before the week boundary
    are replaced by a single ``OPENING_BALANCE`` row carrying their sum and the last
-   ``balance_after`` (opening-balance carry-forward), and settled bets placed before the boundary
-   are removed. Balances and ledger sums are unchanged, so the integrity check still sees zero
+   ``balance_after`` (opening-balance carry-forward), and bets settled before the boundary are
+   removed. Balances and ledger sums are unchanged, so the integrity check still sees zero
    drift; open bets stay;
 5. record the archive (week, path, size, sha256, status ``complete``) in the ``archives`` table,
    which is also what the dead man's switch gauge ``last_successful_archive_timestamp`` reads.
@@ -138,7 +138,7 @@ def _rotate(conn: sqlite3.Connection, cutoff_ms: int, label: str) -> tuple[int, 
             )
             rotated += count
         removed = conn.execute(
-            "DELETE FROM bets WHERE placed_at < ? AND status <> 'confirmed'", (cutoff_ms,)
+            "DELETE FROM bets WHERE resolved_at IS NOT NULL AND resolved_at < ?", (cutoff_ms,)
         ).rowcount
         conn.execute("COMMIT")
     except BaseException:

@@ -136,6 +136,8 @@ def config_from(values: dict[str, Any]) -> TapConfig:
         admin_token=values["admin_token"],
         dev_self_fund=values["dev_self_fund"],
         resolve_delay_s=values["resolve_delay"],
+        archive_dir=_archive_dir(values),
+        archive_interval_s=values["archive_interval"],
     )
 
 

@@ -165,7 +165,7 @@ class RedisBus:
         self._task = asyncio.create_task(self._listen(), name="tap-redis-bus")
         self._sender = asyncio.create_task(self._send(), name="tap-redis-bus-send")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), 5.0)
+            await asyncio.wait_for(self._ready.wait(), 2.0)
 
     async def stop(self) -> None:
         if self._outbox:

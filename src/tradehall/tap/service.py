@@ -30,6 +30,7 @@ import msgspec
 from tradehall.core.clock import Clock
 from tradehall.core.logging import get_logger
 from tradehall.tap import ledger
+from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
 from tradehall.tap.auth import AuthError, LoginRequest, verify_login
 from tradehall.tap.batcher import Batcher, Overloaded
 from tradehall.tap.breaker import Breaker, BreakerConfig, Health, Override, Transition
@@ -83,7 +84,9 @@ class TapConfig:
     price_retention_s: int = 7 * 86_400
     status_interval_s: float = 5.0
     sigma_window_s: int = 300
-    require_redis: bool = False
+    archive_dir: Path | None = None
+    archive_interval_s: float = 7 * 86_400.0
+    integrity_interval_s: float = 86_400.0
 
     @property
     def db_path(self) -> Path:
@@ -232,7 +235,13 @@ class TapService:
         self.batcher.start()
         self._started = True
         self._spawn("bet-timeouts", self._timeout_loop)
+        last = await self.db.read(last_archive_time)
+        if last is not None:
+            self.metrics.last_archive.set(last / 1000)
         if background:
+            self._spawn("integrity", self._integrity_loop)
+            if self.config.archive_dir is not None:
+                self._spawn("archive", self._archive_loop)
             self._spawn("feed", lambda: self.source.run(self.ingest_price))
             self._spawn("monitor", self._monitor_loop)
             self._spawn("grid", self._grid_loop)
@@ -717,6 +726,33 @@ class TapService:
         await self._resolver_idle.wait()
         await self._grid_idle.wait()
         await self.db.write(lambda c: None)
+
+    # ----------------------------------------------------------------- audit and archival
+
+    async def integrity_check(self) -> list[ledger.Drift]:
+        drift = await self.db.read(ledger.integrity_check)
+        self.metrics.drift_users.set(len(drift))
+        if drift:
+            _log.error("ledger_drift", users=len(drift), first=drift[0].user_id)
+        return drift
+
+    async def _integrity_loop(self) -> None:
+        while True:
+            await self.integrity_check()
+            await self.clock.sleep(self.config.integrity_interval_s)
+
+    async def archive(self) -> ArchiveResult:
+        """Run the weekly archival now (writes go through the single writer)."""
+        store = self.config.archive_dir or self.config.data_dir / "archive"
+        result = await run_archive(self.db, store, self.clock)
+        self.metrics.last_archive.set(result.archived_at_ms / 1000)
+        _log.info("archive_complete", **result.to_json())
+        return result
+
+    async def _archive_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.archive_interval_s)
+            await self.archive()
 
     # ----------------------------------------------------------------- health
 

@@ -77,6 +77,7 @@ class VenueAdapter:
         ids: EventIds | None = None,
         depth: int | None = None,
         checksums: Mapping[str, Callable[[OrderBook], int]] | None = None,
+        refresh: bool | None = None,
     ) -> None:
         self.settings = settings or AdapterSettings()
         self.sink = sink
@@ -86,13 +87,15 @@ class VenueAdapter:
         self.rng = rng or random.Random()
         self.ids = ids or EventIds()
         s = self.settings
+        if refresh is None:  # out-of-band snapshots can miss levels beyond the snapshot depth
+            refresh = sequencing is Sequencing.UPDATE_ID
         self.assemblers: dict[str, BookAssembler] = {
             symbol: BookAssembler(
                 sequencing,
                 max_buffer=s.max_buffer,
                 stale_after=s.stale_after,
                 sync_timeout=s.sync_timeout,
-                refresh_every=s.refresh_every if sequencing is Sequencing.UPDATE_ID else None,
+                refresh_every=s.refresh_every if refresh else None,
                 depth=depth,
                 checksum=(checksums or {}).get(symbol),
             )

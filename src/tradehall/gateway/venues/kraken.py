@@ -125,6 +125,8 @@ class KrakenAdapter(VenueAdapter):
             ids=ids,
             depth=settings.depth,
             checksums=checksums,
+            # The checksum only covers the top 10: deeper books also get the periodic refresh.
+            refresh=settings.depth > 10,
         )
         self.ws_url = ws_url
         self._by_venue = {KRAKEN.to_venue(s): s for s in self.symbols}
