@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from tradehall.core.clock import VirtualClock
+from tradehall.tap import redis_stores as rs
 from tradehall.tap.app import create_app
 from tradehall.tap.auth import LoginRequest, login_text
 from tradehall.tap.grid import GridConfig, GridLayout, layout
@@ -133,20 +135,40 @@ def base_config(tmp_path: Path, **overrides: Any) -> TapConfig:
     return replace(config, **overrides)
 
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, **overrides: Any) -> AsyncIterator[Harness]:
+async def running(
+    tmp_path: Path, backend: str = "memory", redis_url: str = REDIS_URL, **overrides: Any
+) -> AsyncIterator[Harness]:
     clock, timer = VirtualClock(), VirtualClock()
     config = base_config(tmp_path, **overrides)
     hub = Hub()
-    service = TapService(
-        config,
-        clock=clock,
-        timer_clock=timer,
-        sessions=MemorySessionStore(clock),
-        nonces=MemoryNonceStore(clock),
-        limiter=MemoryRateLimiter(clock),
-        bus=MemoryBus(hub),
-    )
+    client = None
+    prefix = f"test-{uuid.uuid4().hex}:"
+    if backend == "redis":
+        client = rs.connect_redis(redis_url)
+        service = TapService(
+            config,
+            clock=clock,
+            timer_clock=timer,
+            sessions=rs.RedisSessionStore(client, clock, prefix),
+            nonces=rs.RedisNonceStore(client, prefix),
+            limiter=rs.RedisRateLimiter(client, prefix),
+            bus=rs.RedisBus(client, hub, prefix),
+            health_probes={"redis": functools.partial(rs.redis_health, client)},
+        )
+    else:
+        service = TapService(
+            config,
+            clock=clock,
+            timer_clock=timer,
+            sessions=MemorySessionStore(clock),
+            nonces=MemoryNonceStore(clock),
+            limiter=MemoryRateLimiter(clock),
+            bus=MemoryBus(hub),
+        )
     await service.start()
     app = create_app(service, hub, manage_service=False)
     sock = socket.socket()
@@ -168,6 +190,12 @@ async def running(tmp_path: Path, **overrides: Any) -> AsyncIterator[Harness]:
             await task
             await service.stop()
             sock.close()
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    keys = [k async for k in client.scan_iter(match=prefix + "*")]
+                    if keys:
+                        await client.delete(*keys)
+                await client.aclose()
 
 
 @pytest.fixture
@@ -180,8 +208,8 @@ async def tap(tmp_path: Path) -> AsyncIterator[Harness]:
 @pytest.fixture
 def tap_with(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[Harness]]:
     @contextlib.asynccontextmanager
-    async def factory(**overrides: Any) -> AsyncIterator[Harness]:
-        async with running(tmp_path, **overrides) as harness:
+    async def factory(backend: str = "memory", **overrides: Any) -> AsyncIterator[Harness]:
+        async with running(tmp_path, backend, **overrides) as harness:
             await harness.tick(31)
             yield harness
 
