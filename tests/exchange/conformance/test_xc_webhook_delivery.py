@@ -314,3 +314,52 @@ def test_unsubscribed_counterparty_gets_nothing(api: Api, receiver: WebhookRecei
     with receiver.lock:
         others = [d for d in receiver.deliveries if seller.encode() in d.raw]
     assert all(d.body["data"]["broker_id"] != seller for d in others)
+
+
+def test_long_sweep_delivers_every_trade_in_match_order(
+    api: Api, receiver: WebhookReceiver
+) -> None:
+    sym = new_symbol()
+    seller = api.broker(holdings={sym: 15})
+    s_url = receiver.new_url()
+    api.subscribe(seller, s_url, ["trade.executed"])
+    asks = [api.limit(seller, "ask", sym, 1, f"{10 + i % 5}.00") for i in range(15)]
+    buyer = api.broker()
+    b_url = receiver.new_url()
+    api.subscribe(buyer, b_url, ["trade.executed"])
+    order = api.market(buyer, "bid", sym, 15)
+    got = receiver.wait(b_url, 15)
+    assert [d.body["data"]["trade_id"] for d in got] == [t["trade_id"] for t in order["trades"]]
+    assert [d.body["data"]["order_filled_quantity"] for d in got] == list(range(1, 16))
+    assert [d.body["data"]["order_status"] for d in got] == ["partially_filled"] * 14 + ["filled"]
+    # price-time priority: all 10.00 asks (oldest first), then 11.00, ...
+    expected_asks = sorted(asks, key=lambda a: (a["price"], asks.index(a)))
+    s_got = receiver.wait(s_url, 15)
+    assert [d.body["data"]["order_id"] for d in s_got] == [a["order_id"] for a in expected_asks]
+
+
+def test_subscription_at_event_time_decides(api: Api, receiver: WebhookReceiver) -> None:
+    """Deliveries queued behind a slow one still go where the subscription pointed at the time."""
+    sym = new_symbol()
+    seller = api.broker(holdings={sym: 10})
+    buyer = api.broker()
+    b_old, b_new, s_url = receiver.new_url(), receiver.new_url(), receiver.new_url()
+    receiver.delay(b_old, 1.0)
+    receiver.delay(s_url, 1.0)
+    api.subscribe(buyer, b_old, ["trade.executed"])
+    s_hook = api.subscribe(seller, s_url, ["trade.executed"])[0]
+    for _ in range(2):
+        api.limit(seller, "ask", sym, 1, "1.00")
+        api.limit(buyer, "bid", sym, 1, "1.00")
+    api.subscribe(buyer, b_new, ["trade.executed"])  # URL change after both events
+    assert api.delete(f"/webhooks/{s_hook['webhook_id']}").status_code == 204
+    assert len(receiver.wait(b_old, 2, timeout=8.0)) == 2
+    assert len(receiver.wait(s_url, 2, timeout=8.0)) == 2
+    assert receiver.at(b_new) == []
+    # later events follow the new subscription state
+    api.limit(seller, "ask", sym, 1, "1.00")
+    api.limit(buyer, "bid", sym, 1, "1.00")
+    assert len(receiver.wait(b_new, 1)) == 1
+    time.sleep(GRACE)
+    assert len(receiver.at(s_url)) == 2
+    assert len(receiver.at(b_old)) == 2
