@@ -308,3 +308,17 @@ def test_self_trade_keeps_every_balance_consistent(engine: Engine) -> None:
 def test_duplicate_broker_is_refused(engine: Engine) -> None:
     with pytest.raises(errors.BrokerAlreadyExists, match="Broker buyer is already registered"):
         engine.register_broker("buyer", 0, [])
+
+
+def test_vwap_keeps_a_trade_on_the_window_edge_despite_nudged_stamps(clock: VirtualClock) -> None:
+    # Several commands at one clock reading get stamps a few ns apart; a trade exactly one window
+    # older than the clock must still count (the window is inclusive).
+    engine = Engine(clock, SequentialIds(), vwap_window_ns=2 * S)
+    engine.register_broker("a", 10**6, [("AAPL", 10)])
+    engine.submit(limit("a", "bid", 1, 100))
+    engine.submit(limit("a", "ask", 1, 100))  # trade 1 at T0 (+ nudge)
+    clock.set_ns(T0 + 2 * S)
+    for _ in range(3):
+        engine.submit(limit("a", "bid", 1, 100))
+    engine.submit(limit("a", "ask", 1, 100))  # trade 2 at T0 + 2 s (+ a larger nudge)
+    assert engine.vwap("AAPL").trades_in_window == 2

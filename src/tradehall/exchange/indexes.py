@@ -127,7 +127,10 @@ class TradeWindow:
         self._quantity += quantity
         self.last_price = price
         self.last_trade_at = executed_at
-        self._evict(executed_at)
+        # Exact eviction happens at query time against the clock. Here only trades older than
+        # two windows go: executed_at may be nudged past the clock by a few ns, and evicting
+        # against it could drop a trade that sits exactly on the inclusive window edge.
+        self._evict(executed_at - self.window_ns)
 
     def entries(self) -> list[tuple[int, int, int]]:
         """The trades still in the window, oldest first, as (executed_at, notional, quantity)."""
