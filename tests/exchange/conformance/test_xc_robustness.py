@@ -203,7 +203,12 @@ EXCHANGE_CMD = [sys.executable, "-m", "tradehall", "exchange", "--host", "127.0.
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("TRADEHALL_VWAP_WINDOW", "five minutes"), ("TRADEHALL_EXPIRATION_INTERVAL", "10 parsecs")],
+    [
+        ("TRADEHALL_VWAP_WINDOW", "five minutes"),
+        ("TRADEHALL_EXPIRATION_INTERVAL", "10 parsecs"),
+        ("TRADEHALL_WEBHOOK_TIMEOUT", "-1s"),
+        ("TRADEHALL_LOG_LEVEL", "verbose"),
+    ],
 )
 def test_unparsable_setting_stops_startup(tmp_path: Path, variable: str, value: str) -> None:
     env = dict(os.environ, TRADEHALL_DATA_DIR=str(tmp_path), **{variable: value})
