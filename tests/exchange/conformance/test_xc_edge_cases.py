@@ -187,3 +187,49 @@ def test_holdings_sorted_after_new_symbol_bought(api: Api) -> None:
     api.market(buyer, "bid", early, 5)
     holdings: list[dict[str, Any]] = api.balance(buyer)["holdings"]
     assert [h["symbol"] for h in holdings] == [early, late]
+
+
+HUGE = 10**20  # above 2**64; the contract sets no upper bound on quantities or amounts
+
+
+# §1.4/§2.1/§2.4: huge but well-formed numbers give the contract's outcome (or at worst a
+# validation_error that changes no state), never a 500.
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("holdings-quantity", {(201, None), (400, "validation_error")}),
+        ("initial-cash", {(201, None), (400, "validation_error")}),
+        ("bid-price", {(409, "insufficient_balance"), (400, "validation_error")}),
+        ("bid-quantity", {(409, "insufficient_balance"), (400, "validation_error")}),
+        ("market-ask-quantity", {(409, "insufficient_holdings"), (400, "validation_error")}),
+    ],
+)
+def test_huge_numbers_never_500(api: Api, case: str, expected: set[tuple[int, Any]]) -> None:
+    sym = new_symbol()
+    broker_id = new_broker_id()
+    if case == "holdings-quantity":
+        body: dict[str, Any] = {
+            "broker_id": broker_id,
+            "initial_cash": 1,
+            "initial_holdings": [{"symbol": sym, "quantity": HUGE}],
+        }
+        resp = api.post("/brokers", body)
+    elif case == "initial-cash":
+        resp = api.post("/brokers", {"broker_id": broker_id, "initial_cash": HUGE})
+    else:
+        broker_id = api.broker(cash="1.00")
+        if case == "bid-price":
+            body = api.limit_body(broker_id, "bid", sym, 1, "1.00")
+            body["price"] = Decimal(HUGE)
+        elif case == "bid-quantity":
+            body = api.limit_body(broker_id, "bid", sym, HUGE, "1.00")
+        else:
+            body = api.market_body(broker_id, "ask", sym, HUGE)
+        resp = api.post("/orders", body)
+    body_out = loads(resp.text)
+    outcome = (resp.status_code, body_out.get("error") if resp.status_code >= 400 else None)
+    assert outcome in expected, resp.text
+    if resp.status_code >= 400:
+        assert_error(resp, resp.status_code, outcome[1])
+    if case in ("holdings-quantity", "initial-cash") and resp.status_code == 400:
+        assert api.get(f"/brokers/{broker_id}/balance").status_code == 404
