@@ -148,3 +148,23 @@ def test_expires_at_one_second_ago_is_rejected(api: Api) -> None:
     assert_error(
         api.post("/orders", body), 400, "validation_error", "expires_at must be a future timestamp"
     )
+
+
+def test_expired_notifications_follow_expires_at(api: Api, receiver: WebhookReceiver) -> None:
+    """§4.3: the sweep handles due orders in ascending expires_at (placement order differs)."""
+    sym = new_symbol()
+    bidder = api.broker()
+    url = receiver.new_url()
+    api.subscribe(bidder, url, ["order.expired"])
+    base = datetime.now(UTC) + timedelta(seconds=1.0)
+    offsets_ms = [40, 0, 20, 60]
+    placed = []
+    for offset in offsets_ms:
+        moment = base + timedelta(milliseconds=offset)
+        stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        placed.append(api.limit(bidder, "bid", sym, 1, "1.00", expires_at=stamp))
+    got = receiver.wait(url, 4, timeout=8.0)
+    assert len(got) == 4
+    by_deadline = [o["order_id"] for _, o in sorted(zip(offsets_ms, placed, strict=True))]
+    assert [d.body["data"]["order_id"] for d in got] == by_deadline
+    assert all(d.body["data"]["status"] == "expired" for d in got)

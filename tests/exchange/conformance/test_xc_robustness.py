@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -54,8 +55,29 @@ def test_concurrent_orders_keep_invariants(api: Api, http: httpx.Client) -> None
                 codes.append(resp.status_code)
         return codes
 
-    with ThreadPoolExecutor(max_workers=12) as pool:
+    stop = threading.Event()
+    crossed: list[Any] = []
+
+    def reader() -> int:
+        reads = 0
+        with httpx.Client(base_url=base_url, timeout=10.0) as client:
+            while not stop.is_set():
+                for sym in syms:
+                    book = loads(client.get(f"/stocks/{sym}/book").text)
+                    reads += 1
+                    if book["bids"] and book["asks"]:
+                        if book["bids"][0]["price"] >= book["asks"][0]["price"]:
+                            crossed.append(book)
+                        if book["spread"] != book["asks"][0]["price"] - book["bids"][0]["price"]:
+                            crossed.append(book)
+        return reads
+
+    with ThreadPoolExecutor(max_workers=14) as pool:
+        readers = [pool.submit(reader) for _ in range(2)]
         results = list(pool.map(worker, range(12)))
+        stop.set()
+        assert sum(r.result() for r in readers) > 10
+    assert crossed == []
     codes = [c for r in results for c in r]
     assert set(codes) <= {201, 409}
     assert codes.count(201) > 50
