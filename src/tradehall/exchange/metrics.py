@@ -78,12 +78,18 @@ class ExchangeMetrics:
             "tradehall_orders_expired", "Orders expired by the sweep", registry=registry
         )
         self.trades = Counter("tradehall_trades", "Trades executed", registry=registry)
+        self._order_children: dict[tuple[str, str], Counter] = {}
         registry.register(_BookCollector(engine))
 
     def observe(self, result: object, events: list[EngineEvent]) -> None:
         """Count an accepted order and the trades a command produced."""
         if isinstance(result, Order):
-            self.orders.labels(result.type, result.side).inc()
+            child = self._order_children.get((result.type, result.side))
+            if child is None:  # labels() takes a lock and builds a key: resolve each pair once
+                child = self._order_children[(result.type, result.side)] = self.orders.labels(
+                    result.type, result.side
+                )
+            child.inc()
         trades = sum(1 for event in events if isinstance(event, TradeExecuted))
         if trades:
             self.trades.inc(trades)
