@@ -365,3 +365,21 @@ def test_quote_leading_zero_quantity_is_digits(api: Api) -> None:
     sym = _quote_book(api)
     body = loads(api.get(f"/stocks/{sym}/quote", params={"side": "bid", "quantity": "010"}).text)
     assert body["quantity_requested"] == 10
+
+
+@pytest.mark.parametrize(("side", "qty"), [("bid", 260), ("ask", 45)])
+def test_quote_matches_following_market_order(api: Api, side: str, qty: int) -> None:
+    sym = _quote_book(api)
+    quote = api.quote(sym, side, qty)
+    taker = api.broker(holdings={sym: qty})
+    before = money(api.balance(taker)["cash_balance"])
+    order = api.market(taker, side, sym, qty)
+    assert order["filled_quantity"] == quote["quantity_available"]
+    assert money(order["average_price"]) == quote["estimated_average_price"]
+    executed: dict[str, int] = {}
+    for trade in order["trades"]:
+        key = str(trade["price"])
+        executed[key] = executed.get(key, 0) + trade["quantity"]
+    assert list(executed.items()) == _pl(quote["price_levels"])
+    moved = abs(money(api.balance(taker)["cash_balance"]) - before)
+    assert moved == quote["estimated_total"]
