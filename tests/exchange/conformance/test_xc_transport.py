@@ -24,6 +24,13 @@ BAD_BODIES = [
     pytest.param(
         "application/x-www-form-urlencoded", b"broker_id=x&initial_cash=10", id="form-encoded"
     ),
+    pytest.param("application/jsonp", b'{"broker_id": "x", "initial_cash": 10}', id="jsonp"),
+    pytest.param(
+        "application/json-patch+json",
+        b'{"broker_id": "x", "initial_cash": 10}',
+        id="json-patch",
+    ),
+    pytest.param("text/json", b'{"broker_id": "x", "initial_cash": 10}', id="text-json"),
     pytest.param("application/json", b'{"broker_id": ', id="truncated-json"),
     pytest.param("application/json", b"", id="empty-body"),
     pytest.param("application/json", b"not json at all", id="garbage"),
