@@ -99,7 +99,9 @@ def free_port() -> int:
         return port
 
 
-def start_server(port: int, data_dir: Path, flush: str) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, data_dir: Path, flush: str, batch: int, sync: str
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "TRADEHALL_ADMIN_TOKEN": ADMIN,
@@ -107,6 +109,8 @@ def start_server(port: int, data_dir: Path, flush: str) -> subprocess.Popen[byte
         "TRADEHALL_IP_RATE_LIMIT": "100000000",
         "TRADEHALL_BREAKER_RECOVERY": "0s",
         "TRADEHALL_FLUSH_INTERVAL": flush,
+        "TRADEHALL_BATCH_SIZE": str(batch),
+        "TRADEHALL_SQLITE_SYNCHRONOUS": sync,
         "TRADEHALL_LOG_LEVEL": "warn",
     }
     exe = Path(sys.executable).with_name("tradehall")
@@ -253,7 +257,9 @@ async def run(args: argparse.Namespace) -> int:
     else:
         host, port_n = "127.0.0.1", free_port()
         data_dir = Path(tempfile.mkdtemp(prefix="tap-bench-"))
-        proc = start_server(port_n, data_dir, args.flush_interval)
+        proc = start_server(
+            port_n, data_dir, args.flush_interval, args.batch_size, args.synchronous
+        )
     try:
         await wait_healthy(host, port_n)
         setup = time.perf_counter()
@@ -301,7 +307,8 @@ async def run(args: argparse.Namespace) -> int:
         five_xx = sum(n for s, n in stats.statuses.items() if s >= 500)
         print(
             f"duration: {elapsed:.1f} s, connections: {args.connections}, "
-            f"wallets: {len(wallets)}, flush interval: {args.flush_interval}"
+            f"wallets: {len(wallets)}, flush interval: {args.flush_interval}, "
+            f"batch size: {args.batch_size}, synchronous: {args.synchronous}"
         )
         print(f"requests: {len(lat)} ({len(lat) / elapsed:.0f}/s)")
         print(f"accepted bets: {accepted} ({accepted / elapsed:.0f}/s)")
@@ -352,6 +359,8 @@ def main() -> int:
     parser.add_argument("--wallets", type=int, default=400)
     parser.add_argument("--chain-id", type=int, default=1)
     parser.add_argument("--flush-interval", default="100ms")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     args = parser.parse_args()
     try:

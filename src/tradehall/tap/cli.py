@@ -72,6 +72,13 @@ def _presets(text: str) -> tuple[int, ...]:
     return values
 
 
+def _sync_mode(text: str) -> str:
+    mode = text.strip().upper()
+    if mode not in ("FULL", "NORMAL"):
+        raise ValueError("expected FULL or NORMAL")
+    return mode
+
+
 def _non_negative_int(text: str) -> int:
     if not text.strip().isdigit():
         raise ValueError("expected a whole number >= 0")
@@ -91,6 +98,9 @@ SETTINGS = [
     Setting("admin_token", "", str, "bearer token for /api/admin/* (empty disables them)"),
     Setting("dev_self_fund", "false", parse_bool, "let users fund themselves (development)"),
     Setting("flush_interval", "100ms", parse_duration, "batch flush timer"),
+    Setting("batch_size", "100", parse_positive_int, "bets per batch (one transaction)"),
+    Setting("queue_size", "10000", parse_positive_int, "bets waiting before 503 overloaded"),
+    Setting("sqlite_synchronous", "FULL", _sync_mode, "SQLite synchronous: FULL or NORMAL"),
     Setting("bet_timeout", "5s", parse_duration, "how long a bet request waits for its commit"),
     Setting("bet_rate_limit", "10", parse_positive_int, "bets per wallet per window"),
     Setting("bet_rate_window", "60s", parse_duration, "per-wallet bet rate window"),
@@ -128,6 +138,9 @@ def config_from(values: dict[str, Any]) -> TapConfig:
             values["breaker_degraded"], values["breaker_critical"], values["breaker_recovery"]
         ),
         flush_interval_s=values["flush_interval"],
+        max_batch=values["batch_size"],
+        max_queue=values["queue_size"],
+        sqlite_synchronous=values["sqlite_synchronous"],
         bet_timeout_s=values["bet_timeout"],
         bet_rate_limit=values["bet_rate_limit"],
         bet_rate_window_s=values["bet_rate_window"],
@@ -193,6 +206,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
 def serve(args: argparse.Namespace) -> int:
     values = resolve(SETTINGS, args)
     configure(values["log_level"])
+    sys.setswitchinterval(0.001)  # hand the GIL to the writer thread sooner after its I/O
     if args.tap_command == "integrity-check":
         return asyncio.run(_integrity(values))
     if args.tap_command == "archive":

@@ -5,6 +5,10 @@ rotation) runs as a function on the one write connection inside a dedicated thre
 are serialised without ``SQLITE_BUSY`` and the event loop never blocks on disk. Reads go to a
 second connection on its own thread; WAL lets them run beside a write transaction.
 
+``synchronous=FULL`` is the default (C-26: a commit is on disk before the bet is answered 202,
+even across power loss); ``NORMAL`` is available for hosts whose fsync is too slow, at the cost of
+the last commits on power loss (a process crash still loses nothing).
+
 Writes use ``BEGIN IMMEDIATE`` with explicit ``COMMIT`` (``isolation_level=None``). The schema
 follows the ADR-010/P1 plan with the C-5/C-7/C-20/C-32/C-35 fixes: bets carry their window, band,
 nonce and resolution evidence; ``(user, cell)`` and ``(user, nonce)`` are unique; ledger
@@ -86,7 +90,9 @@ CREATE TABLE IF NOT EXISTS archives (
 """
 
 
-def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(
+    path: Path | str, *, readonly: bool = False, synchronous: str = "FULL"
+) -> sqlite3.Connection:
     """Open a connection with the project PRAGMAs (ADR-001, C-26); create the schema if writable."""
     if readonly:
         conn = sqlite3.connect(
@@ -101,7 +107,9 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
         if str(mode).lower() != "wal":
             raise RuntimeError(f"could not enable WAL (journal_mode={mode})")
         conn.executescript(SCHEMA)
-    conn.execute("PRAGMA synchronous=FULL")
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError("synchronous must be FULL or NORMAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA cache_size=-64000")
     conn.execute("PRAGMA temp_store=MEMORY")
@@ -112,8 +120,9 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
 class Database:
     """The single write connection and one read connection, each on its own thread."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = Path(path)
+        self.synchronous = synchronous
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="tap-db-writer")
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="tap-db-reader")
         self._write_conn: sqlite3.Connection | None = None
@@ -122,7 +131,9 @@ class Database:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
-        self._write_conn = await loop.run_in_executor(self._writer_pool, connect, self.path)
+        self._write_conn = await loop.run_in_executor(
+            self._writer_pool, lambda: connect(self.path, synchronous=self.synchronous)
+        )
         self._read_conn = await loop.run_in_executor(
             self._reader_pool, lambda: connect(self.path, readonly=True)
         )

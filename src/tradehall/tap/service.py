@@ -84,6 +84,7 @@ class TapConfig:
     price_retention_s: int = 7 * 86_400
     status_interval_s: float = 5.0
     sigma_window_s: int = 300
+    sqlite_synchronous: str = "FULL"
     archive_dir: Path | None = None
     archive_interval_s: float = 7 * 86_400.0
     integrity_interval_s: float = 86_400.0
@@ -201,7 +202,7 @@ class TapService:
         self.rate_model = rate_model or BrownianTouchModel(config.house_edge)
         self.metrics = metrics or TapMetrics()
         self.health_probes = health_probes or {}
-        self.db = Database(config.db_path)
+        self.db = Database(config.db_path, synchronous=config.sqlite_synchronous)
         self.breaker = Breaker(config.breaker)
         self.batcher = Batcher(
             self._flush,
