@@ -59,6 +59,8 @@ from tradehall.exchange.webhook_delivery import Delivery, DeliveryOutcome, Webho
 __all__ = ["EventListener", "ExchangeService", "RecoveryReport"]
 
 EventListener = Callable[[list[EngineEvent]], None]
+# Runs synchronously right after each command; may return work to run once it is durable.
+ExecutedHook = Callable[[Executed], Callable[[], None] | None]
 log = get_logger("exchange")
 _SETTLED_OUTCOMES = frozenset({"delivered", "rejected", "failed"})
 
@@ -106,6 +108,7 @@ class ExchangeService:
         self.journal = journal
         self.recovery = RecoveryReport()
         self._listeners: list[EventListener] = []
+        self.on_executed: ExecutedHook | None = None  # market data (marketdata.py)
         self._tasks: list[asyncio.Task[object]] = []
         self._last_durable: asyncio.Future[None] | None = None
         self._settled: list[str] = []
@@ -185,15 +188,16 @@ class ExchangeService:
         if self._halted is not None:
             raise ServiceUnavailable(self._halted)
         executed = self.machine.execute(command)
-        self._journal(executed)
+        after = self.on_executed(executed) if self.on_executed is not None else None
+        self._journal(executed, after)
         if executed.error is not None:
             raise executed.error
         if self.journal is not None and self._snapshot_due():
             self._start_snapshot()
         return executed.result
 
-    def _journal(self, executed: Executed) -> None:
-        publish = self._publisher(executed)
+    def _journal(self, executed: Executed, after: Callable[[], None] | None = None) -> None:
+        publish = self._publisher(executed, after)
         if self.journal is None:
             if publish is not None:
                 publish()
@@ -206,8 +210,10 @@ class ExchangeService:
             self._halt(f"journal unavailable: {exc!r}")
             raise ServiceUnavailable("The journal could not be written") from exc
 
-    def _publisher(self, executed: Executed) -> Callable[[], None] | None:
-        if executed.error is not None or not (executed.events or executed.deliveries):
+    def _publisher(
+        self, executed: Executed, after: Callable[[], None] | None = None
+    ) -> Callable[[], None] | None:
+        if executed.error is not None or not (executed.events or executed.deliveries or after):
             return None
         if executed.events and isinstance(executed.result, Order):
             self.metrics.observe(executed.result, executed.events)
@@ -217,6 +223,8 @@ class ExchangeService:
                 self.dispatcher.submit(executed.deliveries)
             for listener in self._listeners:
                 listener(executed.events)
+            if after is not None:
+                after()
 
         return publish
 
