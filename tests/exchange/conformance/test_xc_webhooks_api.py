@@ -269,3 +269,32 @@ def test_url_change_plus_create_is_201(api: Api) -> None:
     assert updated["created_at"] == existing["created_at"]
     listed = loads(api.get("/webhooks", params={"broker_id": broker_id}).text)["webhooks"]
     assert listed == [updated, created]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[bad/x",
+        "https://host:99999/x",
+        "https://host:abc/x",
+        "https://exa mple.com/x",
+        "https:example.com",
+        "https:/example.com",
+        " https://example.com/x",
+        "javascript:alert(1)",
+        "https://exa\tmple.com/x",
+        "https://example.com\n/x",
+    ],
+)
+def test_malformed_urls(api: Api, url: str) -> None:
+    resp = _post(api, {"broker_id": api.broker(), "url": url, "events": ["trade.executed"]})
+    assert_error(resp, 400, "validation_error", "url must be a valid absolute URL")
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user:pw@example.com/x", "https://[::1]:8443/x", "https://example.com/x?a=1#f"]
+)
+def test_unusual_but_valid_urls(api: Api, url: str) -> None:
+    resp = _post(api, {"broker_id": api.broker(), "url": url, "events": ["trade.executed"]})
+    assert resp.status_code == 201, resp.text
+    assert loads(resp.text)["webhooks"][0]["url"] == url
