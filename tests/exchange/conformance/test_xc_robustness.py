@@ -405,3 +405,25 @@ def test_random_flow_and_expiry_survive_kill(tmp_path: Path) -> None:
     assert bal_after["reserved_cash"] == bal_before["reserved_cash"] - D("0.50")
     assert bal_after["cash_balance"] == bal_before["cash_balance"]
     assert bal_after["holdings"] == bal_before["holdings"]
+
+
+def test_unreachable_subscriber_does_not_block_others(api: Api, receiver: WebhookReceiver) -> None:
+    """§5.3: network errors are absorbed; other subscribers still get their deliveries."""
+    sym = new_symbol()
+    dead = api.broker()
+    api.subscribe(dead, f"http://127.0.0.1:{free_port()}/refused", ["trade.executed"])
+    slow_url = receiver.new_url()
+    receiver.fail_next(slow_url, 1000)
+    api.subscribe(dead, slow_url, ["order.cancelled"])
+    for _ in range(3):
+        api.limit(api.broker(holdings={sym: 5}), "ask", sym, 5, "1.00")
+        order = api.limit(dead, "bid", sym, 6, "1.00")
+        api.cancel(order["order_id"])
+    alive = api.broker()
+    url = receiver.new_url()
+    api.subscribe(alive, url, ["trade.executed"])
+    api.limit(api.broker(holdings={sym: 5}), "ask", sym, 5, "1.00")
+    started = time.monotonic()
+    api.limit(alive, "bid", sym, 5, "1.00")
+    assert len(receiver.wait(url, 1)) == 1
+    assert time.monotonic() - started < 3.0
