@@ -117,6 +117,33 @@ LIMIT_INVALID: list[Any] = [
         id="expires-month-13",
     ),
     pytest.param("expires_at", 4102444800, None, id="expires-number"),
+    pytest.param(
+        "expires_at",
+        "2099-02-30T00:00:00Z",
+        "expires_at must be a valid RFC 3339 timestamp",
+        id="expires-feb-30",
+    ),
+    pytest.param(
+        "expires_at",
+        "2099-01-01T24:00:00Z",
+        "expires_at must be a valid RFC 3339 timestamp",
+        id="expires-hour-24",
+    ),
+    pytest.param(
+        "expires_at",
+        "2099-01-01T00:00:00+25:00",
+        "expires_at must be a valid RFC 3339 timestamp",
+        id="expires-offset-25h",
+    ),
+    pytest.param(
+        "expires_at",
+        "2099-01-01 00:00:00Z",
+        "expires_at must be a valid RFC 3339 timestamp",
+        id="expires-space-separator",
+    ),
+    pytest.param(
+        "expires_at", "", "expires_at must be a valid RFC 3339 timestamp", id="expires-empty"
+    ),
 ]
 
 
@@ -506,3 +533,12 @@ def test_expires_at_just_ahead_is_accepted(api: Api) -> None:
     sym = new_symbol()
     order = api.limit(api.broker(), "bid", sym, 1, "1.00", expires_at=expires_in(30))
     assert order["status"] == "pending"
+
+
+def test_leap_second_expires_at_never_500(api: Api, funded: tuple[str, str]) -> None:
+    """RFC 3339 allows second 60; accepting it or refusing it as invalid are both fine."""
+    broker_id, sym = funded
+    body = api.limit_body(broker_id, "bid", sym, 1, "1.00", expires_at="2099-12-31T23:59:60Z")
+    resp = api.post("/orders", body)
+    if resp.status_code != 201:
+        assert_error(resp, 400, "validation_error", "expires_at must be a valid RFC 3339 timestamp")
