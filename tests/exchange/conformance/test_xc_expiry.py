@@ -168,3 +168,16 @@ def test_expired_notifications_follow_expires_at(api: Api, receiver: WebhookRece
     by_deadline = [o["order_id"] for _, o in sorted(zip(offsets_ms, placed, strict=True))]
     assert [d.body["data"]["order_id"] for d in got] == by_deadline
     assert all(d.body["data"]["status"] == "expired" for d in got)
+
+
+def test_same_expires_at_text_is_refused_once_past(api: Api) -> None:
+    """ "future" is judged at each submission, even for a timestamp text seen before."""
+    broker_id = api.broker()
+    sym = new_symbol()
+    stamp = expires_in(0.6)
+    assert api.limit(broker_id, "bid", sym, 1, "1.00", expires_at=stamp)["status"] == "pending"
+    time.sleep(0.8)
+    body = api.limit_body(broker_id, "bid", sym, 1, "1.00", expires_at=stamp)
+    assert_error(
+        api.post("/orders", body), 400, "validation_error", "expires_at must be a future timestamp"
+    )
