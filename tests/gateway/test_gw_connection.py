@@ -91,8 +91,20 @@ async def test_reconnect_after_close_waits_for_backoff_then_resubscribes_everyth
         )
         task = asyncio.create_task(adapter.run())
         try:
-            live = lambda: all(adapter.state(s) is BookState.LIVE for s in symbols)  # noqa: E731
-            await eventually(live)
+
+            def all_live() -> bool:
+                return all(adapter.state(s) is BookState.LIVE for s in symbols)
+
+            async def live() -> None:
+                # a snapshot re-fetch waits a few (virtual) ms: let virtual time trickle on
+                for _ in range(500):
+                    if all_live():
+                        return
+                    await clock.advance(0.01)
+                    await asyncio.sleep(0.005)
+                raise AssertionError("books not live")
+
+            await live()
             fake.inject(Fault.ABRUPT_CLOSE)
             await eventually(lambda: len(adapter.runner.disconnects) == 1)
             await asyncio.sleep(0.05)
@@ -100,12 +112,12 @@ async def test_reconnect_after_close_waits_for_backoff_then_resubscribes_everyth
             assert not any(adapter.state(s) is BookState.LIVE for s in symbols)
             await clock.advance(2.0)
             await eventually(lambda: adapter.runner.connects == 2)
-            await eventually(live)
+            await live()
             # proactive reconnect at max_age: immediate, no back-off
             await clock.advance(31.0)
             await eventually(lambda: adapter.runner.connects == 3)
             assert adapter.runner.disconnects[-1] == "max_age"
-            await eventually(live)
+            await live()
         finally:
             await adapter.stop()
             task.cancel()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -56,7 +56,6 @@ class AdapterSettings:
     depth: int = 10  # Kraken subscription depth; Binance REST snapshot uses snapshot_limit
     snapshot_limit: int = 1000
     kline_interval: int | None = 60
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class VenueAdapter:

@@ -299,7 +299,9 @@ class BinanceAdapter(VenueAdapter):
         assert self._http is not None
         backoff = self.new_backoff()
         if resync.reason == "stale_snapshot":
-            await self.clock.sleep(backoff.next_delay())
+            # Common right after subscribing (the REST answer can predate the first diff):
+            # give the stream a moment, then ask again.
+            await self.clock.sleep(self.rng.uniform(0.02, 0.06))
         url = f"{self.rest_url}/api/v3/depth"
         params = {"symbol": BINANCE.to_venue(symbol), "limit": str(self.settings.snapshot_limit)}
         while True:
