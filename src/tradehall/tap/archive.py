@@ -18,6 +18,7 @@ Weeks start Sunday 00:00 UTC (C-41); the archive is named after the start of the
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import shutil
@@ -177,8 +178,10 @@ async def run_archive(
     staging = db.path.parent / "archive-staging"
     local, size, digest = await asyncio.to_thread(_snapshot_and_compress, db.path, staging, label)
     final = await asyncio.to_thread(_upload_verified, local, store, size, digest)
-    rotated, removed = await db.write(lambda c: _rotate(c, cutoff_ms, label))
+    rotated, removed = await db.write(functools.partial(_rotate, cutoff_ms=cutoff_ms, label=label))
     now_ms = clock.time_ns() // 1_000_000
-    await db.write(lambda c: _record(c, label, final, size, digest, now_ms))
+    await db.write(
+        functools.partial(_record, label=label, path=final, size=size, digest=digest, now_ms=now_ms)
+    )
     local.unlink(missing_ok=True)  # C-42: the local copy goes only after the record exists
     return ArchiveResult(label, final, size, digest, rotated, removed, now_ms)

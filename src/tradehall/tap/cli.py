@@ -79,6 +79,12 @@ def _sync_mode(text: str) -> str:
     return mode
 
 
+def _writer_mode(text: str) -> str:
+    if text not in ("process", "thread"):
+        raise ValueError("expected process or thread")
+    return text
+
+
 def _non_negative_int(text: str) -> int:
     if not text.strip().isdigit():
         raise ValueError("expected a whole number >= 0")
@@ -100,6 +106,7 @@ SETTINGS = [
     Setting("flush_interval", "100ms", parse_duration, "batch flush timer"),
     Setting("batch_size", "100", parse_positive_int, "bets per batch (one transaction)"),
     Setting("queue_size", "10000", parse_positive_int, "bets waiting before 503 overloaded"),
+    Setting("db_writer", "process", _writer_mode, "run the SQLite writer in a process or thread"),
     Setting("sqlite_synchronous", "FULL", _sync_mode, "SQLite synchronous: FULL or NORMAL"),
     Setting("bet_timeout", "5s", parse_duration, "how long a bet request waits for its commit"),
     Setting("bet_rate_limit", "10", parse_positive_int, "bets per wallet per window"),
@@ -141,6 +148,7 @@ def config_from(values: dict[str, Any]) -> TapConfig:
         max_batch=values["batch_size"],
         max_queue=values["queue_size"],
         sqlite_synchronous=values["sqlite_synchronous"],
+        db_writer=values["db_writer"],
         bet_timeout_s=values["bet_timeout"],
         bet_rate_limit=values["bet_rate_limit"],
         bet_rate_window_s=values["bet_rate_window"],

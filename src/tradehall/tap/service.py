@@ -34,7 +34,7 @@ from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
 from tradehall.tap.auth import AuthError, LoginRequest, verify_login
 from tradehall.tap.batcher import Batcher, Overloaded
 from tradehall.tap.breaker import Breaker, BreakerConfig, Health, Override, Transition
-from tradehall.tap.db import Database
+from tradehall.tap.db import Database, barrier
 from tradehall.tap.feed import NoSource, PriceSource
 from tradehall.tap.grid import (
     Cell,
@@ -50,7 +50,7 @@ from tradehall.tap.ids import new_id
 from tradehall.tap.ledger import BetRequest, BetResult, Placement
 from tradehall.tap.metrics import TapMetrics
 from tradehall.tap.rates import BrownianTouchModel, RateModel, estimate_sigma
-from tradehall.tap.resolution import Outcome, resolve
+from tradehall.tap.resolution import Outcome, Resolution, resolve
 from tradehall.tap.stores import NonceStore, RateLimiter, Session, SessionStore, StoreUnavailable
 
 __all__ = ["ApiError", "BetBody", "GridSnapshot", "TapConfig", "TapService"]
@@ -85,6 +85,7 @@ class TapConfig:
     status_interval_s: float = 5.0
     sigma_window_s: int = 300
     sqlite_synchronous: str = "FULL"
+    db_writer: str = "process"
     archive_dir: Path | None = None
     archive_interval_s: float = 7 * 86_400.0
     integrity_interval_s: float = 86_400.0
@@ -202,7 +203,9 @@ class TapService:
         self.rate_model = rate_model or BrownianTouchModel(config.house_edge)
         self.metrics = metrics or TapMetrics()
         self.health_probes = health_probes or {}
-        self.db = Database(config.db_path, synchronous=config.sqlite_synchronous)
+        self.db = Database(
+            config.db_path, synchronous=config.sqlite_synchronous, writer=config.db_writer
+        )
         self.breaker = Breaker(config.breaker)
         self.batcher = Batcher(
             self._flush,
@@ -346,7 +349,7 @@ class TapService:
     async def flush_ticks(self) -> None:
         ticks, self._pending_ticks = self._pending_ticks, []
         if ticks:
-            await self.db.write(lambda c: ledger.insert_ticks(c, ticks))
+            await self.db.write(functools.partial(ledger.insert_ticks, ticks=ticks))
 
     async def _tick_loop(self) -> None:
         last_prune = self.clock.monotonic()
@@ -443,7 +446,9 @@ class TapService:
         except StoreUnavailable:
             raise ApiError(503, "unavailable", "session store unavailable") from None
         now_ms = self.clock.time_ns() // 1_000_000
-        user = await self.db.write(lambda c: ledger.ensure_user(c, wallet, now_ms))
+        user = await self.db.write(
+            functools.partial(ledger.ensure_user, wallet=wallet, now_ms=now_ms)
+        )
         session = await self.sessions.create(user.id, wallet)
         return session, user
 
@@ -498,11 +503,17 @@ class TapService:
             raise ApiError(400, "invalid_amount", "amount must be a positive number of cents")
         now_ms = self.clock.time_ns() // 1_000_000
         dep_id = new_id()
-        return await self.db.write(lambda c: ledger.deposit(c, wallet, amount, now_ms, dep_id))
+        return await self.db.write(
+            functools.partial(
+                ledger.deposit, wallet=wallet, amount=amount, now_ms=now_ms, deposit_id=dep_id
+            )
+        )
 
     async def _flush(self, bets: Sequence[BetRequest]) -> list[BetResult]:
         now_ms = self.clock.time_ns() // 1_000_000
-        return await self.db.write(lambda c: ledger.place_batch(c, bets, now_ms))
+        return await self.db.write(
+            functools.partial(ledger.place_batch, bets=list(bets), now_ms=now_ms)
+        )
 
     async def _replay(self, session: Session, nonce: str) -> BetResult | None:
         def find(c: Any) -> BetResult | None:
@@ -671,23 +682,10 @@ class TapService:
             )
             plans.append((bet, res))
 
-        def apply(c: Any) -> list[int | None]:
-            return [
-                ledger.apply_resolution(
-                    c,
-                    bet.bet_id,
-                    status=res.outcome.value,
-                    credit=res.payout,
-                    credit_type="PAYOUT" if res.outcome is Outcome.WON else "REFUND",
-                    resolution_price=res.resolution_price,
-                    resolution_tick_ts=res.resolution_tick_ts,
-                    ticks_examined=res.ticks_examined,
-                    now_ms=now_ms,
-                )
-                for bet, res in plans
-            ]
-
-        balances = await self.db.write(apply)
+        settlements = [(bet.bet_id, res) for bet, res in plans]
+        balances = await self.db.write(
+            functools.partial(_settle, settlements=settlements, now_ms=now_ms)
+        )
         for (bet, res), balance in zip(plans, balances, strict=True):
             self.metrics.bets_resolved.labels(res.outcome.value).inc()
             _log.info(
@@ -726,7 +724,7 @@ class TapService:
         """Wait until a running resolver pass and every queued write have finished."""
         await self._resolver_idle.wait()
         await self._grid_idle.wait()
-        await self.db.write(lambda c: None)
+        await self.db.write(barrier)
 
     # ----------------------------------------------------------------- audit and archival
 
@@ -805,6 +803,26 @@ class _Replayed(Exception):
     def __init__(self, answer: dict[str, Any]) -> None:
         super().__init__("replayed")
         self.answer = answer
+
+
+def _settle(
+    conn: sqlite3.Connection, *, settlements: list[tuple[str, Resolution]], now_ms: int
+) -> list[int | None]:
+    """Apply resolutions, one transaction per bet (runs in the writer)."""
+    return [
+        ledger.apply_resolution(
+            conn,
+            bet_id,
+            status=res.outcome.value,
+            credit=res.payout,
+            credit_type="PAYOUT" if res.outcome is Outcome.WON else "REFUND",
+            resolution_price=res.resolution_price,
+            resolution_tick_ts=res.resolution_tick_ts,
+            ticks_examined=res.ticks_examined,
+            now_ms=now_ms,
+        )
+        for bet_id, res in settlements
+    ]
 
 
 def _ticks(
