@@ -44,6 +44,30 @@ def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _writer_children(pid: int) -> list[int]:
+    """The spawned writer processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 async def wait_healthy(http: httpx.AsyncClient) -> None:
     for _ in range(300):
         try:
@@ -114,6 +138,7 @@ async def test_sigkill_during_load_loses_no_acknowledged_bet(tmp_path: Path) -> 
                 if len(accepted) >= 300:
                     break
                 await asyncio.sleep(0.01)
+            writers = _writer_children(proc.pid)
             proc.send_signal(signal.SIGKILL)
             killed.set()
             proc.wait(10)
@@ -123,6 +148,12 @@ async def test_sigkill_during_load_loses_no_acknowledged_bet(tmp_path: Path) -> 
             proc.kill()
             proc.wait(10)
     assert len(accepted) >= 50
+    assert writers, "the server runs its SQLite writer in a child process"
+    for _ in range(100):  # the orphaned writer notices within ~0.2 s and exits
+        if not any(_alive(pid) for pid in writers):
+            break
+        await asyncio.sleep(0.05)
+    assert not any(_alive(pid) for pid in writers), "the writer outlived the killed server"
 
     # restart: the server comes back healthy on the same data
     port = free_port()

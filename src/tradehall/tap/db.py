@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -121,10 +124,18 @@ def connect(
 _process_conn: sqlite3.Connection | None = None
 
 
-def _process_open(path: str, synchronous: str) -> None:
-    """Initializer of the writer process: open its one connection."""
+def _process_open(path: str, synchronous: str, parent_pid: int) -> None:
+    """Initializer of the writer process: open its one connection, die with the parent."""
     global _process_conn
     _process_conn = connect(path, synchronous=synchronous)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    # A SIGKILLed server must not leave its writer behind holding the database open.
+    while os.getppid() == parent_pid:
+        time.sleep(0.2)
+    os._exit(0)
 
 
 def _process_call(fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -175,7 +186,7 @@ class Database:
                 1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_process_open,
-                initargs=(str(self.path), self.synchronous),
+                initargs=(str(self.path), self.synchronous, os.getpid()),
             )
             await loop.run_in_executor(self._writer_pool, _process_call, _noop)
         else:
