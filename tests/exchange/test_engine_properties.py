@@ -160,6 +160,18 @@ commands: st.SearchStrategy[Command] = st.one_of(
     pages,
 )
 
+# Long streams: no registrations (Hypothesis likes to repeat one cheap element many times).
+trading: st.SearchStrategy[Command] = st.one_of(
+    limit_orders,
+    limit_orders,
+    limit_orders,
+    limit_orders,
+    market_orders,
+    cancels,
+    advances,
+    st.just(Sweep()),
+)
+
 
 def request_of(cmd: Submit, now: int) -> OrderRequest:
     expires_at = None if cmd.expires_in is None else now + cmd.expires_in * TICK
@@ -703,7 +715,7 @@ TestEngineVsReference = EngineVsReference.TestCase
 # No "explain" phase: it replays the failing stream many times and would dwarf the shrink.
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink)
 TestEngineVsReference.settings = settings(
-    max_examples=300, stateful_step_count=50, deadline=None, derandomize=False, phases=PHASES
+    max_examples=400, stateful_step_count=50, deadline=None, derandomize=False, phases=PHASES
 )
 
 
@@ -808,7 +820,7 @@ def replay(stream: list[Command]) -> tuple[list[Any], dict[str, Any]]:
     return log, snapshot(engine)
 
 
-@settings(max_examples=60, deadline=None, derandomize=False, phases=PHASES)
+@settings(max_examples=100, deadline=None, derandomize=False, phases=PHASES)
 @given(
     stream=st.tuples(registers(st.just("b0"), rich=True), registers(st.just("b1"), rich=True))
     .map(list)
@@ -818,6 +830,21 @@ def test_same_stream_gives_identical_state(stream: list[Command]) -> None:
     first = replay(stream)
     second = replay(stream)
     assert first == second
+
+
+@settings(max_examples=40, deadline=None, derandomize=False, phases=PHASES)
+@given(stream=st.lists(trading, min_size=80, max_size=140))
+def test_long_streams_match_reference(stream: list[Command]) -> None:
+    """Longer than the state machine's runs, with deep pockets, so books get deep."""
+    pair = Pair()
+    opening = [
+        Register("b0", 40_000, (("AAA", 120), ("BBB", 120))),
+        Register("b1", 40_000, (("AAA", 120), ("BBB", 120))),
+        Register("b2", 2_000, (("AAA", 10),)),
+    ]
+    for cmd in opening + stream:
+        pair.run(cmd)
+        pair.check()
 
 
 def test_boundaries_of_vwap_window_and_expiry() -> None:
