@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
 import random
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -282,3 +285,31 @@ async def test_bad_book_depth(exchange: ExchangeHarness, query: str) -> None:
         "error": "validation_error",
         "message": "depth must be an integer between 1 and 50",
     }
+
+
+async def test_oversized_body_is_refused_without_state_change(exchange: ExchangeHarness) -> None:
+    body = '{"broker_id": "big", "initial_cash": 1, "pad": "' + "x" * (1 << 20) + '"}'
+    response = await exchange.post("/brokers", body)
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert "big" not in exchange.service.engine.brokers
+
+
+async def test_slow_body_times_out(exchange: ExchangeHarness) -> None:
+    exchange.service.settings = dataclasses.replace(exchange.service.settings, read_timeout=0.05)
+    app = create_app(exchange.service, manage_service=False)
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"broker_id": "slow",'
+        await asyncio.sleep(1)  # a real stalled client: the server's deadline is real time
+        yield b' "initial_cash": 1}'
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://exchange.test"
+    ) as client:
+        response = await client.post(
+            "/brokers", content=trickle(), headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 408
+    assert response.json()["error"] == "request_timeout"
+    assert "slow" not in exchange.service.engine.brokers

@@ -9,6 +9,7 @@ changes nothing further. Unknown routes and methods answer 404/405 in the same e
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,10 +30,14 @@ from tradehall.exchange import schemas as out
 from tradehall.exchange.errors import (
     ExchangeError,
     MethodNotAllowed,
+    PayloadTooLarge,
+    RequestTimeout,
     RouteNotFound,
     SymbolNotFound,
     ValidationError,
 )
+from tradehall.exchange.marketdata import MarketData
+from tradehall.exchange.marketdata_ws import market_data_routes
 from tradehall.exchange.openapi import docs_page, openapi_document
 from tradehall.exchange.service import ExchangeService
 
@@ -53,6 +58,28 @@ def _error(exc: ExchangeError) -> Response:
     return _json(out.ErrorOut(exc.code, exc.message), exc.status)
 
 
+MAX_BODY_BYTES = 1 << 20
+
+
+async def _read_body(request: Request, deadline_seconds: float) -> bytes:
+    """The request body, refused if larger than 1 MiB or slower than ``deadline_seconds``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(MAX_BODY_BYTES)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(deadline_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise PayloadTooLarge(MAX_BODY_BYTES)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(deadline_seconds) from None
+    return b"".join(chunks)
+
+
 def _symbol(request: Request, service: ExchangeService) -> str:
     symbol: str = request.path_params["symbol"]
     if not service.engine.has_symbol(symbol):
@@ -64,6 +91,7 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
     """An ASGI app serving ``service``; with ``manage_service`` it starts/stops it on lifespan."""
     settings = service.settings
     metrics = service.metrics
+    market = MarketData(service)  # /ws/market, /console (docs/exchange-market-data.md)
 
     def endpoint(route: str, handler: Handler) -> Handler:
         requests_total = metrics.requests
@@ -86,7 +114,9 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
 
     # ------------------------------------------------------------------ brokers
     async def create_broker(request: Request) -> Response:
-        body = rq.decode_body(request.headers.get("content-type"), await request.body())
+        body = rq.decode_body(
+            request.headers.get("content-type"), await _read_body(request, settings.read_timeout)
+        )
         broker = service.register_broker(rq.parse_broker(body))
         response = _json(out.render_broker(broker), 201)  # rendered before any other command
         await service.durable()
@@ -109,7 +139,9 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
 
     # ------------------------------------------------------------------ orders
     async def submit_order(request: Request) -> Response:
-        body = rq.decode_body(request.headers.get("content-type"), await request.body())
+        body = rq.decode_body(
+            request.headers.get("content-type"), await _read_body(request, settings.read_timeout)
+        )
         order = service.submit(rq.parse_order(body))
         response = _json(out.render_order(order), 201)
         await service.durable()
@@ -148,7 +180,10 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
                 levels.append(out.LevelOut(out.money(level.price), level.total, level.count))
         best_bid, best_ask = order_book.bids.best(), order_book.asks.best()
         spread = out.money(best_ask.price - best_bid.price) if best_bid and best_ask else None
-        return _json(out.BookOut(symbol, bids, asks, spread, format_ns(service.clock.time_ns())))
+        body = out.BookOut(symbol, bids, asks, spread, format_ns(service.clock.time_ns()))
+        if request.query_params.get("with_sequence") in ("1", "true"):  # to splice with WS diffs
+            return _json({**msgspec.structs.asdict(body), "sequence": market.book_sequence(symbol)})
+        return _json(body)
 
     async def quote(request: Request) -> Response:
         query = request.query_params
@@ -167,7 +202,9 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
 
     # ------------------------------------------------------------------ webhooks
     async def upsert_webhooks(request: Request) -> Response:
-        body = rq.decode_body(request.headers.get("content-type"), await request.body())
+        body = rq.decode_body(
+            request.headers.get("content-type"), await _read_body(request, settings.read_timeout)
+        )
         parsed = rq.parse_webhook(body, allow_http=settings.webhook_allow_http)
         subs, created = service.upsert_webhooks(parsed)
         status = 201 if created else 200
@@ -246,7 +283,7 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
     routes = [
         Route(path, endpoint(f"{method} {path}", handler), methods=[method])
         for path, method, handler in table
-    ]
+    ] + market_data_routes(market)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -262,9 +299,11 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
         if manage_service:
             service.recover()
             await service.start()
+        market.start()
         try:
             yield
         finally:
+            market.stop()
             if manage_service:
                 await service.stop()
 

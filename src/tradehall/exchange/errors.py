@@ -12,6 +12,8 @@ The hierarchy mirrors HTTP semantics so adapters map an error to a response with
     │   ├── WebhookNotFound            webhook_not_found
     │   └── RouteNotFound              not_found          -- no such path
     ├── MethodNotAllowed        405    method_not_allowed
+    ├── RequestTimeout          408    request_timeout     -- body not received in time
+    ├── PayloadTooLarge         413    payload_too_large
     ├── ServiceUnavailable      503    service_unavailable -- journal down: nothing is accepted
     └── Conflict                409
         ├── BrokerAlreadyExists        broker_already_exists
@@ -42,6 +44,8 @@ __all__ = [
     "NotFound",
     "OrderNotCancellable",
     "OrderNotFound",
+    "PayloadTooLarge",
+    "RequestTimeout",
     "RouteNotFound",
     "ServiceUnavailable",
     "SymbolNotFound",
@@ -136,6 +140,26 @@ class MethodNotAllowed(ExchangeError):
 
     def __init__(self, method: str, path: str) -> None:
         super().__init__(f"Method {method} is not allowed on {path}")
+
+
+class RequestTimeout(ExchangeError):
+    """The client did not send its request body within the read timeout."""
+
+    status = 408
+    code = "request_timeout"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Request body not received within {seconds:g}s")
+
+
+class PayloadTooLarge(ExchangeError):
+    """The request body exceeds the size limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body must be at most {limit} bytes")
 
 
 class ServiceUnavailable(ExchangeError):
