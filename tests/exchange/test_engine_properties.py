@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from exchange_reference import (
     ACTIVE,
     RefClosed,
@@ -40,6 +41,7 @@ from tradehall.exchange.engine import Engine, OrderRequest
 from tradehall.exchange.errors import ExchangeError, OrderNotCancellable
 from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled, TradeExecuted
 from tradehall.exchange.model import Order
+from tradehall.exchange.state import EngineState
 
 T0 = 1_790_000_000 * 10**9
 TICK = 250_000_000  # clock advances and deadlines move in quarter seconds
@@ -780,13 +782,29 @@ def snapshot(engine: Engine) -> dict[str, Any]:
     return state
 
 
-def replay(stream: list[Command]) -> tuple[list[Any], dict[str, Any]]:
-    """Run a stream on a fresh engine (no reference); return the outcomes and final state."""
-    clock = VirtualClock(T0)
-    engine = Engine(clock, SequentialIds(), vwap_window_ns=WINDOW)
-    issued: list[str] = []
-    log: list[Any] = []
-    for cmd in stream:
+class Solo:
+    """One engine on its own clock, for properties that need no reference."""
+
+    def __init__(self, engine: Engine | None = None, clock: VirtualClock | None = None) -> None:
+        self.clock = clock or VirtualClock(T0)
+        self.engine = engine or Engine(self.clock, SequentialIds(), vwap_window_ns=WINDOW)
+        self.issued: list[str] = []
+        self.log: list[Any] = []
+
+    def restored(self) -> Solo:
+        """A new engine rebuilt from this one's exported image (through JSON, as a snapshot)."""
+        image = msgspec.json.decode(
+            msgspec.json.encode(self.engine.export_state()), type=EngineState
+        )
+        clock = VirtualClock(self.clock.time_ns())
+        used_ids = len(self.engine.orders) + self.engine.trade_count
+        ids = SequentialIds(start=used_ids + 1)
+        twin = Solo(Engine.from_state(image, clock, ids, vwap_window_ns=WINDOW), clock)
+        twin.issued = list(self.issued)
+        return twin
+
+    def run(self, cmd: Command) -> None:
+        engine, clock, issued = self.engine, self.clock, self.issued
         outcome: Any
         if isinstance(cmd, Register):
             outcome, err = _attempt(
@@ -816,20 +834,51 @@ def replay(stream: list[Command]) -> tuple[list[Any], dict[str, Any]]:
                 lambda c=cmd: engine.broker_orders(c.broker_id, c.status, c.page, c.limit)
             )
             outcome = None if err else ([o.order_id for o in outcome[0]], outcome[1])
-        log.append((outcome, None if err is None else (type(err).__name__, err.message)))
-    return log, snapshot(engine)
+        self.log.append((outcome, None if err is None else (type(err).__name__, err.message)))
 
 
-@settings(max_examples=100, deadline=None, derandomize=False, phases=PHASES)
-@given(
-    stream=st.tuples(registers(st.just("b0"), rich=True), registers(st.just("b1"), rich=True))
+def replay(stream: list[Command]) -> tuple[list[Any], dict[str, Any]]:
+    """Run a stream on a fresh engine (no reference); return the outcomes and final state."""
+    solo = Solo()
+    for cmd in stream:
+        solo.run(cmd)
+    return solo.log, snapshot(solo.engine)
+
+
+opening_then_commands = (
+    st.tuples(registers(st.just("b0"), rich=True), registers(st.just("b1"), rich=True))
     .map(list)
     .flatmap(lambda regs: st.lists(commands, max_size=60).map(lambda rest: regs + rest))
 )
+
+
+@settings(max_examples=100, deadline=None, derandomize=False, phases=PHASES)
+@given(stream=opening_then_commands)
 def test_same_stream_gives_identical_state(stream: list[Command]) -> None:
     first = replay(stream)
     second = replay(stream)
     assert first == second
+
+
+@settings(max_examples=60, deadline=None, derandomize=False, phases=PHASES)
+@given(stream=opening_then_commands, data=st.data())
+def test_restored_image_continues_like_the_original(
+    stream: list[Command], data: st.DataObject
+) -> None:
+    """export_state -> JSON -> from_state mid-stream: the same image, and the same future."""
+    split = data.draw(st.integers(0, len(stream)), label="split")
+    original = Solo()
+    for cmd in stream[:split]:
+        original.run(cmd)
+    twin = original.restored()
+    assert twin.engine.export_state() == original.engine.export_state()
+    assert snapshot(twin.engine) == snapshot(original.engine)
+    for cmd in stream[split:]:
+        original.run(cmd)
+        twin.run(cmd)
+    assert twin.log == original.log[split:]
+    assert twin.engine.export_state() == original.engine.export_state()
+    assert snapshot(twin.engine) == snapshot(original.engine)
 
 
 @settings(max_examples=40, deadline=None, derandomize=False, phases=PHASES)
