@@ -179,3 +179,15 @@ def test_metrics_endpoint(api: Api) -> None:
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     assert "# TYPE" in resp.text
+
+
+def test_oversized_body_is_refused_without_state_change(api: Api) -> None:
+    broker_id = new_broker_id()
+    body = dumps({"broker_id": broker_id, "initial_cash": 1, "padding": "x" * (4 * 1024 * 1024)})
+    resp = api.client.post(
+        "/brokers", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code in (400, 413), resp.status_code
+    err = loads(resp.text)
+    assert set(err) == {"error", "message"}
+    assert api.get(f"/brokers/{broker_id}/balance").status_code == 404
