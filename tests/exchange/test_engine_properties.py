@@ -41,7 +41,7 @@ from tradehall.exchange.engine import Engine, OrderRequest
 from tradehall.exchange.errors import ExchangeError, OrderNotCancellable
 from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled, TradeExecuted
 from tradehall.exchange.model import Order
-from tradehall.exchange.state import EngineState
+from tradehall.exchange.state import EngineState, MarketState
 
 T0 = 1_790_000_000 * 10**9
 TICK = 250_000_000  # clock advances and deadlines move in quarter seconds
@@ -221,20 +221,42 @@ class Pair:
     # -------------------------------------------------------------- commands
     def run(self, cmd: Command) -> None:
         self.just_swept = False
+        before = self.engine.export_state()
+        changed = True
         if isinstance(cmd, Register):
-            self._register(cmd)
+            changed = self._register(cmd)
         elif isinstance(cmd, Submit):
-            self._submit(cmd)
+            changed = self._submit(cmd)
         elif isinstance(cmd, Cancel):
-            self._cancel(cmd)
+            changed = self._cancel(cmd)
         elif isinstance(cmd, Advance):
             self.clock.set_ns(self.clock.time_ns() + cmd.ticks * TICK)
         elif isinstance(cmd, Sweep):
-            self._sweep()
+            changed = self._sweep()
         else:
             self._page(cmd)
+            changed = False
+        if not changed:
+            self._assert_untouched(before, cmd)
 
-    def _register(self, cmd: Register) -> None:
+    def _assert_untouched(self, before: EngineState, cmd: Command) -> None:
+        """§1.4: a rejected request (and an empty sweep or a read) changes no state at all.
+
+        The one allowed trace is a newly listed, empty symbol named by an order that passed field
+        validation (§9). The engine's stamp counter must not move either (journal replay).
+        """
+        after = self.engine.export_state()
+        listed = {m.symbol for m in before.markets}
+        if (
+            isinstance(cmd, Submit)
+            and cmd.symbol not in listed
+            and len(after.markets) > len(before.markets)
+        ):
+            assert after.markets[-1] == MarketState(cmd.symbol, [], None, None)
+            after = msgspec.structs.replace(after, markets=after.markets[:-1])
+        assert after == before, cmd
+
+    def _register(self, cmd: Register) -> bool:
         holdings = list(cmd.holdings)
         got, err = _attempt(lambda: self.engine.register_broker(cmd.broker_id, cmd.cash, holdings))
         _, ref_err = _attempt(lambda: self.ref.register_broker(cmd.broker_id, cmd.cash, holdings))
@@ -244,8 +266,9 @@ class Pair:
             self.initial_cash += cmd.cash
             self.seeded.update(dict(holdings))
         self.outcomes["register:" + (type(err).__name__ if err else "ok")] += 1
+        return err is None
 
-    def _submit(self, cmd: Submit) -> None:
+    def _submit(self, cmd: Submit) -> bool:
         request = request_of(cmd, self.clock.time_ns())
         got, err = _attempt(lambda: self.engine.submit(request))
         ref_got, ref_err = _attempt(
@@ -263,7 +286,7 @@ class Pair:
         self._same_error(err, ref_err)
         self.outcomes[f"{cmd.type}:" + (type(err).__name__ if err else "ok")] += 1
         if err is not None:
-            return
+            return False
         order, events = got
         ref_order, ref_events = ref_got
         assert is_uuid(order.order_id), order.order_id
@@ -283,8 +306,9 @@ class Pair:
             self.outcomes["rested partially filled"] += 1
         self._compare_events(events, ref_events)
         self._compare_order(order, ref_order)
+        return True
 
-    def _cancel(self, cmd: Cancel) -> None:
+    def _cancel(self, cmd: Cancel) -> bool:
         if cmd.pick is None or not self.issued:
             order_id = ref_id = UNKNOWN_ID
         else:
@@ -297,8 +321,9 @@ class Pair:
         if err is None:
             self._compare_events(got[1], ref_got[1])
             self._compare_order(got[0], ref_got[0])
+        return err is None
 
-    def _sweep(self) -> None:
+    def _sweep(self) -> bool:
         events = self.engine.expire_due()
         ref_events = self.ref.expire_due()
         # §4.3 fixes ascending expires_at; the order among equal deadlines is not specified.
@@ -308,6 +333,7 @@ class Pair:
         self._compare_events(events, ref_events, ordered=False)
         self.outcomes["expired"] += len(events)
         self.just_swept = True
+        return bool(events)
 
     def _page(self, cmd: Page) -> None:
         got, err = _attempt(
