@@ -36,6 +36,7 @@ from tradehall.tap.auth import LoginRequest
 from tradehall.tap.breaker import Override
 from tradehall.tap.hub import Client, Hub, envelope
 from tradehall.tap.service import ApiError, BetBody, TapService, bet_json
+from tradehall.tap.web import web_routes
 
 __all__ = ["create_app"]
 
@@ -295,6 +296,7 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
         Route("/version", endpoint("version", version, limited=False), methods=["GET"]),
         Route("/metrics", endpoint("metrics", metrics_endpoint, limited=False), methods=["GET"]),
         WebSocketRoute("/ws", ws_endpoint),
+        *web_routes(config),  # the single-page app at / (issue 9)
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 
