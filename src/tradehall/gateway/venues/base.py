@@ -85,6 +85,7 @@ class VenueAdapter:
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self.ids = ids or EventIds()
+        self._anchor_ns = self.clock.time_ns() - int(self.clock.monotonic() * 1e9)
         s = self.settings
         if refresh is None:  # out-of-band snapshots can miss levels beyond the snapshot depth
             refresh = sequencing is Sequencing.UPDATE_ID
@@ -125,7 +126,9 @@ class VenueAdapter:
         return self.assemblers[symbol].state
 
     def now_ns(self) -> int:
-        return self.clock.time_ns()
+        """Local receive time: wall time anchored once, then advanced by the monotonic clock,
+        so ``ts_ingest`` never jumps backwards when the wall clock is stepped."""
+        return self._anchor_ns + int(self.clock.monotonic() * 1e9)
 
     def emit(self, event: Event) -> None:
         self.sink(event)

@@ -207,7 +207,7 @@ class BinanceAdapter(VenueAdapter):
 
     def handle_frame(self, data: str | bytes) -> None:
         """Parse one combined-stream frame and emit its canonical events."""
-        ingest = self.clock.time_ns()
+        ingest = self.now_ns()
         envelope = _envelope.decode(data)
         stream = envelope.stream
         kind = stream[stream.find("@") + 1 :]
@@ -325,7 +325,7 @@ class BinanceAdapter(VenueAdapter):
             self.clock.monotonic(),
         )
         if outcome.action is Action.LIVE:
-            self.book_outcome(symbol, outcome, ts_ingest=self.clock.time_ns())
+            self.book_outcome(symbol, outcome, ts_ingest=self.now_ns())
         elif outcome.resync is not None:
             self.status(symbol, outcome.resync.reason)
             self._schedule(symbol, outcome.resync)

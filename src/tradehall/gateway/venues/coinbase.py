@@ -178,7 +178,7 @@ class ProductSession:
     def handle_frame(self, data: str | bytes) -> None:
         """Parse one envelope, check its sequence number, emit canonical events."""
         adapter = self.adapter
-        ingest = adapter.clock.time_ns()
+        ingest = adapter.now_ns()
         env = _envelope.decode(data)
         if env.type == "error":
             adapter.errors.append(env.message)

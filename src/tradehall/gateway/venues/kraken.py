@@ -226,7 +226,7 @@ class KrakenAdapter(VenueAdapter):
 
     def handle_frame(self, data: str | bytes) -> None:
         """Parse one frame and emit its canonical events; resync requests go to the outbox."""
-        ingest = self.clock.time_ns()
+        ingest = self.now_ns()
         msg = _msg.decode(data)
         channel = msg.channel
         if channel == "book":
