@@ -248,3 +248,29 @@ async def test_fake_speaks_raw_streams_and_live_subscribe() -> None:
             ok = await client.get("/api/v3/depth", params={"symbol": "BTCUSDT", "limit": "5"})
             body = ok.json()
             assert len(body["bids"]) == 5 and isinstance(body["lastUpdateId"], int)
+
+
+async def test_malformed_frame_is_skipped_not_fatal(rig: Rig) -> None:
+    rig.fake.inject(Fault.MALFORMED, "BTC-USD")
+    await eventually(lambda: rig.adapter.runner.bad_frames == 1)
+    assert rig.adapter.runner.connects == 1
+    assert not set(rig.resyncs("BTC-USD")) & {"gap", "crossed"}  # no ids were consumed
+    await rig.assert_books_match()
+
+
+async def test_venue_pings_are_answered() -> None:
+    # the fake pings every 50 ms and drops connections that do not pong within 0.5 s
+    async with FakeBinance(SYMBOLS, interval=0.005, ping_interval=0.05, ping_timeout=0.5) as fake:
+        adapter = BinanceAdapter(
+            SYMBOLS, Collector(), ws_url=fake.base_ws, rest_url=fake.base_http, settings=FAST
+        )
+        task = asyncio.create_task(adapter.run())
+        try:
+            await eventually(lambda: all(adapter.state(s) is BookState.LIVE for s in SYMBOLS))
+            await asyncio.sleep(1.2)  # over twenty ping rounds, past the pong deadline
+            assert adapter.runner.connects == 1 and adapter.runner.disconnects == []
+        finally:
+            await adapter.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 from typing import Protocol
 
+import msgspec
 import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -83,6 +84,7 @@ class WsRunner:
         self.tick = tick
         self.open_timeout = open_timeout
         self.connects = 0
+        self.bad_frames = 0
         self.disconnects: list[str] = []
         self.connected = asyncio.Event()
         self._ws: ClientConnection | None = None
@@ -128,7 +130,12 @@ class WsRunner:
                         if not healthy:
                             healthy = True
                             self.backoff.reset()
-                        await self.session.on_message(ws, message)
+                        try:
+                            await self.session.on_message(ws, message)
+                        except (msgspec.DecodeError, ValueError, KeyError, TypeError) as exc:
+                            # One malformed frame must not take the feed down: log, count, go on.
+                            self.bad_frames += 1
+                            log.warning("bad_frame", venue=self.name, error=str(exc)[:200])
                 finally:
                     watchdog.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

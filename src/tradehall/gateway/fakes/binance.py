@@ -10,8 +10,9 @@ as levels changed.
 
 Faults: ``DROP_DIFF`` (ids advance, the event is never sent: a gap), ``STALE_SNAPSHOT`` (the next
 REST answer is ~2 s old), ``CROSSED`` (a well-sequenced bogus diff that crosses the book),
-``SILENCE``/``SILENCE_ALL``, ``ABRUPT_CLOSE`` and ``SHUTDOWN_NOTICE`` (a ``serverShutdown`` event,
-then the connection is closed after ``shutdown_grace`` seconds).
+``MALFORMED`` (a depth event missing its fields), ``SILENCE``/``SILENCE_ALL``, ``ABRUPT_CLOSE``
+and ``SHUTDOWN_NOTICE`` (a ``serverShutdown`` event, then the connection is closed after
+``shutdown_grace`` seconds).
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ class FakeBinance(FakeVenue):
                 }
                 await self._emit(f"{lower}@depth@100ms", data)
                 await self._emit(f"{lower}@depth", data)
+        if self.take(Fault.MALFORMED, symbol):
+            await self._emit(f"{lower}@depth@100ms", {"e": "depthUpdate", "s": venue})
         if self.take(Fault.CROSSED, symbol):
             await self._send_crossed(symbol, venue, now_ms)
         if self.silent(None):

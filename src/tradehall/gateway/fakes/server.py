@@ -48,6 +48,7 @@ class Fault(StrEnum):
     SHUTDOWN_NOTICE = "shutdown_notice"  # venue maintenance notice, then close
     OVERSIZED_SNAPSHOT = "oversized_snapshot"  # next snapshot > 1 MiB (Coinbase)
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"  # next level2 subscribe errors (Coinbase)
+    MALFORMED = "malformed"  # a frame with missing fields (Binance)
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -74,12 +75,16 @@ class FakeVenue:
         interval: float = 0.01,
         host: str = "127.0.0.1",
         port: int = 0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 60.0,
     ) -> None:
         self.symbol_map = symbol_map
         self.symbols = tuple(symbols)
         self.interval = interval
         self.host = host
         self.port = port
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self.sims: dict[str, MarketSim] = {}
         for i, symbol in enumerate(self.symbols):
             entry = symbol_map.entry(symbol)
@@ -109,7 +114,8 @@ class FakeVenue:
             self.port,
             process_request=self._process_request,
             max_size=None,
-            ping_interval=20,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
