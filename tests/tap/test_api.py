@@ -297,3 +297,48 @@ async def test_health_version_metrics(tap: Harness) -> None:
     ):
         assert name in text, name
     assert 'endpoint="grid"' in text
+
+
+async def test_require_bet_signature(tap_with: Callable[..., Any]) -> None:
+    from eth_account.messages import encode_defunct
+
+    from tradehall.tap.auth import bet_text
+
+    async with tap_with(require_bet_signature=True) as tap:
+        token, account = await tap.login()
+        await tap.fund(account, 1_000)
+        cells = tap.placeable_cells()
+        auth = {"Authorization": f"Bearer {token}"}
+
+        def signed(
+            cell_id: str, nonce: str, *, signer: Any = account, ts: int = 0
+        ) -> dict[str, Any]:
+            stamp = ts or tap.now_s
+            text = bet_text(cell_id=cell_id, amount=100, nonce=nonce, timestamp=stamp, chain_id=1)
+            sig = signer.sign_message(encode_defunct(text=text))
+            return {
+                "cell_id": cell_id,
+                "amount": 100,
+                "nonce": nonce,
+                "timestamp": stamp,
+                "chain_id": 1,
+                "signature": "0x" + bytes(sig.signature).hex(),
+            }
+
+        unsigned = await tap.bet(token, cells[0]["cell_id"])
+        assert unsigned.status_code == 401 and unsigned.json()["error"] == "invalid_signature"
+        ok = await tap.http.post(
+            "/api/bets", json=signed(cells[0]["cell_id"], "sb-000001"), headers=auth
+        )
+        assert ok.status_code == 202
+        tampered = {**signed(cells[1]["cell_id"], "sb-000002"), "cell_id": cells[2]["cell_id"]}
+        bad = await tap.http.post("/api/bets", json=tampered, headers=auth)
+        assert bad.status_code == 401
+        other = signed(cells[1]["cell_id"], "sb-000003", signer=Account.create())
+        assert (await tap.http.post("/api/bets", json=other, headers=auth)).status_code == 401
+        old = signed(cells[1]["cell_id"], "sb-000004", ts=tap.now_s - 31)
+        assert (await tap.http.post("/api/bets", json=old, headers=auth)).status_code == 401
+        replay = await tap.http.post(
+            "/api/bets", json=signed(cells[0]["cell_id"], "sb-000001"), headers=auth
+        )
+        assert replay.status_code == 202 and replay.json()["bet_id"] == ok.json()["bet_id"]

@@ -19,6 +19,10 @@ tampered field changes the digest and the recovered signer. Checks, all failing 
 recovered address equal to the claimed wallet. Single use of the nonce is the caller's second
 step (a :class:`~tradehall.tap.stores.NonceStore` claim), done only after the signature verifies
 so a forged request cannot burn someone's nonce.
+
+With ``require_bet_signature`` (Part A §3, C-1; off by default) each bet also carries a signature
+over the same template with ``Action: place_bet``, the cell id and the amount in cents; its
+single use is the bet's ``(user, nonce)`` uniqueness in the database.
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ __all__ = [
     "AuthError",
     "LoginRequest",
     "LoginWindow",
+    "bet_text",
     "signed_text",
     "verify_login",
+    "verify_signed",
 ]
 
 NS = 1_000_000_000
@@ -99,21 +105,59 @@ def verify_login(
     req: LoginRequest, *, now_ns: int, chain_id: int, window: LoginWindow | None = None
 ) -> str:
     """Check everything but nonce reuse; return the lowercase wallet address."""
-    win = window or LoginWindow()
     if not _WALLET.match(req.wallet):
         raise AuthError("malformed wallet")
-    if not _NONCE.match(req.nonce):
+    return verify_signed(
+        wallet=req.wallet,
+        text=login_text(req),
+        nonce=req.nonce,
+        timestamp=req.timestamp,
+        chain_id=req.chain_id,
+        signature=req.signature,
+        now_ns=now_ns,
+        expected_chain_id=chain_id,
+        window=window,
+    )
+
+
+def bet_text(*, cell_id: str, amount: int, nonce: str, timestamp: int, chain_id: int) -> str:
+    """The per-bet text (``Action: place_bet``; the amount in cents as a decimal string, C-13)."""
+    return signed_text(
+        action="place_bet",
+        cell=cell_id,
+        amount=str(amount),
+        nonce=nonce,
+        timestamp=timestamp,
+        chain_id=chain_id,
+    )
+
+
+def verify_signed(
+    *,
+    wallet: str,
+    text: str,
+    nonce: str,
+    timestamp: int,
+    chain_id: int,
+    signature: str,
+    now_ns: int,
+    expected_chain_id: int,
+    window: LoginWindow | None = None,
+) -> str:
+    """The shared checks: nonce shape, window, chain, 65-byte signature, signer == wallet."""
+    win = window or LoginWindow()
+    if not _NONCE.match(nonce):
         raise AuthError("malformed nonce")
     now_s = now_ns // NS
-    if req.timestamp < now_s - win.past_s:
+    if timestamp < now_s - win.past_s:
         raise AuthError("timestamp expired")
-    if req.timestamp > now_s + win.future_s:
+    if timestamp > now_s + win.future_s:
         raise AuthError("timestamp in the future")
-    if req.chain_id != chain_id:
+    if chain_id != expected_chain_id:
         raise AuthError("wrong chain")
-    if not _SIGNATURE.match(req.signature):
+    if not _SIGNATURE.match(signature):
         raise AuthError("signature must be 65 bytes of hex")
-    raw = bytes.fromhex(req.signature[2:])
+    raw = bytes.fromhex(signature[2:])
     v = raw[64]
     if v >= 27:
         v -= 27
@@ -121,10 +165,10 @@ def verify_login(
         raise AuthError("bad recovery id")
     try:
         signer: str = Account.recover_message(
-            encode_defunct(text=login_text(req)), signature=raw[:64] + bytes([v])
+            encode_defunct(text=text), signature=raw[:64] + bytes([v])
         )
     except Exception as exc:  # eth-keys raises several types for unrecoverable points
         raise AuthError(f"unrecoverable signature: {type(exc).__name__}") from None
-    if signer.lower() != req.wallet.lower():
+    if signer.lower() != wallet.lower():
         raise AuthError("signer does not match wallet")
-    return req.wallet.lower()
+    return wallet.lower()

@@ -31,7 +31,7 @@ from tradehall.core.clock import Clock
 from tradehall.core.logging import get_logger
 from tradehall.tap import ledger
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
-from tradehall.tap.auth import AuthError, LoginRequest, verify_login
+from tradehall.tap.auth import AuthError, LoginRequest, bet_text, verify_login, verify_signed
 from tradehall.tap.batcher import Batcher, Overloaded
 from tradehall.tap.breaker import Breaker, BreakerConfig, Health, Override, Transition
 from tradehall.tap.db import Database, barrier
@@ -84,6 +84,7 @@ class TapConfig:
     price_retention_s: int = 7 * 86_400
     status_interval_s: float = 5.0
     sigma_window_s: int = 300
+    require_bet_signature: bool = False
     sqlite_synchronous: str = "FULL"
     db_writer: str = "process"
     archive_dir: Path | None = None
@@ -120,6 +121,10 @@ class BetBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     amount: int
     nonce: str
     rate: str | None = None
+    # only with require_bet_signature:
+    timestamp: int | None = None
+    chain_id: int | None = None
+    signature: str | None = None
 
 
 @dataclass(frozen=True)
@@ -536,6 +541,8 @@ class TapService:
         )
         if not _NONCE.match(body.nonce):
             raise ApiError(400, "validation_error", "nonce must be 8-64 of [A-Za-z0-9-]")
+        if self.config.require_bet_signature:
+            self._check_bet_signature(session, body)
         try:
             cell = parse_cell_id(body.cell_id, self.config.grid)
         except CellIdError:
@@ -554,6 +561,30 @@ class TapService:
                 ApiError(409, "rate_changed", "the rate has changed", extra={"rate": str(rate)}),
             )
         return await self._submit(session, body, cell, rate)
+
+    def _check_bet_signature(self, session: Session, body: BetBody) -> None:
+        if body.timestamp is None or body.chain_id is None or body.signature is None:
+            raise ApiError(401, "invalid_signature", "timestamp, chain_id and signature required")
+        try:
+            verify_signed(
+                wallet=session.wallet,
+                text=bet_text(
+                    cell_id=body.cell_id,
+                    amount=body.amount,
+                    nonce=body.nonce,
+                    timestamp=body.timestamp,
+                    chain_id=body.chain_id,
+                ),
+                nonce=body.nonce,
+                timestamp=body.timestamp,
+                chain_id=body.chain_id,
+                signature=body.signature,
+                now_ns=self.clock.time_ns(),
+                expected_chain_id=self.config.chain_id,
+            )
+        except AuthError as exc:
+            _log.info("bet_signature_rejected", reason=exc.reason)
+            raise ApiError(401, "invalid_signature", "signature verification failed") from None
 
     async def _raise_replay_or(self, session: Session, body: BetBody, error: ApiError) -> None:
         stored = await self._replay(session, body.nonce)
