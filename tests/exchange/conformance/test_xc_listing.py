@@ -195,3 +195,17 @@ def test_listed_price_rendering(api: Api) -> None:
     resp = api.get(f"/brokers/{me}/orders")
     assert re.search(r'"price":\s*150\.00[,}\s]', resp.text), resp.text
     assert money(loads(resp.text)["orders"][0]["price"]) == D("150.00")
+
+
+def test_pagination_beyond_100(api: Api) -> None:
+    sym = new_symbol()
+    me = api.broker()
+    created = [api.limit(me, "bid", sym, 1, "1.00")["order_id"] for _ in range(105)]
+    first = api.listing(me, limit=100)
+    second = api.listing(me, limit=100, page=2)
+    assert first["total"] == second["total"] == 105
+    assert [o["order_id"] for o in first["orders"]] == created[::-1][:100]
+    assert [o["order_id"] for o in second["orders"]] == created[::-1][100:]
+    default = api.listing(me)
+    assert [o["order_id"] for o in default["orders"]] == created[::-1][:20]
+    assert [o["order_id"] for o in api.listing(me, page=6)["orders"]] == created[::-1][100:]
