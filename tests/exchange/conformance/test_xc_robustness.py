@@ -427,3 +427,34 @@ def test_unreachable_subscriber_does_not_block_others(api: Api, receiver: Webhoo
     api.limit(alive, "bid", sym, 5, "1.00")
     assert len(receiver.wait(url, 1)) == 1
     assert time.monotonic() - started < 3.0
+
+
+def test_time_priority_and_listing_order_survive_restart(tmp_path: Path) -> None:
+    """Full-precision created_at (not the rendered second) must come back from the journal."""
+    sym = new_symbol()
+    server = start_exchange(tmp_path / "run1")
+    data_dir = tmp_path / "run1" / "data"
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
+            api = Api(client)
+            seller = api.broker(holdings={sym: 100})
+            asks = [api.limit(seller, "ask", sym, 1, "5.00")["order_id"] for _ in range(8)]
+            listing = [o["order_id"] for o in api.listing(seller)["orders"]]
+            assert listing == asks[::-1]
+    finally:
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(timeout=15)
+        server.log_file.close()
+
+    again = start_exchange(tmp_path / "run2", {"TRADEHALL_DATA_DIR": str(data_dir)})
+    try:
+        with httpx.Client(base_url=again.base_url, timeout=10.0) as client:
+            api = Api(client)
+            assert [o["order_id"] for o in api.listing(seller)["orders"]] == asks[::-1]
+            buyer = api.broker()
+            for order_id in asks:
+                api.market(buyer, "bid", sym, 1)
+                assert api.order(order_id)["status"] == "filled"
+    finally:
+        stop_exchange(again.proc)
+        again.log_file.close()
