@@ -150,7 +150,10 @@ class WsRunner:
         while True:
             await self.clock.sleep(self.tick)
             now = self.clock.monotonic()
-            await self.session.check(ws, now)
+            try:
+                await self.session.check(ws, now)
+            except WebSocketException:
+                return  # the socket is going away; the reader loop notices and reconnects
             if now - self._last > self.idle_timeout:
                 await self._close(ws, "idle")
                 return

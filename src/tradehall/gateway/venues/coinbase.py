@@ -32,7 +32,7 @@ from websockets.asyncio.client import ClientConnection
 
 from tradehall.core.clock import Clock
 from tradehall.core.timefmt import parse_rfc3339_ns
-from tradehall.gateway.assembler import Action, Diff, Resync, Sequencing, Snapshot
+from tradehall.gateway.assembler import Action, BookState, Diff, Resync, Sequencing, Snapshot
 from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.events import EventIds, Level, Side, Ticker, Trade
 from tradehall.gateway.symbols import COINBASE
@@ -190,7 +190,7 @@ class ProductSession:
             if last is not None and seq != last + 1:
                 self.gaps += 1
                 asm = adapter.assemblers[self.symbol]
-                if asm.state.value == "LIVE":
+                if asm.state is BookState.LIVE:
                     self.resync(asm.resync("gap", adapter.clock.monotonic()))
         channel = env.channel
         if channel == "l2_data":
