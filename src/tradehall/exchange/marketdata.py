@@ -1,0 +1,355 @@
+"""Market data: book diffs, trades and tickers, captured after each command and fanned out.
+
+Capture (synchronous, :meth:`MarketData.capture`, installed as ``ExchangeService.on_executed``):
+right after a command executes -- before any other command can run -- the price levels it touched
+(the resting price of a new limit order, the resting prices its fills consumed, the price of a
+cancelled or expired order) are read from the live book as absolute aggregates
+``(total_quantity, order_count)``; each touched symbol gets the next book sequence number and every
+trade the next trade sequence number of its symbol; each message is encoded to JSON once. Nothing
+is sent yet: the encoded batch rides with the command and is released by the service only after
+the command is durable, in journal order (:meth:`MarketData._release`).
+
+Release applies the book diffs to a *published* copy of every book (:class:`PublishedBook`), so a
+subscriber's snapshot is always exactly the state its sequence number names and never shows
+anything a crash could take back. Tickers (best bid/ask, last price) are derived from that copy and
+emitted only when they change. The same encoded text then goes to every subscriber's queue
+(:mod:`~tradehall.exchange.marketdata_ws`); no subscriber can slow down matching, because the only
+work on the command path is an append per subscriber.
+
+Sequences start at 0 for every symbol when the process starts (they are not journaled); a client
+reconnecting after a restart gets a fresh snapshot anyway.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+from sortedcontainers import SortedDict
+
+from tradehall.core.logging import get_logger
+from tradehall.core.timefmt import format_ns
+from tradehall.exchange.events import OrderClosed, OrderFilled, TradeExecuted
+from tradehall.exchange.machine import Executed
+from tradehall.exchange.model import Order
+from tradehall.exchange.schemas import LevelOut, money
+
+if TYPE_CHECKING:
+    from tradehall.exchange.marketdata_ws import Subscriber
+    from tradehall.exchange.service import ExchangeService
+
+__all__ = [
+    "CHANNELS",
+    "BookSnapshotMsg",
+    "BookUpdateMsg",
+    "MarketData",
+    "PublishedBook",
+    "TickerMsg",
+    "TradeMsg",
+    "TradesSnapshotMsg",
+]
+
+Channel = Literal["book", "trades", "ticker"]
+CHANNELS: tuple[Channel, ...] = ("book", "trades", "ticker")
+RECENT_TRADES = 50
+log = get_logger("exchange.marketdata")
+encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+# ---------------------------------------------------------------------------------- messages
+class BookUpdateMsg(msgspec.Struct, tag="book", tag_field="type"):
+    """Changed levels with absolute figures (``total_quantity == 0`` deletes the level).
+
+    ``first_sequence == sequence`` for a single update; a coalesced update (slow client) covers
+    ``first_sequence..sequence``.
+    """
+
+    symbol: str
+    first_sequence: int
+    sequence: int
+    bids: list[LevelOut]
+    asks: list[LevelOut]
+
+
+class BookSnapshotMsg(msgspec.Struct, tag="book_snapshot", tag_field="type"):
+    symbol: str
+    sequence: int
+    bids: list[LevelOut]
+    asks: list[LevelOut]
+
+
+class TradeMsg(msgspec.Struct, tag="trade", tag_field="type"):
+    symbol: str
+    sequence: int
+    trade_id: str
+    price: Decimal
+    quantity: int
+    taker_side: str
+    executed_at: str
+
+
+class TradesSnapshotMsg(msgspec.Struct, tag="trades_snapshot", tag_field="type"):
+    """The most recent trades (oldest first) at subscribe time; ``sequence`` is the last one's."""
+
+    symbol: str
+    sequence: int
+    trades: list[TradeMsg]
+
+
+class TickerMsg(msgspec.Struct, tag="ticker", tag_field="type"):
+    symbol: str
+    book_sequence: int
+    best_bid: Decimal | None
+    best_bid_quantity: int | None
+    best_ask: Decimal | None
+    best_ask_quantity: int | None
+    last_price: Decimal | None
+    last_quantity: int | None
+
+
+# ---------------------------------------------------------------------------------- state
+LevelChange = tuple[bool, int, int, int]  # (is_bid, price, total_quantity, order_count)
+
+
+class PublishedBook:
+    """The L2 book of one symbol as of the last *released* update: price -> (quantity, count)."""
+
+    __slots__ = ("asks", "bids", "sequence")
+
+    def __init__(self) -> None:
+        self.sequence = 0
+        self.bids: SortedDict = SortedDict()  # key: -price
+        self.asks: SortedDict = SortedDict()  # key: price
+
+    def apply(self, changes: Iterable[LevelChange]) -> None:
+        for is_bid, price, total, count in changes:
+            side, key = (self.bids, -price) if is_bid else (self.asks, price)
+            if total:
+                side[key] = (total, count)
+            else:
+                side.pop(key, None)
+
+    def levels(self, is_bid: bool) -> list[LevelOut]:
+        side, sign = (self.bids, -1) if is_bid else (self.asks, 1)
+        return [LevelOut(money(sign * key), t, c) for key, (t, c) in side.items()]
+
+    def best(self, is_bid: bool) -> tuple[int, int] | None:
+        side = self.bids if is_bid else self.asks
+        if not side:
+            return None
+        key, (total, _count) = side.peekitem(0)
+        return (-key if is_bid else key), total
+
+
+class _Symbol:
+    """Per-symbol capture counters (command path) and published state (release path)."""
+
+    __slots__ = ("book", "book_seq", "last_trade", "recent", "ticker_key", "trade_seq")
+
+    def __init__(self) -> None:
+        self.book_seq = 0  # last sequence assigned at capture (may be ahead of ``book.sequence``)
+        self.trade_seq = 0
+        self.book = PublishedBook()
+        self.recent: deque[TradeMsg] = deque(maxlen=RECENT_TRADES)
+        self.last_trade: tuple[int, int] | None = None  # (price, quantity), released
+        self.ticker_key: tuple[object, ...] | None = None
+
+
+class _Update:
+    """One symbol's share of one command: the encoded book diff and trades."""
+
+    __slots__ = ("book", "book_text", "changes", "symbol", "trades")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.changes: list[LevelChange] = []
+        self.book: BookUpdateMsg | None = None
+        self.book_text = ""
+        self.trades: list[tuple[TradeMsg, str, int, int]] = []  # (msg, text, price, quantity)
+
+
+# ---------------------------------------------------------------------------------- the hub
+class MarketData:
+    """Capture on the command path, publish in journal order, fan out to subscribers."""
+
+    def __init__(self, service: ExchangeService) -> None:
+        self._service = service
+        self._symbols: dict[str, _Symbol] = {}
+        self._subs: dict[tuple[str, Channel], set[Subscriber]] = {}
+        self.started = False
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Copy the (recovered) books as published state and hook into the command path."""
+        engine = self._service.engine
+        for symbol in engine.symbols:
+            book = engine.book(symbol)
+            published = self._symbol(symbol).book
+            published.apply((True, lv.price, lv.total, lv.count) for lv in book.bids.levels())
+            published.apply((False, lv.price, lv.total, lv.count) for lv in book.asks.levels())
+        self._service.on_executed = self.capture
+        self.started = True
+
+    def stop(self) -> None:
+        if self._service.on_executed == self.capture:
+            self._service.on_executed = None
+        self.started = False
+
+    def symbols(self) -> list[str]:
+        return self._service.engine.symbols
+
+    def has_symbol(self, symbol: str) -> bool:
+        return self._service.engine.has_symbol(symbol)
+
+    def book_sequence(self, symbol: str) -> int:
+        """The sequence of the live (in-memory) book, for ``GET /stocks/{symbol}/book``."""
+        state = self._symbols.get(symbol)
+        return 0 if state is None else state.book_seq
+
+    # -------------------------------------------------------------- command path
+    def capture(self, executed: Executed) -> Callable[[], None] | None:
+        """Compute and encode this command's market data now; return its release."""
+        if executed.error is not None:
+            return None
+        try:
+            updates = self._capture(executed)
+        except Exception:  # a market-data bug must never fail a command that already ran
+            log.exception("marketdata_capture_failed")
+            return None
+        if not updates:
+            return None
+        return lambda: self._release(updates)
+
+    def _capture(self, executed: Executed) -> list[_Update]:
+        touched: dict[str, set[tuple[bool, int]]] = {}
+        trades: dict[str, list[TradeExecuted]] = {}
+        result = executed.result
+        engine = self._service.engine
+        if isinstance(result, Order) and result.is_active and result.price is not None:
+            touched.setdefault(result.symbol, set()).add((result.side == "bid", result.price))
+        taker = result.order_id if isinstance(result, Order) else None
+        for event in executed.events:
+            if isinstance(event, TradeExecuted):
+                trades.setdefault(event.symbol, []).append(event)
+            elif isinstance(event, OrderFilled):
+                if event.order_id != taker:  # the resting side: its level lost quantity
+                    price = engine.orders[event.order_id].price
+                    assert price is not None
+                    touched.setdefault(event.symbol, set()).add((event.side == "bid", price))
+            elif isinstance(event, OrderClosed):
+                touched.setdefault(event.symbol, set()).add((event.side == "bid", event.price))
+        updates: list[_Update] = []
+        for symbol in dict.fromkeys([*touched, *trades]):
+            state = self._symbol(symbol)
+            update = _Update(symbol)
+            levels = touched.get(symbol)
+            if levels:
+                book = engine.book(symbol)
+                bids: list[LevelOut] = []
+                asks: list[LevelOut] = []
+                # best first on each side, like snapshots
+                for is_bid, price in sorted(
+                    levels, key=lambda lv: (not lv[0], -lv[1] if lv[0] else lv[1])
+                ):
+                    level = book.side("bid" if is_bid else "ask")._levels.get(price)
+                    total, count = (level.total, level.count) if level is not None else (0, 0)
+                    update.changes.append((is_bid, price, total, count))
+                    (bids if is_bid else asks).append(LevelOut(money(price), total, count))
+                state.book_seq += 1
+                update.book = BookUpdateMsg(symbol, state.book_seq, state.book_seq, bids, asks)
+                update.book_text = encoder.encode(update.book).decode()
+            for trade in trades.get(symbol, ()):
+                state.trade_seq += 1
+                msg = TradeMsg(
+                    symbol,
+                    state.trade_seq,
+                    trade.trade_id,
+                    money(trade.price),
+                    trade.quantity,
+                    trade.taker_side,
+                    format_ns(trade.executed_at),
+                )
+                update.trades.append(
+                    (msg, encoder.encode(msg).decode(), trade.price, trade.quantity)
+                )
+            updates.append(update)
+        return updates
+
+    # -------------------------------------------------------------- release path
+    def _release(self, updates: list[_Update]) -> None:
+        subs = self._subs
+        for update in updates:
+            symbol = update.symbol
+            state = self._symbol(symbol)
+            if update.book is not None:
+                state.book.apply(update.changes)
+                state.book.sequence = update.book.sequence
+                for sub in subs.get((symbol, "book"), ()):
+                    sub.push_book(update.book, update.book_text)
+            if update.trades:
+                for msg, text, _price, _quantity in update.trades:
+                    state.recent.append(msg)
+                    for sub in subs.get((symbol, "trades"), ()):
+                        sub.push_trade(text)
+                state.last_trade = update.trades[-1][2:]
+            ticker = self._ticker_if_changed(symbol, state)
+            if ticker is not None:
+                text = encoder.encode(ticker).decode()
+                for sub in subs.get((symbol, "ticker"), ()):
+                    sub.push_ticker(symbol, text)
+
+    def _ticker_if_changed(self, symbol: str, state: _Symbol) -> TickerMsg | None:
+        bid, ask = state.book.best(True), state.book.best(False)
+        key = (bid, ask, state.last_trade)
+        if key == state.ticker_key:
+            return None
+        state.ticker_key = key
+        return self.ticker(symbol)
+
+    # -------------------------------------------------------------- subscriptions
+    def subscribe(self, subscriber: Subscriber, symbol: str, channel: Channel) -> None:
+        self._subs.setdefault((symbol, channel), set()).add(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber, symbol: str, channel: Channel) -> None:
+        subs = self._subs.get((symbol, channel))
+        if subs is not None:
+            subs.discard(subscriber)
+            if not subs:
+                del self._subs[(symbol, channel)]
+
+    def subscriber_count(self, symbol: str, channel: Channel) -> int:
+        return len(self._subs.get((symbol, channel), ()))
+
+    def book_snapshot(self, symbol: str) -> BookSnapshotMsg:
+        """The published book (full depth) with the sequence of the last update applied to it."""
+        book = self._symbol(symbol).book
+        return BookSnapshotMsg(symbol, book.sequence, book.levels(True), book.levels(False))
+
+    def trades_snapshot(self, symbol: str) -> TradesSnapshotMsg:
+        state = self._symbol(symbol)
+        recent = list(state.recent)
+        return TradesSnapshotMsg(symbol, recent[-1].sequence if recent else 0, recent)
+
+    def ticker(self, symbol: str) -> TickerMsg:
+        state = self._symbol(symbol)
+        bid, ask = state.book.best(True), state.book.best(False)
+        last = state.last_trade
+        return TickerMsg(
+            symbol,
+            state.book.sequence,
+            money(bid[0]) if bid else None,
+            bid[1] if bid else None,
+            money(ask[0]) if ask else None,
+            ask[1] if ask else None,
+            money(last[0]) if last else None,
+            last[1] if last else None,
+        )
+
+    def _symbol(self, symbol: str) -> _Symbol:
+        state = self._symbols.get(symbol)
+        if state is None:
+            state = self._symbols[symbol] = _Symbol()
+        return state

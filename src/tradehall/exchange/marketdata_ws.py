@@ -1,0 +1,392 @@
+"""The ``/ws/market`` WebSocket endpoint and the ``/console`` page.
+
+One :class:`Subscriber` per connection. The hub (:mod:`~tradehall.exchange.marketdata`) pushes
+already-encoded message text into the subscriber's queue -- an append and an event set, never an
+``await`` -- and the subscriber's own writer task sends it. So a slow or stuck client costs the
+matching path nothing but those appends, and it costs other clients nothing at all.
+
+Every server frame is a JSON *array* of one or more messages: the writer joins whatever is queued
+(up to :data:`MAX_BATCH` messages) into one frame. Each message's JSON was encoded once by the hub
+and is shared by every subscriber; joining is a copy, not a re-encoding, and under load it saves a
+frame (and a write) per message per client.
+
+Per-client queue rules, so memory stays bounded however slow a client is:
+
+* ``book``: consecutive pending diffs of a symbol share a slot; while the slot holds at most
+  ``book_merge_at`` diffs they go out unchanged (the shared text), beyond that they are merged into
+  one diff covering ``first_sequence..sequence`` (latest level figures win).
+* ``ticker``: a pending ticker is replaced by a newer one (latest wins).
+* ``trades``: never dropped or merged; a client with more than ``trade_limit`` trades queued is
+  disconnected with close code 4001 and a reason saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from pathlib import Path
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tradehall.core.logging import get_logger
+from tradehall.exchange.marketdata import (
+    CHANNELS,
+    BookUpdateMsg,
+    Channel,
+    MarketData,
+    encoder,
+)
+from tradehall.exchange.schemas import LevelOut
+
+__all__ = ["SLOW_CONSUMER_CODE", "Subscriber", "market_data_routes"]
+
+log = get_logger("exchange.marketdata")
+SLOW_CONSUMER_CODE = 4001
+MAX_BATCH = 256
+CLOSE_TIMEOUT = 5.0
+_CONSOLE_DIR = Path(__file__).parent / "console"
+_CONSOLE_FILES = {
+    "console.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+}
+
+
+class _Control(msgspec.Struct):
+    op: str
+    symbol: str | None = None
+    channels: list[str] | None = None
+    id: int | str | None = None
+
+
+class _Ack(msgspec.Struct, tag_field="type"):
+    symbol: str
+    channels: list[str]
+    id: int | str | None
+
+
+class Subscribed(_Ack, tag="subscribed"):
+    pass
+
+
+class Unsubscribed(_Ack, tag="unsubscribed"):
+    pass
+
+
+class SymbolsMsg(msgspec.Struct, tag="symbols", tag_field="type"):
+    symbols: list[str]
+    id: int | str | None = None
+
+
+class ErrorMsg(msgspec.Struct, tag="error", tag_field="type"):
+    code: str
+    message: str
+    id: int | str | None = None
+
+
+class _BookSlot:
+    """Pending book diffs of one symbol for one client."""
+
+    __slots__ = ("dead", "merge_at", "msgs", "texts")
+
+    def __init__(self, msg: BookUpdateMsg, text: str, merge_at: int) -> None:
+        self.msgs = [msg]
+        self.texts = [text]
+        self.merge_at = merge_at
+        self.dead = False
+
+    def add(self, msg: BookUpdateMsg, text: str) -> None:
+        self.msgs.append(msg)
+        self.texts.append(text)
+        if len(self.msgs) > self.merge_at:
+            merged = merge_book_updates(self.msgs)
+            self.msgs, self.texts = [merged], [encoder.encode(merged).decode()]
+
+
+def merge_book_updates(msgs: list[BookUpdateMsg]) -> BookUpdateMsg:
+    """One diff equivalent to applying ``msgs`` in order (latest figures per level win)."""
+    bids: dict[object, LevelOut] = {}
+    asks: dict[object, LevelOut] = {}
+    for msg in msgs:
+        for level in msg.bids:
+            bids[level.price] = level
+        for level in msg.asks:
+            asks[level.price] = level
+    first, last = msgs[0], msgs[-1]
+    return BookUpdateMsg(
+        first.symbol,
+        first.first_sequence,
+        last.sequence,
+        sorted(bids.values(), key=lambda lv: lv.price, reverse=True),
+        sorted(asks.values(), key=lambda lv: lv.price),
+    )
+
+
+class _TickerSlot:
+    __slots__ = ("dead", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.dead = False
+
+
+_TEXT, _TRADE = 0, 1
+_Item = tuple[int, str] | _BookSlot | _TickerSlot
+
+
+class Subscriber:
+    """One WebSocket client: its subscriptions, its bounded queue and its writer."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        hub: MarketData,
+        *,
+        trade_limit: int = 1000,
+        book_merge_at: int = 32,
+    ) -> None:
+        self._ws = websocket
+        self._hub = hub
+        self.trade_limit = trade_limit
+        self.book_merge_at = book_merge_at
+        self.subscriptions: dict[str, set[Channel]] = {}
+        self._queue: deque[_Item] = deque()
+        self._books: dict[str, _BookSlot] = {}
+        self._tickers: dict[str, _TickerSlot] = {}
+        self._pending_trades = 0
+        self._wake = asyncio.Event()
+        self.closing: tuple[int, str] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    # -------------------------------------------------------------- pushes (never await)
+    def push_book(self, msg: BookUpdateMsg, text: str) -> None:
+        slot = self._books.get(msg.symbol)
+        if slot is None:
+            slot = self._books[msg.symbol] = _BookSlot(msg, text, self.book_merge_at)
+            self._queue.append(slot)
+        else:
+            slot.add(msg, text)
+        self._wake.set()
+
+    def push_trade(self, text: str) -> None:
+        if self._pending_trades >= self.trade_limit:
+            self._disconnect(
+                SLOW_CONSUMER_CODE,
+                f"slow consumer: more than {self.trade_limit} trade messages queued",
+            )
+            return
+        self._pending_trades += 1
+        self._queue.append((_TRADE, text))
+        self._wake.set()
+
+    def push_ticker(self, symbol: str, text: str) -> None:
+        slot = self._tickers.get(symbol)
+        if slot is None:
+            slot = self._tickers[symbol] = _TickerSlot(text)
+            self._queue.append(slot)
+        else:
+            slot.text = text
+        self._wake.set()
+
+    def push_text(self, text: str) -> None:
+        self._queue.append((_TEXT, text))
+        self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # -------------------------------------------------------------- control messages
+    def handle(self, raw: str | None) -> None:
+        """Apply one control message and queue its acknowledgement (and snapshots) or error."""
+        if raw is None:
+            self._error("invalid_request", "control messages must be JSON text frames")
+            return
+        try:
+            control = msgspec.json.decode(raw, type=_Control)
+        except msgspec.DecodeError as exc:
+            self._error("invalid_request", f"invalid control message: {exc}")
+            return
+        if control.op == "symbols":
+            self.push_text(encoder.encode(SymbolsMsg(self._hub.symbols(), control.id)).decode())
+            return
+        if control.op not in ("subscribe", "unsubscribe"):
+            self._error(
+                "invalid_request", "op must be one of: subscribe, unsubscribe, symbols", control.id
+            )
+            return
+        if not control.symbol:
+            self._error("invalid_request", "symbol is required", control.id)
+            return
+        channels = CHANNELS if control.channels is None else control.channels
+        unknown = [c for c in channels if c not in CHANNELS]
+        if unknown or not channels:
+            self._error(
+                "invalid_request",
+                "channels must be a non-empty list of: book, trades, ticker",
+                control.id,
+            )
+            return
+        chosen: list[Channel] = [c for c in CHANNELS if c in channels]
+        symbol = control.symbol
+        if not self._hub.has_symbol(symbol):
+            self._error("symbol_not_found", f"Symbol {control.symbol} not found", control.id)
+            return
+        if control.op == "subscribe":
+            self._subscribe(symbol, chosen, control.id)
+        else:
+            self._unsubscribe(symbol, chosen, control.id)
+
+    def _subscribe(self, symbol: str, channels: list[Channel], ident: int | str | None) -> None:
+        hub = self._hub
+        current = self.subscriptions.setdefault(symbol, set())
+        self._drop_pending(symbol, channels)
+        for channel in channels:
+            current.add(channel)
+            hub.subscribe(self, symbol, channel)
+        self.push_text(encoder.encode(Subscribed(symbol, list(channels), ident)).decode())
+        # Snapshots come right after the ack; later diffs are queued behind them (FIFO).
+        if "book" in channels:
+            self.push_text(encoder.encode(hub.book_snapshot(symbol)).decode())
+        if "trades" in channels:
+            self.push_text(encoder.encode(hub.trades_snapshot(symbol)).decode())
+        if "ticker" in channels:
+            self.push_text(encoder.encode(hub.ticker(symbol)).decode())
+
+    def _unsubscribe(self, symbol: str, channels: list[Channel], ident: int | str | None) -> None:
+        current = self.subscriptions.get(symbol, set())
+        self._drop_pending(symbol, channels)
+        for channel in channels:
+            current.discard(channel)
+            self._hub.unsubscribe(self, symbol, channel)
+        if not current:
+            self.subscriptions.pop(symbol, None)
+        self.push_text(encoder.encode(Unsubscribed(symbol, list(channels), ident)).decode())
+
+    def _drop_pending(self, symbol: str, channels: list[Channel]) -> None:
+        # Diffs queued before a (re)subscription predate its snapshot: never send them.
+        if "book" in channels and (book := self._books.pop(symbol, None)) is not None:
+            book.dead = True
+        if "ticker" in channels and (ticker := self._tickers.pop(symbol, None)) is not None:
+            ticker.dead = True
+
+    def _error(self, code: str, message: str, ident: int | str | None = None) -> None:
+        self.push_text(encoder.encode(ErrorMsg(code, message, ident)).decode())
+
+    # -------------------------------------------------------------- writer
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                parts = self._drain()
+                if parts:
+                    await self._ws.send_text("[" + ",".join(parts) + "]")
+
+    def _drain(self) -> list[str]:
+        parts: list[str] = []
+        queue = self._queue
+        while queue and len(parts) < MAX_BATCH:
+            item = queue.popleft()
+            if isinstance(item, tuple):
+                if item[0] == _TRADE:
+                    self._pending_trades -= 1
+                parts.append(item[1])
+            elif isinstance(item, _BookSlot):
+                if item.dead:
+                    continue
+                symbol = item.msgs[0].symbol
+                if self._books.get(symbol) is item:
+                    del self._books[symbol]
+                parts.extend(item.texts)
+            elif not item.dead:
+                for symbol, slot in self._tickers.items():
+                    if slot is item:
+                        del self._tickers[symbol]
+                        break
+                parts.append(item.text)
+        return parts
+
+    def _disconnect(self, code: int, reason: str) -> None:
+        """Drop everything queued, leave the hub, and close the connection (in the background)."""
+        if self.closing is not None:
+            return
+        self.closing = (code, reason)
+        self.detach()
+        self._queue.clear()
+        self._books.clear()
+        self._tickers.clear()
+        self._pending_trades = 0
+        log.warning("marketdata_client_disconnected", code=code, reason=reason)
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._ws.close(code, reason)
+
+    def detach(self) -> None:
+        for symbol, channels in self.subscriptions.items():
+            for channel in channels:
+                self._hub.unsubscribe(self, symbol, channel)
+        self.subscriptions.clear()
+
+    async def finish(self) -> None:
+        """Called when the connection ends: stop the writer and leave the hub."""
+        self.detach()
+        for task in (self._writer, self._closer):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+def market_data_routes(hub: MarketData, *, trade_limit: int = 1000) -> list[BaseRoute]:
+    """``/ws/market`` and the ``/console`` page with its two static files."""
+
+    async def market(websocket: WebSocket) -> None:
+        await websocket.accept()
+        subscriber = Subscriber(websocket, hub, trade_limit=trade_limit)
+        subscriber.start()
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if subscriber.closing is None:
+                    subscriber.handle(message.get("text"))
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            await subscriber.finish()
+
+    index = (_CONSOLE_DIR / "index.html").read_bytes()
+    files = {name: (_CONSOLE_DIR / name).read_bytes() for name in _CONSOLE_FILES}
+
+    async def console(request: Request) -> Response:
+        return Response(index, media_type="text/html; charset=utf-8")
+
+    async def console_file(request: Request) -> Response:
+        name: str = request.path_params["name"]
+        if name not in files:
+            return Response(b'{"error":"not_found","message":"Not found"}', 404)
+        return Response(files[name], media_type=_CONSOLE_FILES[name])
+
+    return [
+        WebSocketRoute("/ws/market", market),
+        Route("/console", console, methods=["GET"]),
+        Route("/console/{name}", console_file, methods=["GET"]),
+    ]
