@@ -458,3 +458,35 @@ def test_time_priority_and_listing_order_survive_restart(tmp_path: Path) -> None
     finally:
         stop_exchange(again.proc)
         again.log_file.close()
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
+def test_restart_never_duplicates_a_delivery_under_a_new_id(
+    tmp_path: Path, receiver: WebhookReceiver, stop_signal: signal.Signals
+) -> None:
+    sym = new_symbol()
+    url = receiver.new_url()
+    server = start_exchange(tmp_path / "run1")
+    data_dir = tmp_path / "run1" / "data"
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
+            api = Api(client)
+            buyer = api.broker()
+            api.subscribe(buyer, url, ["trade.executed", "order.cancelled"])
+            api.limit(api.broker(holdings={sym: 5}), "ask", sym, 5, "1.00")
+            order = api.limit(buyer, "bid", sym, 8, "1.00")
+            api.cancel(order["order_id"])
+            assert len(receiver.wait(url, 2)) == 2
+    finally:
+        server.proc.send_signal(stop_signal)
+        server.proc.wait(timeout=15)
+        server.log_file.close()
+
+    again = start_exchange(tmp_path / "run2", {"TRADEHALL_DATA_DIR": str(data_dir)})
+    try:
+        time.sleep(1.5)
+        events = [d.headers["x-event-type"] for d in receiver.at(url)]
+        assert events == ["trade.executed", "order.cancelled"]
+    finally:
+        stop_exchange(again.proc)
+        again.log_file.close()
