@@ -92,6 +92,9 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
     config = service.config
 
     def endpoint(name: str, fn: Handler, *, limited: bool = True) -> Handler:
+        counters: dict[tuple[str, int], Any] = {}
+        timers: dict[str, Any] = {}
+
         async def handler(request: Request) -> Response:
             started = time.perf_counter()
             try:
@@ -105,10 +108,16 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
                 response = json_response(
                     {"error": "internal_error", "message": "internal error"}, 500
                 )
-            metrics.http_requests.labels(request.method, name, str(response.status_code)).inc()
-            metrics.http_duration.labels(request.method, name).observe(
-                time.perf_counter() - started
-            )
+            method, status = request.method, response.status_code
+            counter = counters.get((method, status))
+            if counter is None:
+                counter = metrics.http_requests.labels(method, name, str(status))
+                counters[(method, status)] = counter
+            counter.inc()
+            timer = timers.get(method)
+            if timer is None:
+                timer = timers[method] = metrics.http_duration.labels(method, name)
+            timer.observe(time.perf_counter() - started)
             return response
 
         return handler
