@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-from gw_helpers import Collector, eventually
-from test_gw_book import KRAKEN_DOC_SNAPSHOT
+from gw_helpers import KRAKEN_DOC_SNAPSHOT, Collector, eventually
 
 from tradehall.gateway.assembler import BookState
 from tradehall.gateway.events import BookSnapshot, BookUpdate, Ticker, Trade
