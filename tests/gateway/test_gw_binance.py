@@ -274,3 +274,31 @@ async def test_venue_pings_are_answered() -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_buffer_overflow_while_waiting_for_a_slow_snapshot_restarts_the_sync() -> None:
+    settings = AdapterSettings(
+        stale_after=5.0, sync_timeout=5.0, idle_timeout=5.0, tick=0.02, max_buffer=20
+    )
+    async with FakeBinance(SYMBOLS, interval=0.005) as fake:
+        sink = Collector()
+        adapter = BinanceAdapter(
+            SYMBOLS, sink, ws_url=fake.base_ws, rest_url=fake.base_http, settings=settings
+        )
+        task = asyncio.create_task(adapter.run())
+        try:
+            rig = Rig(fake, adapter, sink)
+            await eventually(lambda: all(rig.live(s) for s in SYMBOLS))
+            fake.slow_answer = 0.4  # ~80 diffs arrive meanwhile: more than the buffer holds
+            fake.inject(Fault.SLOW_SNAPSHOT)
+            fake.inject(Fault.DROP_DIFF, "ETH-USD")  # forces the re-fetch that will be slow
+            await eventually(lambda: "buffer_overflow" in rig.resyncs("ETH-USD"), within=3.0)
+            assert adapter.assemblers["ETH-USD"].buffered <= 20  # bounded, never grows past
+            await eventually(lambda: rig.live("ETH-USD"), within=3.0)
+            assert "buffer_overflow" not in rig.resyncs("BTC-USD")
+            await rig.assert_books_match()
+        finally:
+            await adapter.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -10,9 +10,9 @@ as levels changed.
 
 Faults: ``DROP_DIFF`` (ids advance, the event is never sent: a gap), ``STALE_SNAPSHOT`` (the next
 REST answer is ~2 s old), ``CROSSED`` (a well-sequenced bogus diff that crosses the book),
-``MALFORMED`` (a depth event missing its fields), ``SILENCE``/``SILENCE_ALL``, ``ABRUPT_CLOSE``
-and ``SHUTDOWN_NOTICE`` (a ``serverShutdown`` event, then the connection is closed after
-``shutdown_grace`` seconds).
+``SLOW_SNAPSHOT`` (the REST answer is held back), ``MALFORMED`` (a depth event missing fields),
+``SILENCE``/``SILENCE_ALL``, ``ABRUPT_CLOSE`` and ``SHUTDOWN_NOTICE`` (a ``serverShutdown``
+event, then the connection is closed after ``shutdown_grace`` seconds).
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ class Fault(StrEnum):
     OVERSIZED_SNAPSHOT = "oversized_snapshot"  # next snapshot > 1 MiB (Coinbase)
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"  # next level2 subscribe errors (Coinbase)
     MALFORMED = "malformed"  # a frame with missing fields (Binance)
+    SLOW_SNAPSHOT = "slow_snapshot"  # the next REST snapshot answer is delayed (Binance)
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -85,6 +86,7 @@ class FakeVenue:
         self.port = port
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.slow_answer = 0.5
         self.sims: dict[str, MarketSim] = {}
         for i, symbol in enumerate(self.symbols):
             entry = symbol_map.entry(symbol)
@@ -207,12 +209,17 @@ class FakeVenue:
 
     # -- transport -------------------------------------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         parts = urlsplit(request.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        return self.rest(parts.path, query)
+        response = self.rest(parts.path, query)
+        if self.take(Fault.SLOW_SNAPSHOT):
+            await asyncio.sleep(self.slow_answer)  # computed now, delivered late
+        return response
 
     def rest(self, path: str, query: dict[str, str]) -> Response:
         return json_response(404, {"error": "not found"})
