@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
+from prometheus_client import Counter
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -96,6 +97,7 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
     def endpoint(route: str, handler: Handler) -> Handler:
         requests_total = metrics.requests
         latency = metrics.latency.labels(route)
+        counters: dict[tuple[str, int], Counter] = {}  # labels() locks and allocates: once each
 
         async def wrapped(request: Request) -> Response:
             started = time.perf_counter()
@@ -107,7 +109,11 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
                 log.exception("unhandled_error", route=route, method=request.method)
                 response = _json(out.ErrorOut("internal_error", "Internal server error"), 500)
             latency.observe(time.perf_counter() - started)
-            requests_total.labels(route, request.method, response.status_code).inc()
+            key = (request.method, response.status_code)
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = requests_total.labels(route, *key)
+            counter.inc()
             return response
 
         return wrapped
