@@ -150,6 +150,7 @@ async def test_clean_feed(rig: Rig) -> None:
     assert isinstance(trade, Trade) and trade.ts_provider is not None
     assert rig.adapter.assemblers["BTC-USD"].stats.checksum_failed == 0
     assert rig.adapter.assemblers["BTC-USD"].stats.checksum_ok > 5
+    await eventually(lambda: rig.fake.pings >= 1, within=3.0)  # application-level keepalive
     for symbol in SYMBOLS:  # no integrity fault on a clean feed
         assert set(rig.resyncs(symbol)) <= {"initial", "stale"}
 

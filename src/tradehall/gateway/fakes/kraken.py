@@ -142,6 +142,7 @@ class FakeKraken(FakeVenue):
         self.shutdown_grace = shutdown_grace
         self.conns: dict[ServerConnection, _Conn] = {}
         self.book_messages = 0
+        self.pings = 0
 
     def true_book(
         self, symbol: str, depth: int = 10
@@ -185,6 +186,7 @@ class FakeKraken(FakeVenue):
         if self.silent(None):
             return  # a silent venue answers nothing at all
         if method == "ping":
+            self.pings += 1
             reply = {"method": "pong", "req_id": req_id, "time_in": time_in, "time_out": time_in}
             await self.send(ws, json.dumps(reply))
             return
