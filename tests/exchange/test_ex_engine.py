@@ -322,3 +322,18 @@ def test_vwap_keeps_a_trade_on_the_window_edge_despite_nudged_stamps(clock: Virt
         engine.submit(limit("a", "bid", 1, 100))
     engine.submit(limit("a", "ask", 1, 100))  # trade 2 at T0 + 2 s (+ a larger nudge)
     assert engine.vwap("AAPL").trades_in_window == 2
+
+
+def test_a_clock_stepping_back_never_expires_early_or_refuses_a_future_deadline(
+    engine: Engine, clock: VirtualClock
+) -> None:
+    clock.set_ns(T0 + 100 * S)
+    engine.submit(limit("seller", "ask", 1, 5000))  # stamps now run at T0 + 100 s
+    clock.set_ns(T0 + 10 * S)  # the wall clock steps back 90 s
+    order, _ = engine.submit(limit("seller", "ask", 1, 5000, expires=T0 + 20 * S))
+    assert order.created_at > T0 + 100 * S  # stamps stay increasing
+    assert engine.expire_due() == []  # due by the stamp, not by the clock: must not expire
+    clock.set_ns(T0 + 20 * S)
+    assert [e.order_id for e in engine.expire_due() if isinstance(e, OrderClosed)] == [
+        order.order_id
+    ]

@@ -95,21 +95,23 @@ class Engine:
         self.trade_count = 0
 
     # ------------------------------------------------------------------ time
-    def _stamp(self) -> int:
-        """A candidate timestamp: the clock, nudged to stay strictly increasing.
+    def _stamp(self) -> tuple[int, int]:
+        """The clock reading and a candidate stamp: the reading, nudged to stay increasing.
 
-        Only a command that changes state keeps it (:meth:`_keep`), so rejected commands and
-        empty sweeps leave no trace -- which keeps journal replay exact without journaling them.
+        Rules that compare with "now" (a future ``expires_at``, what is due to expire) use the
+        reading itself, so a nudge -- or a wall clock stepping back -- never expires an order early
+        or refuses a deadline that is still ahead. Only a command that changes state keeps its
+        stamp (:meth:`_keep`), so rejected commands and empty sweeps leave no trace.
         """
         now = self._clock.time_ns()
-        return now if now > self._last_ns else self._last_ns + 1
+        return now, (now if now > self._last_ns else self._last_ns + 1)
 
     def _keep(self, stamp: int) -> None:
         self._last_ns = stamp
 
     def now(self) -> int:
         """The next engine timestamp, kept (for state changes made outside the engine)."""
-        stamp = self._stamp()
+        _, stamp = self._stamp()
         self._keep(stamp)
         return stamp
 
@@ -128,10 +130,10 @@ class Engine:
 
     def submit(self, request: OrderRequest) -> tuple[Order, list[EngineEvent]]:
         """Validate, reserve, match and rest or finish one order (contract §3.5, §3.6)."""
-        now = self._stamp()
+        reading, now = self._stamp()
         is_limit = request.type == "limit"
         expires_at = request.expires_at
-        if is_limit and (expires_at is None or expires_at <= now):
+        if is_limit and (expires_at is None or expires_at <= reading):
             raise ValidationError("expires_at must be a future timestamp")
         market = self._market(request.symbol)  # listed once the fields are valid (contract §9)
         broker = self.brokers.get(request.broker_id)
@@ -185,9 +187,9 @@ class Engine:
 
     def expire_due(self) -> list[EngineEvent]:
         """Expire every resting order whose deadline has passed, earliest first (§4.3)."""
-        now = self._stamp()
+        reading, now = self._stamp()
         events: list[EngineEvent] = []
-        due = self._expiry.pop_due(now)
+        due = self._expiry.pop_due(reading)
         if due:
             self._keep(now)
         for order_id in due:
