@@ -12,7 +12,7 @@ import pytest
 from gw_helpers import KRAKEN_DOC_SNAPSHOT, Collector, eventually
 
 from tradehall.gateway.assembler import BookState
-from tradehall.gateway.events import BookSnapshot, BookUpdate, Ticker, Trade
+from tradehall.gateway.events import BookSnapshot, BookStatus, BookUpdate, Ticker, Trade
 from tradehall.gateway.fakes.kraken import BookView, FakeKraken
 from tradehall.gateway.fakes.market import MarketSim
 from tradehall.gateway.fakes.server import Fault
@@ -47,6 +47,8 @@ def test_doc_snapshot_goes_live_and_a_corrupted_copy_is_refused() -> None:
     assert adapter.state("BTC-USD") is BookState.LIVE
     snapshot = sink.of(BookSnapshot)[0]
     assert isinstance(snapshot, BookSnapshot)
+    status = sink.of(BookStatus)[-1]
+    assert status.trace_id == snapshot.trace_id != ""  # one frame, one trace id
     assert snapshot.asks[0] == (Decimal("45285.2"), Decimal("0.00100000"))
     update = {
         "channel": "book",
@@ -62,6 +64,7 @@ def test_doc_snapshot_goes_live_and_a_corrupted_copy_is_refused() -> None:
         ],
     }
     adapter.handle_frame(json.dumps(update))  # note: "0.5" on the wire, checksum still holds
+    assert sink.events[-1].trace_id not in ("", snapshot.trace_id)
     assert adapter.state("BTC-USD") is BookState.LIVE
     assert len(adapter.book("BTC-USD").bids) == 10  # truncated to the subscribed depth
     bad = _offline_adapter()

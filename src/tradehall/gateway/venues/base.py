@@ -12,6 +12,7 @@ periodic refresh, back-off and the idle watchdog.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -102,11 +103,17 @@ class VenueAdapter:
             for symbol in self.symbols
         }
         self.klines: dict[str, KlineBuilder] = (
-            {sym: KlineBuilder(self.provider, sym, s.kline_interval) for sym in self.symbols}
+            {
+                sym: KlineBuilder(self.provider, sym, s.kline_interval, self.ids)
+                for sym in self.symbols
+            }
             if s.kline_interval
             else {}
         )
-        self.resync_log: list[tuple[str, str, int]] = []  # (symbol, reason, epoch)
+        # (symbol, reason, epoch) of recent resyncs, for tests and diagnostics
+        self.resync_log: deque[tuple[str, str, int]] = deque(maxlen=1000)
+        # id of the frame being handled: the trace_id of every event parsed from it
+        self.trace = ""
 
     async def run(self) -> None:
         """Connect and keep the feed going until :meth:`stop` (implemented per venue)."""
@@ -133,7 +140,7 @@ class VenueAdapter:
     def emit(self, event: Event) -> None:
         self.sink(event)
 
-    def status(self, symbol: str, reason: str, trace_id: str = "") -> None:
+    def status(self, symbol: str, reason: str, trace_id: str | None = None) -> None:
         asm = self.assemblers[symbol]
         if asm.state is not BookState.LIVE:
             self.resync_log.append((symbol, reason, asm.epoch))
@@ -144,7 +151,7 @@ class VenueAdapter:
                 provider=self.provider,
                 symbol=symbol,
                 ts_ingest=self.now_ns(),
-                trace_id=trace_id,
+                trace_id=self.trace if trace_id is None else trace_id,
                 state=asm.state.value,
                 epoch=asm.epoch,
                 reason=reason,
@@ -162,10 +169,11 @@ class VenueAdapter:
         seq_first: int | None = None,
         ts_provider: int | None = None,
         ts_ingest: int = 0,
-        trace_id: str = "",
+        trace_id: str | None = None,
     ) -> None:
         """Emit the canonical events for one assembler outcome (resync requests excepted)."""
         asm = self.assemblers[symbol]
+        trace_id = self.trace if trace_id is None else trace_id
         action = outcome.action
         if action is Action.APPLIED:
             self.emit(

@@ -208,6 +208,7 @@ class BinanceAdapter(VenueAdapter):
     def handle_frame(self, data: str | bytes) -> None:
         """Parse one combined-stream frame and emit its canonical events."""
         ingest = self.now_ns()
+        self.trace = self.ids.new_id()
         envelope = _envelope.decode(data)
         stream = envelope.stream
         kind = stream[stream.find("@") + 1 :]
@@ -255,6 +256,7 @@ class BinanceAdapter(VenueAdapter):
             seq_provider=msg.t,
             ts_provider=msg.T * _MS,
             ts_ingest=ingest,
+            trace_id=self.trace,
             price=msg.p,
             qty=msg.q,
             side=Side.SELL if msg.m else Side.BUY,  # m: buyer is maker, so the taker sold
@@ -278,6 +280,7 @@ class BinanceAdapter(VenueAdapter):
                 symbol=symbol,
                 seq_provider=msg.u,
                 ts_ingest=ingest,
+                trace_id=self.trace,
                 bid=msg.b,
                 bid_qty=msg.B,
                 ask=msg.a,
@@ -325,6 +328,7 @@ class BinanceAdapter(VenueAdapter):
             self.clock.monotonic(),
         )
         if outcome.action is Action.LIVE:
+            self.trace = self.ids.new_id()  # the REST answer is its own "frame"
             self.book_outcome(symbol, outcome, ts_ingest=self.now_ns())
         elif outcome.resync is not None:
             self.status(symbol, outcome.resync.reason)

@@ -179,6 +179,7 @@ class ProductSession:
         """Parse one envelope, check its sequence number, emit canonical events."""
         adapter = self.adapter
         ingest = adapter.now_ns()
+        adapter.trace = adapter.ids.new_id()
         env = _envelope.decode(data)
         if env.type == "error":
             adapter.errors.append(env.message)
@@ -283,6 +284,7 @@ class CoinbaseAdapter(VenueAdapter):
             seq_provider=trade_id,
             ts_provider=_ts(msg.time),
             ts_ingest=ingest,
+            trace_id=self.trace,
             price=msg.price,
             qty=msg.size,
             side=Side.SELL if msg.side == "BUY" else Side.BUY,  # `side` is the maker's
@@ -307,6 +309,7 @@ class CoinbaseAdapter(VenueAdapter):
                 symbol=symbol,
                 seq_provider=seq,
                 ts_ingest=ingest,
+                trace_id=self.trace,
                 bid=msg.best_bid,
                 bid_qty=msg.best_bid_quantity,
                 ask=msg.best_ask,

@@ -227,6 +227,7 @@ class KrakenAdapter(VenueAdapter):
     def handle_frame(self, data: str | bytes) -> None:
         """Parse one frame and emit its canonical events; resync requests go to the outbox."""
         ingest = self.now_ns()
+        self.trace = self.ids.new_id()
         msg = _msg.decode(data)
         channel = msg.channel
         if channel == "book":
@@ -279,6 +280,7 @@ class KrakenAdapter(VenueAdapter):
             seq_provider=msg.trade_id,
             ts_provider=_ts(msg.timestamp),
             ts_ingest=ingest,
+            trace_id=self.trace,
             price=msg.price,
             qty=msg.qty,
             side=Side.BUY if msg.side == "buy" else Side.SELL,  # Kraken reports the taker side
@@ -303,6 +305,7 @@ class KrakenAdapter(VenueAdapter):
                 provider=self.provider,
                 symbol=symbol,
                 ts_ingest=ingest,
+                trace_id=self.trace,
                 bid=msg.bid,
                 bid_qty=msg.bid_qty,
                 ask=msg.ask,
