@@ -52,6 +52,8 @@
     cursor: { col: 2, row: null },
     hover: null,
     view: null,
+    lastTap: null,
+    taps: 0,
   };
 
   // ------------------------------------------------------------------ formatting
@@ -141,8 +143,16 @@
     $("board").setAttribute("aria-disabled", S.health === "critical" ? "true" : "false");
   }
 
-  function setBalance(cents) {
+  // Balances arrive from responses and events in any order; a ticket taken when a request is sent
+  // (or an event received) keeps a slow old answer from overwriting a newer balance.
+  let tickets = 0;
+  let appliedTicket = 0;
+  const ticket = () => ++tickets;
+
+  function setBalance(cents, since) {
     if (cents === null || cents === undefined) return;
+    if (since < appliedTicket) return;
+    appliedTicket = since;
     S.balance = cents;
     const el = $("balance");
     el.textContent = fmtUsd(cents);
@@ -206,6 +216,7 @@
       const timestamp = Math.floor(serverNowMs() / 1000);
       const chainId = S.config.chain_id;
       const signature = await sign(loginText(nonce, timestamp, chainId));
+      const since = ticket();
       const resp = await api("POST", "/api/auth/login", { wallet, nonce, timestamp, chain_id: chainId, signature });
       if (!resp.ok) {
         error.textContent =
@@ -216,7 +227,7 @@
       }
       S.session = { id: resp.data.session_id, wallet: resp.data.user.wallet, expires_at: resp.data.expires_at, kind };
       localStorage.setItem(STORE_SESSION, JSON.stringify(S.session));
-      setBalance(resp.data.user.balance);
+      setBalance(resp.data.user.balance, since);
       $("signin-dialog").close();
       afterSignIn();
     } catch (exc) {
@@ -273,8 +284,9 @@
   async function refreshAccount() {
     if (!S.session) return;
     try {
+      const since = ticket();
       const me = await api("GET", "/api/me");
-      if (me.ok) setBalance(me.data.balance);
+      if (me.ok) setBalance(me.data.balance, since);
       await loadHistory();
     } catch (_) {
       /* offline: the socket reconnect will try again */
@@ -285,9 +297,10 @@
     const button = $("fund");
     button.disabled = true;
     try {
+      const since = ticket();
       const resp = await api("POST", "/api/dev/fund", { amount: 10000 });
       if (resp.ok) {
-        setBalance(resp.data.balance);
+        setBalance(resp.data.balance, since);
         setStatus("idle", "Added $100.00 of test funds.");
       } else {
         setStatus("failed", resp.data.message || "Funding failed.");
@@ -332,6 +345,8 @@
 
   function tapCell(cell) {
     if (!cell) return;
+    S.lastTap = cell.cell_id;
+    S.taps += 1;
     if (!S.session) {
       refuse("Sign in to place bets.");
       openSignIn();
@@ -360,6 +375,7 @@
     setStatus("pending", `Placing ${fmtUsd(bet.amount)} on ${describeCell(bet)}...`);
     renderHistory();
     let resp;
+    const since = ticket();
     try {
       resp = await api("POST", "/api/bets", { cell_id: bet.cell_id, amount: bet.amount, nonce: randomHex(16) });
     } catch (_) {
@@ -368,7 +384,7 @@
     }
     if (resp.ok) {
       bet.bet_id = resp.data.bet_id;
-      setBalance(resp.data.new_balance);
+      setBalance(resp.data.new_balance, since);
       if (bet.state === "pending") {
         setStatus("pending", `Bet accepted, waiting for confirmation: ${describeCell(bet)}`);
         setTimeout(() => checkBet(bet), 4000);
@@ -429,7 +445,7 @@
     }
     bet.bet_id = data.bet_id;
     if (RANK[bet.state] < RANK.confirmed) setBetState(bet, "confirmed");
-    setBalance(data.new_balance);
+    setBalance(data.new_balance, ticket());
     setStatus("confirmed", `Bet confirmed: ${describeCell(bet)}.`);
     updateUnknownBanner();
     loadHistorySoon();
@@ -445,7 +461,7 @@
     bet.bet_id = data.bet_id;
     bet.payout = data.status === "void" ? data.refund : data.payout;
     setBetState(bet, data.status);
-    if (data.new_balance !== null && data.new_balance !== undefined) setBalance(data.new_balance);
+    if (data.new_balance !== null && data.new_balance !== undefined) setBalance(data.new_balance, ticket());
     else refreshAccount();
     const text =
       data.status === "won"
@@ -548,15 +564,18 @@
         const status = document.createElement("span");
         status.className = `badge ${b.state}`;
         status.textContent = b.state === "insufficient_funds" ? "failed" : b.state;
-        const payout =
-          b.state === "won" || b.state === "void" ? fmtUsd(b.payout) : b.state === "lost" ? fmtUsd(0) : "-";
+        if (b.state === "won") status.textContent = `won ${fmtUsd(b.payout)}`;
+        if (b.state === "void") status.textContent = `refund ${fmtUsd(b.payout)}`;
+        const window_ = document.createElement("time");
+        window_.dateTime = new Date(b.col_start * 1000).toISOString();
+        window_.textContent = fmtTime(b.col_start);
+        window_.title = `${fmtTime(b.col_start)} to ${fmtTime(b.col_end)}`;
         const cells = [
-          `${fmtTime(b.col_start)}-${fmtTime(b.col_end)}`,
-          `${fmtPrice(b.lower)}-${fmtPrice(b.upper)}`,
+          window_,
+          `${fmtPrice(b.lower)}-${(b.upper / 100).toLocaleString("en-US", { maximumFractionDigits: 0 })}`,
           b.amount ? fmtUsd(b.amount) : "-",
           b.rate ? fmtRate(b.rate) : "-",
           status,
-          payout,
         ];
         for (const value of cells) {
           const td = document.createElement("td");
@@ -803,7 +822,17 @@
     ctx.beginPath();
     ctx.rect(plot.left, 0, plot.width, height);
     ctx.clip();
+    // past columns: faint boundaries under the price line
+    ctx.strokeStyle = "rgba(255,255,255,0.05)";
+    ctx.lineWidth = 1;
+    for (let t = view.current; view.x(t) > plot.left; t -= view.cs) {
+      ctx.beginPath();
+      ctx.moveTo(view.x(t) + 0.5, plot.top);
+      ctx.lineTo(view.x(t) + 0.5, plot.top + plot.height);
+      ctx.stroke();
+    }
     // column headers and cells
+    const labelEvery = view.cs * view.pxPerSec >= 58 ? 1 : 2;
     for (const colStart of view.columns) {
       const x0 = view.x(colStart);
       const x1 = view.x(colStart + view.cs);
@@ -811,7 +840,7 @@
       ctx.fillStyle = "#8d99ae";
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
-      if (x1 - x0 > 46) ctx.fillText(fmtTime(colStart), (x0 + x1) / 2, view.headH / 2);
+      if ((colStart / view.cs) % labelEvery === 0) ctx.fillText(fmtTime(colStart), (x0 + x1) / 2, view.headH / 2);
       for (let r = 0; r < view.rows.length; r++) {
         const cell = cellAt(view, r, colStart);
         const rect = cellRect(view, cell);
@@ -858,7 +887,7 @@
       ctx.fillText(label || (bet.amount ? fmtUsd(bet.amount) : "bet"), rect.x + rect.w / 2, rect.y + rect.h / 2);
     }
     // keyboard cursor and hover
-    const focusCell = document.activeElement === canvas ? cursorCell(view) : S.hover && hitTest(S.hover.x, S.hover.y);
+    const focusCell = canvas.matches(":focus-visible") ? cursorCell(view) : S.hover && hitTest(S.hover.x, S.hover.y);
     if (focusCell) {
       const rect = cellRect(view, focusCell);
       ctx.strokeStyle = "#60a5fa";
@@ -986,6 +1015,8 @@
       const box = canvas.getBoundingClientRect();
       return { x: box.left + r.x, y: box.top + r.y, w: r.w, h: r.h };
     },
+    lastTap: () => S.lastTap,
+    taps: () => S.taps,
     cellState: (cellId) => (S.bets.get(cellId) || {}).state || null,
     placeable: (cellId) => !!S.grid && placeable(parseCellId(cellId, S.grid.column_seconds)),
     grid: () => S.grid,
