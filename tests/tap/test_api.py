@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from eth_account import Account
 
 from tradehall.tap import ledger
 
-from .conftest import ADMIN, Harness, eventually
+from .conftest import ADMIN, Harness, eventually, running
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def tap(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
+    """This module runs against both backends (Part A §2: the same suite for both)."""
+    async with running(tmp_path, request.param) as harness:
+        await harness.tick(31)
+        yield harness
 
 
 async def test_login_me_logout(tap: Harness) -> None:

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tradehall.tap import ledger
 
-from .conftest import PRICE, Harness
+from .conftest import PRICE, Harness, running
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def tap(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
+    """This module runs against both backends (Part A §2: the same suite for both)."""
+    async with running(tmp_path, request.param) as harness:
+        await harness.tick(31)
+        yield harness
 
 
 async def next_of(ws: ClientConnection, kind: str, limit: int = 100) -> dict[str, Any]:
