@@ -302,3 +302,16 @@ async def test_buffer_overflow_while_waiting_for_a_slow_snapshot_restarts_the_sy
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_rate_limited_snapshot_honours_retry_after(rig: Rig) -> None:
+    before = rig.fake.snapshot_requests
+    rig.fake.inject(Fault.RATE_LIMITED, "BTC-USD")
+    rig.fake.inject(Fault.DROP_DIFF, "BTC-USD")
+    await eventually(lambda: "gap" in rig.resyncs("BTC-USD"))
+    await eventually(lambda: rig.fake.snapshot_requests > before)
+    started = asyncio.get_running_loop().time()
+    await eventually(lambda: rig.live("BTC-USD"), within=4.0)
+    assert asyncio.get_running_loop().time() - started >= 0.9  # waited for Retry-After: 1
+    assert rig.fake.faults[(Fault.RATE_LIMITED, "BTC-USD")] == 0
+    await rig.assert_books_match()

@@ -10,9 +10,10 @@ as levels changed.
 
 Faults: ``DROP_DIFF`` (ids advance, the event is never sent: a gap), ``STALE_SNAPSHOT`` (the next
 REST answer is ~2 s old), ``CROSSED`` (a well-sequenced bogus diff that crosses the book),
-``SLOW_SNAPSHOT`` (the REST answer is held back), ``MALFORMED`` (a depth event missing fields),
-``SILENCE``/``SILENCE_ALL``, ``ABRUPT_CLOSE`` and ``SHUTDOWN_NOTICE`` (a ``serverShutdown``
-event, then the connection is closed after ``shutdown_grace`` seconds).
+``SLOW_SNAPSHOT`` (the REST answer is held back), ``RATE_LIMITED`` (429 with ``Retry-After``),
+``MALFORMED`` (a depth event missing fields), ``SILENCE``/``SILENCE_ALL``, ``ABRUPT_CLOSE`` and
+``SHUTDOWN_NOTICE`` (a ``serverShutdown`` event, then the connection is closed after
+``shutdown_grace`` seconds).
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class FakeBinance(FakeVenue):
             return json_response(400, {"code": -1121, "msg": "Invalid symbol."})
         limit = min(int(query.get("limit", "100")), 5000)
         self.snapshot_requests += 1
+        if self.take(Fault.RATE_LIMITED, symbol):
+            body = {"code": -1003, "msg": "Too many requests; please use the websocket."}
+            return json_response(429, body, [("Retry-After", "1")])
         if self.take(Fault.STALE_SNAPSHOT, symbol) and self.history[symbol]:
             last_id, bids, asks = self.history[symbol][0]
         else:

@@ -50,11 +50,14 @@ class Fault(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"  # next level2 subscribe errors (Coinbase)
     MALFORMED = "malformed"  # a frame with missing fields (Binance)
     SLOW_SNAPSHOT = "slow_snapshot"  # the next REST snapshot answer is delayed (Binance)
+    RATE_LIMITED = "rate_limited"  # the next REST request gets 429 + Retry-After (Binance)
 
 
-def json_response(status: int, body: Any) -> Response:
+def json_response(status: int, body: Any, extra: Sequence[tuple[str, str]] = ()) -> Response:
     data = json.dumps(body, separators=(",", ":")).encode()
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    for name, value in extra:
+        headers[name] = value
     return Response(status, HTTPStatus(status).phrase, headers, data)
 
 
