@@ -280,6 +280,12 @@ class MarketData:
 
     # -------------------------------------------------------------- release path
     def _release(self, updates: list[_Update]) -> None:
+        try:
+            self._fan_out(updates)
+        except Exception:  # runs inside the command's publish step: never let it fail that
+            log.exception("marketdata_release_failed")
+
+    def _fan_out(self, updates: list[_Update]) -> None:
         subs = self._subs
         for update in updates:
             symbol = update.symbol

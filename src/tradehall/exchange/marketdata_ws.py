@@ -165,6 +165,8 @@ class Subscriber:
 
     # -------------------------------------------------------------- pushes (never await)
     def push_book(self, msg: BookUpdateMsg, text: str) -> None:
+        if self.closing is not None:
+            return
         slot = self._books.get(msg.symbol)
         if slot is None:
             slot = self._books[msg.symbol] = _BookSlot(msg, text, self.book_merge_at)
@@ -174,6 +176,8 @@ class Subscriber:
         self._wake.set()
 
     def push_trade(self, text: str) -> None:
+        if self.closing is not None:
+            return
         if self._pending_trades >= self.trade_limit:
             self._disconnect(
                 SLOW_CONSUMER_CODE,
@@ -185,6 +189,8 @@ class Subscriber:
         self._wake.set()
 
     def push_ticker(self, symbol: str, text: str) -> None:
+        if self.closing is not None:
+            return
         slot = self._tickers.get(symbol)
         if slot is None:
             slot = self._tickers[symbol] = _TickerSlot(text)
@@ -320,7 +326,8 @@ class Subscriber:
         if self.closing is not None:
             return
         self.closing = (code, reason)
-        self.detach()
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self.detach)  # not now: the hub may be iterating its subscriber sets
         self._queue.clear()
         self._books.clear()
         self._tickers.clear()
@@ -328,7 +335,7 @@ class Subscriber:
         log.warning("marketdata_client_disconnected", code=code, reason=reason)
         if self._writer is not None:
             self._writer.cancel()
-        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
+        self._closer = loop.create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         if self._writer is not None:

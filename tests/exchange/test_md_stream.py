@@ -1,0 +1,430 @@
+"""Market-data WebSocket stream against a real uvicorn server on 127.0.0.1.
+
+Clients are real ``websockets`` connections; orders go through the REST API (or, for the slow-client
+flood, straight into the service on the server's own loop). The service runs on a
+:class:`VirtualClock`, so expiry is driven by moving the clock, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tradehall.core.clock import VirtualClock
+from tradehall.core.ids import SequentialIds
+from tradehall.core.timefmt import format_ns
+from tradehall.exchange import requests as rq
+from tradehall.exchange.app import create_app
+from tradehall.exchange.service import ExchangeService
+from tradehall.exchange.settings import ExchangeSettings
+
+SYMBOL = "ACME"
+T0 = 1_790_000_000 * 10**9
+FAR = "2030-01-01T00:00:00Z"
+Msg = dict[str, Any]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    service: ExchangeService
+    clock: VirtualClock
+    http: httpx.AsyncClient
+    ws_url: str
+
+    async def order(self, broker: str, side: str, qty: int, price: str | None, **kw: Any) -> Msg:
+        body: Msg = {
+            "type": "limit" if price is not None else "market",
+            "broker_id": broker,
+            "document_number": "1",
+            "side": side,
+            "symbol": SYMBOL,
+            "quantity": qty,
+        }
+        if price is not None:
+            body["price"] = float(price)
+            body["expires_at"] = kw.get("expires_at", FAR)
+        resp = await self.http.post("/orders", json=body)
+        result: Msg = resp.json()
+        return result
+
+    async def rest_book(self) -> Msg:
+        resp = await self.http.get(f"/stocks/{SYMBOL}/book?depth=50&with_sequence=1")
+        assert resp.status_code == 200
+        book: Msg = json.loads(resp.content, parse_float=Decimal)
+        return book
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    clock = VirtualClock(T0)
+    service = ExchangeService(ExchangeSettings(), clock=clock, ids=SequentialIds())
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(service), host="127.0.0.1", port=port, log_level="error", lifespan="on"
+    )
+    uv = uvicorn.Server(config)
+    task = asyncio.create_task(uv.serve())
+    async with asyncio.timeout(10):
+        while not uv.started:  # noqa: ASYNC110 -- uvicorn has no startup event
+            await asyncio.sleep(0.01)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        srv = Server(service, clock, http, f"ws://127.0.0.1:{port}/ws/market")
+        for broker in ("alice", "bob", "carol"):
+            resp = await http.post(
+                "/brokers",
+                json={
+                    "broker_id": broker,
+                    "initial_cash": 10_000_000,
+                    "initial_holdings": [{"symbol": SYMBOL, "quantity": 100_000}],
+                },
+            )
+            assert resp.status_code == 201
+        yield srv
+    uv.should_exit = True
+    await task
+
+
+class Feed:
+    """One WebSocket client: frames are JSON arrays; hand out their messages one by one."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.buffer: deque[Msg] = deque()
+
+    async def send(self, **msg: Any) -> None:
+        await self.ws.send(json.dumps(msg))
+
+    async def next(self, wait: float = 10.0) -> Msg:
+        while not self.buffer:
+            frame = await asyncio.wait_for(self.ws.recv(), wait)
+            batch = json.loads(frame, parse_float=Decimal)
+            assert isinstance(batch, list) and batch
+            self.buffer.extend(batch)
+        return self.buffer.popleft()
+
+    async def until(self, pred: Callable[[Msg], bool], wait: float = 10.0) -> Msg:
+        async with asyncio.timeout(wait):
+            while True:
+                msg = await self.next()
+                if pred(msg):
+                    return msg
+
+
+@dataclass
+class Replica:
+    """A client-side L2 book kept from snapshot + diffs, checking sequence continuity."""
+
+    seq: int | None = None
+    bids: dict[Decimal, tuple[int, int]] = field(default_factory=dict)
+    asks: dict[Decimal, tuple[int, int]] = field(default_factory=dict)
+    trade_seq: int | None = None
+    trades: list[Msg] = field(default_factory=list)
+
+    def reset(self, seq: int, bids: list[Msg], asks: list[Msg]) -> None:
+        self.seq, self.bids, self.asks = seq, {}, {}
+        self._apply(bids, asks)
+
+    def on(self, msg: Msg) -> None:
+        kind = msg["type"]
+        if kind == "book_snapshot":
+            self.reset(msg["sequence"], msg["bids"], msg["asks"])
+        elif kind == "book" and self.seq is not None and msg["sequence"] > self.seq:
+            assert msg["first_sequence"] == self.seq + 1, (msg, self.seq)
+            self._apply(msg["bids"], msg["asks"])
+            self.seq = msg["sequence"]
+        elif kind == "trades_snapshot":
+            self.trade_seq = msg["sequence"]
+        elif kind == "trade":
+            assert self.trade_seq is not None and msg["sequence"] == self.trade_seq + 1
+            self.trade_seq = msg["sequence"]
+            self.trades.append(msg)
+
+    def _apply(self, bids: list[Msg], asks: list[Msg]) -> None:
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            for level in levels:
+                if level["total_quantity"] == 0:
+                    side.pop(level["price"], None)
+                else:
+                    side[level["price"]] = (level["total_quantity"], level["order_count"])
+
+    def levels(self) -> tuple[list[Msg], list[Msg]]:
+        def render(side: dict[Decimal, tuple[int, int]], reverse: bool) -> list[Msg]:
+            return [
+                {"price": p, "total_quantity": q, "order_count": c}
+                for p, (q, c) in sorted(side.items(), reverse=reverse)
+            ]
+
+        return render(self.bids, True), render(self.asks, False)
+
+
+async def connect(srv: Server, channels: list[str] | None = None) -> tuple[Feed, Replica]:
+    ws = await websockets.connect(srv.ws_url)
+    feed = Feed(ws)
+    await feed.send(op="subscribe", symbol=SYMBOL, channels=channels or ["book", "trades"], id=1)
+    ack = await feed.next()
+    assert ack == {
+        "type": "subscribed",
+        "symbol": SYMBOL,
+        "channels": channels or ["book", "trades"],
+        "id": 1,
+    }
+    return feed, Replica()
+
+
+async def catch_up(feed: Feed, replica: Replica, sequence: int) -> None:
+    while replica.seq is None or replica.seq < sequence:
+        replica.on(await feed.next())
+
+
+# ------------------------------------------------------------------------------ protocol
+async def test_acks_and_errors(server: Server) -> None:
+    async with websockets.connect(server.ws_url) as ws:
+        feed = Feed(ws)
+        await feed.send(op="subscribe", symbol="NOPE", channels=["book"], id="x")
+        err = await feed.next()
+        assert err == {
+            "type": "error",
+            "code": "symbol_not_found",
+            "message": "Symbol NOPE not found",
+            "id": "x",
+        }
+        await ws.send("{not json")
+        assert (await feed.next())["code"] == "invalid_request"
+        await feed.send(op="watch", symbol=SYMBOL)
+        assert (await feed.next())["code"] == "invalid_request"
+        await feed.send(op="subscribe", symbol=SYMBOL, channels=["book", "candles"])
+        bad = await feed.next()
+        assert bad["code"] == "invalid_request" and "channels" in bad["message"]
+        await ws.send(b"\x00binary")
+        assert (await feed.next())["code"] == "invalid_request"
+        await feed.send(op="symbols", id=2)
+        assert await feed.next() == {"type": "symbols", "symbols": [SYMBOL], "id": 2}
+        # the connection survives bad messages
+        await feed.send(op="subscribe", symbol=SYMBOL, channels=["ticker"], id=3)
+        assert (await feed.next())["type"] == "subscribed"
+        ticker = await feed.next()
+        assert ticker["type"] == "ticker" and ticker["best_bid"] is None
+
+
+async def test_snapshot_diffs_trades_and_ticker(server: Server) -> None:
+    await server.order("alice", "ask", 10, "150.00")
+    feed, _ = await connect(server, ["book", "trades", "ticker"])
+    snapshot = await feed.next()
+    assert snapshot == {
+        "type": "book_snapshot",
+        "symbol": SYMBOL,
+        "sequence": 1,
+        "bids": [],
+        "asks": [{"price": Decimal("150.00"), "total_quantity": 10, "order_count": 1}],
+    }
+    assert (await feed.next())["type"] == "trades_snapshot"
+    assert (await feed.next())["best_ask"] == Decimal("150.00")
+
+    await server.order("bob", "ask", 5, "150.00")
+    diff = await feed.until(lambda m: m["type"] == "book")
+    assert diff["first_sequence"] == diff["sequence"] == 2
+    assert diff["asks"] == [{"price": Decimal("150.00"), "total_quantity": 15, "order_count": 2}]
+
+    # a limit bid above the ask trades at the ask; the ask level shrinks, the bid never rests
+    order = await server.order("carol", "bid", 12, "151.00")
+    assert order["status"] == "filled"
+    seen = [await feed.next()]
+    while not (seen[-1]["type"] == "ticker" and seen[-1]["last_price"] is not None):
+        seen.append(await feed.next())
+    kinds = [m["type"] for m in seen]
+    assert kinds.count("trade") == 2 and kinds.count("book") == 1
+    book = next(m for m in seen if m["type"] == "book")
+    assert book["sequence"] == 3 and book["bids"] == []
+    assert book["asks"] == [{"price": Decimal("150.00"), "total_quantity": 3, "order_count": 1}]
+    trades = [m for m in seen if m["type"] == "trade"]
+    assert [t["sequence"] for t in trades] == [1, 2]
+    assert [t["quantity"] for t in trades] == [10, 2]
+    assert all(t["price"] == Decimal("150.00") and t["taker_side"] == "bid" for t in trades)
+    assert trades[0]["executed_at"] == format_ns(server.clock.time_ns())
+    assert {t["trade_id"] for t in trades} == {t["trade_id"] for t in order["trades"]}
+    ticker = seen[-1]
+    assert ticker["last_price"] == Decimal("150.00") and ticker["best_ask_quantity"] == 3
+
+    # cancel deletes the level: absolute zero
+    resting = await server.order("alice", "bid", 4, "149.00")
+    await feed.until(lambda m: m["type"] == "book" and m["sequence"] == 4)
+    assert (await server.http.delete(f"/orders/{resting['order_id']}")).status_code == 200
+    gone = await feed.until(lambda m: m["type"] == "book")
+    assert gone["sequence"] == 5
+    assert gone["bids"] == [{"price": Decimal("149.00"), "total_quantity": 0, "order_count": 0}]
+    await feed.ws.close()
+
+
+async def test_expiry_unsubscribe_and_rest_sequence(server: Server) -> None:
+    soon = format_ns(T0 + 2 * 10**9)
+    await server.order("alice", "bid", 7, "99.00", expires_at=soon)
+    plain = await server.http.get(f"/stocks/{SYMBOL}/book")
+    assert "sequence" not in plain.json()  # the contract response is untouched
+    assert (await server.rest_book())["sequence"] == 1
+    feed, replica = await connect(server, ["book"])
+    replica.on(await feed.next())
+    assert replica.bids == {Decimal("99.00"): (7, 1)}
+    server.clock.set_ns(T0 + 3 * 10**9)
+    assert server.service.expire_due() == 1
+    replica.on(await feed.until(lambda m: m["type"] == "book"))
+    assert replica.seq == 2 and replica.bids == {}
+    await feed.send(op="unsubscribe", symbol=SYMBOL, channels=["book"], id=9)
+    assert await feed.next() == {
+        "type": "unsubscribed",
+        "symbol": SYMBOL,
+        "channels": ["book"],
+        "id": 9,
+    }
+    await server.order("bob", "ask", 1, "120.00")
+    await feed.send(op="symbols", id=10)
+    assert (await feed.next())["type"] == "symbols"  # nothing for the book came in between
+    await feed.ws.close()
+
+
+# ------------------------------------------------------------------------------ property
+async def _random_flow(server: Server, rng: random.Random, steps: int) -> None:
+    placed: list[str] = []
+    for _ in range(steps):
+        roll = rng.random()
+        broker = rng.choice(["alice", "bob", "carol"])
+        side = rng.choice(["bid", "ask"])
+        if roll < 0.55:
+            price = f"{100 + rng.randint(-15, 15) / 100:.2f}"
+            order = await server.order(broker, side, rng.randint(1, 20), price)
+            placed.append(order["order_id"])
+        elif roll < 0.65:
+            await server.order(broker, side, rng.randint(1, 30), None)
+        elif roll < 0.75:
+            deadline = format_ns(server.clock.time_ns() + rng.randint(1, 3) * 10**9)
+            price = f"{100 + rng.randint(-15, 15) / 100:.2f}"
+            order = await server.order(broker, side, rng.randint(1, 20), price, expires_at=deadline)
+            placed.append(order["order_id"])
+        elif roll < 0.9 and placed:
+            await server.http.delete(f"/orders/{rng.choice(placed)}")
+        else:
+            server.clock.set_ns(server.clock.time_ns() + 10**9)
+            server.service.expire_due()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_snapshot_plus_diffs_reproduce_rest_book(server: Server, seed: int) -> None:
+    """Property: early, late and REST-spliced clients all end with exactly the REST book."""
+    rng = random.Random(seed)
+    early, early_book = await connect(server)
+    await _random_flow(server, rng, 120)
+    late, late_book = await connect(server)
+    # REST splice: buffer WS diffs, take the REST snapshot with its sequence, drop older diffs
+    splice, _ = await connect(server, ["book"])
+    ws_snapshot = await splice.next()
+    assert ws_snapshot["type"] == "book_snapshot"
+    await _random_flow(server, rng, 40)
+    rest = await server.rest_book()
+    spliced = Replica()
+    spliced.reset(rest["sequence"], rest["bids"], rest["asks"])
+    await _random_flow(server, rng, 120)
+
+    final = await server.rest_book()
+    for feed, replica in ((early, early_book), (late, late_book), (splice, spliced)):
+        await catch_up(feed, replica, final["sequence"])
+        assert replica.seq == final["sequence"]
+        assert replica.levels() == (final["bids"], final["asks"])
+        await feed.ws.close()
+    state = (await server.http.get("/admin/state")).json()
+    assert early_book.trade_seq == state["trades"] > 0
+    assert [t["sequence"] for t in early_book.trades] == list(range(1, state["trades"] + 1))
+
+
+# ------------------------------------------------------------------------------ slow client
+async def test_slow_client_is_disconnected_and_others_get_everything(server: Server) -> None:
+    fast, fast_book = await connect(server, ["book", "trades", "ticker"])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(server.ws_url.split(":")[2].split("/")[0])))
+    # no permessage-deflate: compressed JSON would let the kernel absorb ~10x more
+    slow_ws = await websockets.connect(server.ws_url, sock=sock, max_queue=1, compression=None)
+    slow = Feed(slow_ws)
+    await slow.send(op="subscribe", symbol=SYMBOL, channels=["trades"])
+    assert (await slow.next())["type"] == "subscribed"
+
+    service = server.service
+    ask = rq.parse_order(
+        {
+            "type": "limit",
+            "broker_id": "alice",
+            "document_number": "1",
+            "side": "ask",
+            "symbol": SYMBOL,
+            "quantity": 100_000,
+            "price": Decimal("1.00"),
+            "expires_at": FAR,
+        }
+    )
+    bid = rq.parse_order(
+        {
+            "type": "market",
+            "broker_id": "bob",
+            "document_number": "1",
+            "side": "bid",
+            "symbol": SYMBOL,
+            "quantity": 1,
+        }
+    )
+    service.submit(ask)
+    trades = 0
+    received: list[Msg] = []
+
+    async def read_fast() -> None:
+        while True:
+            msg = await fast.next(wait=30)
+            fast_book.on(msg)
+            received.append(msg)
+
+    reader = asyncio.create_task(read_fast())
+    hub = service.on_executed.__self__  # type: ignore[union-attr]
+    assert hub.subscriber_count(SYMBOL, "trades") == 2
+    # The slow client reads nothing; flood until the server gives up on it (bounded), keeping
+    # the fast client (which shares this test's loop) within a few hundred trades. The kernel's
+    # socket buffers absorb several MB first, so this takes tens of thousands of trades.
+    while trades < 99_000 and hub.subscriber_count(SYMBOL, "trades") == 2:
+        for _ in range(50):
+            service.submit(bid)  # straight on the server's loop: matching never awaits a client
+            trades += 1
+        async with asyncio.timeout(30):
+            while (fast_book.trade_seq or 0) < trades - 200:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+    assert hub.subscriber_count(SYMBOL, "trades") == 1
+    # Now drain the slow client: its backlog, then the close frame with the reason.
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with asyncio.timeout(30):
+            while True:
+                await slow_ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4001
+    assert "slow consumer" in closed.value.rcvd.reason
+    # the fast client got every trade, in sequence
+    async with asyncio.timeout(30):
+        while fast_book.trade_seq != trades:  # noqa: ASYNC110 -- reader task fills it
+            await asyncio.sleep(0.01)
+    reader.cancel()
+    assert [m["sequence"] for m in received if m["type"] == "trade"] == list(range(1, trades + 1))
+    await fast.ws.close()
