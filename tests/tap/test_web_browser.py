@@ -475,15 +475,6 @@ async def test_tap_flow_in_the_browser(browser_ws_url: str, tmp_path: Path) -> N
         assert len(await server_bets(server, page)) == 1
         assert await page.js("document.getElementById('balance').dataset.cents") == "9500"
 
-        await page.screenshot(ARTIFACTS / "tap-desktop.png")
-        await page.viewport(375, 812, mobile=True)
-        await page.wait_for("document.getElementById('board').getBoundingClientRect().width < 380")
-        await page.js("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-        phone_cell = await open_cell(page, 0)  # the grid still works at phone size
-        assert (await page.js(f"window.tapDebug.cellRect({json.dumps(phone_cell)})"))["w"] >= 40
-        await page.screenshot(ARTIFACTS / "tap-phone.png")
-        await page.viewport(1280, 860, mobile=False)
-
         # the bet resolves: won or lost, with the payout shown in the history
         await page.wait_for(
             f"['won', 'lost'].includes(window.tapDebug.cellState({json.dumps(cell)}))", 20
@@ -498,6 +489,15 @@ async def test_tap_flow_in_the_browser(browser_ws_url: str, tmp_path: Path) -> N
         await page.wait_for(f"document.getElementById('balance').dataset.cents === '{expected}'")
         if bet["status"] == "won":
             assert bet["payout"] > 500
+
+        await page.screenshot(ARTIFACTS / "tap-desktop.png")
+        await page.viewport(375, 812, mobile=True)
+        await page.wait_for("document.getElementById('board').getBoundingClientRect().width < 380")
+        await page.js("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        phone_cell = await open_cell(page, 0)  # the grid still works at phone size
+        assert (await page.js(f"window.tapDebug.cellRect({json.dumps(phone_cell)})"))["w"] >= 40
+        await page.screenshot(ARTIFACTS / "tap-phone.png")
+        await page.viewport(1280, 860, mobile=False)
 
         # stop the simulated feed: DEGRADED, then CRITICAL disables the grid
         server.source.running.clear()
@@ -538,8 +538,20 @@ async def test_socket_drop_while_pending_shows_unknown_then_refresh(
                   send() {} close() {} };
                 return true; })()"""
         )
-        cell = await tap_cell(page, await open_cell(page))
+        # this time from the keyboard: focus the grid, move the cursor one column right, Enter
+        await open_cell(page)
+        await page.js("document.getElementById('board').focus(); true")
+        for key, code in (("ArrowRight", 39), ("Enter", 13)):
+            for kind in ("keyDown", "keyUp"):
+                await page.send(
+                    "Input.dispatchKeyEvent",
+                    {"type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code},
+                )
+        cell = await page.wait_for("window.tapDebug.lastTap()")
         await page.wait_for(f"window.tapDebug.cellState({json.dumps(cell)}) === 'pending'")
+        assert "open: press Enter" in await page.js(
+            "document.getElementById('cell-readout').textContent"
+        )
         for client in list(server.hub._clients):
             client.close()
         await page.wait_for(f"window.tapDebug.cellState({json.dumps(cell)}) === 'unknown'")
@@ -559,4 +571,43 @@ async def test_socket_drop_while_pending_shows_unknown_then_refresh(
         # the socket comes back on its own once connections work again
         await page.js("window.WebSocket = window.__realWebSocket; true")
         await page.wait_for("window.tapDebug.socketOpen()", 10)
+        assert page.errors() == []
+
+
+FAKE_WALLET = """
+window.__walletCalls = [];
+window.ethereum = {
+  async request({ method, params }) {
+    window.__walletCalls.push({ method, params });
+    const key = EthSign.fromHex('%s');
+    if (method === 'eth_requestAccounts') return [EthSign.address(key).toLowerCase()];
+    if (method === 'personal_sign') {
+      const text = new TextDecoder().decode(EthSign.fromHex(params[0]));
+      const sig = EthSign.personalSign(key, text);
+      return sig.slice(0, -2) + (parseInt(sig.slice(-2), 16) - 27).toString(16).padStart(2, '0');
+    }
+    throw new Error('unsupported ' + method);
+  },
+};
+"""
+
+
+async def test_sign_in_with_an_injected_wallet(browser_ws_url: str, tmp_path: Path) -> None:
+    """``window.ethereum``: eth_requestAccounts, then personal_sign of the hex-encoded text."""
+    account = Account.from_key(bytes([7]) * 32)
+    async with tap_server(tmp_path) as server, open_page(browser_ws_url) as page:
+        await page.goto(server.url + "/")
+        # a stand-in provider (signs with v in {0, 1}, as some wallets do)
+        await page.js(FAKE_WALLET % account.key.hex())
+        await page.click_element("#signin")
+        await page.click_element("#signin-injected")
+        await page.wait_for("document.getElementById('balance').dataset.cents === '0'")
+        calls = await page.js("window.__walletCalls")
+        assert [c["method"] for c in calls] == ["eth_requestAccounts", "personal_sign"]
+        text = bytes.fromhex(calls[1]["params"][0][2:]).decode()
+        assert text.startswith("Tap Trading Bet\nAction: login\n") and text.endswith("Version: 1")
+        assert calls[1]["params"][1] == account.address.lower()
+        session = await page.js("JSON.parse(localStorage.getItem('tap.session.v1'))")
+        assert session["wallet"] == account.address.lower() and session["kind"] == "injected"
+        assert await page.js("localStorage.getItem('tap.devWallet.v1')") is None
         assert page.errors() == []

@@ -996,7 +996,9 @@
       tapCell(cursorCell(S.view));
     }
   });
-  canvas.addEventListener("focus", () => announce(cursorCell(S.view)));
+  canvas.addEventListener("focus", () => {
+    if (canvas.matches(":focus-visible")) announce(cursorCell(S.view));
+  });
 
   $("signin").addEventListener("click", openSignIn);
   $("signout").addEventListener("click", signOut);
