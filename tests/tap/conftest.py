@@ -140,13 +140,17 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path: Path, backend: str = "memory", redis_url: str = REDIS_URL, **overrides: Any
+    tmp_path: Path,
+    backend: str = "memory",
+    redis_url: str = REDIS_URL,
+    prefix: str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Harness]:
     clock, timer = VirtualClock(), VirtualClock()
     config = base_config(tmp_path, **overrides)
     hub = Hub()
     client = None
-    prefix = f"test-{uuid.uuid4().hex}:"
+    prefix = prefix or f"test-{uuid.uuid4().hex}:"
     if backend == "redis":
         client = rs.connect_redis(redis_url)
         service = TapService(

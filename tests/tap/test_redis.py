@@ -122,3 +122,47 @@ def _account() -> Any:
     from eth_account import Account
 
     return Account.create()
+
+
+async def test_two_api_processes_share_redis_and_the_database(tmp_path: Any) -> None:
+    """Scale-out: sessions, limits and pub/sub shared through Redis, money through SQLite."""
+    import contextlib
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from .conftest import running
+
+    prefix = f"test-{uuid.uuid4().hex}:"
+    async with contextlib.AsyncExitStack() as stack:
+        a = await stack.enter_async_context(running(tmp_path, "redis", prefix=prefix))
+        b = await stack.enter_async_context(running(tmp_path, "redis", prefix=prefix))
+        for _ in range(31):
+            a.service.ingest_price(6_000_500)
+            b.service.ingest_price(6_000_500)
+            await a.clock.advance(1.0)
+            await b.clock.advance(1.0)
+        token, account = await a.login()
+        await a.fund(account, 1_000)
+        auth = {"Authorization": f"Bearer {token}"}
+        me_b = await b.http.get("/api/me", headers=auth)  # a session made on A works on B
+        assert me_b.status_code == 200 and me_b.json()["balance"] == 1_000
+        async with connect(a.url.replace("http", "ws") + f"/ws?token={token}") as ws:
+            for _ in range(5):
+                if json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "auth:ok":
+                    break
+            cell = b.placeable_cells()[0]["cell_id"]
+            placed = await b.bet(token, cell, 100)  # placed through B ...
+            assert placed.status_code == 202
+            for _ in range(20):  # ... confirmed on A's socket via Redis pub/sub
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if msg["type"] == "bet:confirmed":
+                    assert msg["data"]["bet_id"] == placed.json()["bet_id"]
+                    break
+            else:
+                raise AssertionError("no bet:confirmed relayed")
+        again = await a.bet(token, cell, 100)  # the same cell through A: one bet per cell
+        assert again.status_code == 409
+        me_a = await a.http.get("/api/me", headers=auth)
+        assert me_a.json()["balance"] == 900
+        assert await a.service.db.read(ledger.integrity_check) == []
