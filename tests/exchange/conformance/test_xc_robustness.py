@@ -70,6 +70,17 @@ def test_concurrent_orders_keep_invariants(api: Api, http: httpx.Client) -> None
                             crossed.append(book)
                         if book["spread"] != book["asks"][0]["price"] - book["bids"][0]["price"]:
                             crossed.append(book)
+                    quote = loads(
+                        client.get(
+                            f"/stocks/{sym}/quote", params={"side": "bid", "quantity": 10**6}
+                        ).text
+                    )
+                    levels = quote["price_levels"]
+                    if sum(lv["quantity"] for lv in levels) != quote["quantity_available"]:
+                        crossed.append(quote)
+                    total = sum((lv["price"] * lv["quantity"] for lv in levels), Decimal(0))
+                    if levels and total != quote["estimated_total"]:
+                        crossed.append(quote)
         return reads
 
     with ThreadPoolExecutor(max_workers=14) as pool:
