@@ -8,6 +8,7 @@ flood, straight into the service on the server's own loop). The service runs on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
@@ -15,6 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -76,8 +78,21 @@ class Server:
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
+    async with running(ExchangeSettings()) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def durable_server(tmp_path: Path) -> AsyncIterator[Server]:
+    """With a journal: market data is released only after each group commit."""
+    async with running(ExchangeSettings(data_dir=str(tmp_path), journal_sync="none")) as srv:
+        yield srv
+
+
+@contextlib.asynccontextmanager
+async def running(settings: ExchangeSettings) -> AsyncIterator[Server]:
     clock = VirtualClock(T0)
-    service = ExchangeService(ExchangeSettings(), clock=clock, ids=SequentialIds())
+    service = ExchangeService(settings, clock=clock, ids=SequentialIds())
     port = _free_port()
     config = uvicorn.Config(
         create_app(service), host="127.0.0.1", port=port, log_level="error", lifespan="on"
@@ -302,28 +317,34 @@ async def test_expiry_unsubscribe_and_rest_sequence(server: Server) -> None:
 
 
 # ------------------------------------------------------------------------------ property
-async def _random_flow(server: Server, rng: random.Random, steps: int) -> None:
+async def _random_flow(
+    server: Server, rng: random.Random, steps: int, concurrency: int = 1
+) -> None:
     placed: list[str] = []
-    for _ in range(steps):
-        roll = rng.random()
-        broker = rng.choice(["alice", "bob", "carol"])
-        side = rng.choice(["bid", "ask"])
-        if roll < 0.55:
-            price = f"{100 + rng.randint(-15, 15) / 100:.2f}"
-            order = await server.order(broker, side, rng.randint(1, 20), price)
-            placed.append(order["order_id"])
-        elif roll < 0.65:
-            await server.order(broker, side, rng.randint(1, 30), None)
-        elif roll < 0.75:
-            deadline = format_ns(server.clock.time_ns() + rng.randint(1, 3) * 10**9)
-            price = f"{100 + rng.randint(-15, 15) / 100:.2f}"
-            order = await server.order(broker, side, rng.randint(1, 20), price, expires_at=deadline)
-            placed.append(order["order_id"])
-        elif roll < 0.9 and placed:
-            await server.http.delete(f"/orders/{rng.choice(placed)}")
-        else:
-            server.clock.set_ns(server.clock.time_ns() + 10**9)
-            server.service.expire_due()
+    for _ in range(0, steps, concurrency):
+        await asyncio.gather(*(_random_step(server, rng, placed) for _ in range(concurrency)))
+
+
+async def _random_step(server: Server, rng: random.Random, placed: list[str]) -> None:
+    roll = rng.random()
+    broker = rng.choice(["alice", "bob", "carol"])
+    side = rng.choice(["bid", "ask"])
+    if roll < 0.55:
+        price = f"{100 + rng.randint(-15, 15) / 100:.2f}"
+        order = await server.order(broker, side, rng.randint(1, 20), price)
+        placed.append(order["order_id"])
+    elif roll < 0.65:
+        await server.order(broker, side, rng.randint(1, 30), None)
+    elif roll < 0.75:
+        deadline = format_ns(server.clock.time_ns() + rng.randint(1, 3) * 10**9)
+        price = f"{100 + rng.randint(-15, 15) / 100:.2f}"
+        order = await server.order(broker, side, rng.randint(1, 20), price, expires_at=deadline)
+        placed.append(order["order_id"])
+    elif roll < 0.9 and placed:
+        await server.http.delete(f"/orders/{rng.choice(placed)}")
+    else:
+        server.clock.set_ns(server.clock.time_ns() + 10**9)
+        server.service.expire_due()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -428,3 +449,23 @@ async def test_slow_client_is_disconnected_and_others_get_everything(server: Ser
     reader.cancel()
     assert [m["sequence"] for m in received if m["type"] == "trade"] == list(range(1, trades + 1))
     await fast.ws.close()
+
+
+async def test_durable_mode_snapshot_plus_diffs(durable_server: Server) -> None:
+    """Concurrent commands share group commits; subscribers join while some are not durable."""
+    server = durable_server
+    rng = random.Random(11)
+    early, early_book = await connect(server)
+    flow = asyncio.create_task(_random_flow(server, rng, 200, concurrency=8))
+    late: list[tuple[Feed, Replica]] = []
+    while not flow.done():
+        if len(late) < 4:
+            late.append(await connect(server))
+        await asyncio.sleep(0.01)
+    await flow
+    final = await server.rest_book()
+    for feed, replica in [(early, early_book), *late]:
+        await catch_up(feed, replica, final["sequence"])
+        assert replica.seq == final["sequence"]
+        assert replica.levels() == (final["bids"], final["asks"])
+        await feed.ws.close()
