@@ -64,7 +64,7 @@ def _parse_refresh(text: str) -> float | None:
 SIM = Setting("sim", "false", parse_bool, "run against the in-repo fake venues")
 SETTINGS: list[Setting] = [
     Setting("host", "127.0.0.1", str, "address of the gateway's HTTP listener"),
-    Setting("port", "8090", parse_port, "port of the gateway's HTTP listener (0 = any)"),
+    Setting("port", "8085", parse_port, "port of the gateway's HTTP listener (0 = any)"),
     Setting("venues", ",".join(VENUE_NAMES), _parse_venues, "venues to connect"),
     Setting("symbols", "BTC-USD,ETH-USD", _parse_symbols, "canonical symbols to stream"),
     Setting("sim_interval", "100ms", parse_duration, "market tick period of the fake venues"),
