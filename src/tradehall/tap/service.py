@@ -17,15 +17,10 @@ import asyncio
 import contextlib
 import functools
 import re
-import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-
-import msgspec
 
 from tradehall.core.clock import Clock
 from tradehall.core.logging import get_logger
@@ -33,152 +28,42 @@ from tradehall.tap import ledger
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
 from tradehall.tap.auth import AuthError, LoginRequest, bet_text, verify_login, verify_signed
 from tradehall.tap.batcher import Batcher, Overloaded
-from tradehall.tap.breaker import Breaker, BreakerConfig, Health, Override, Transition
+from tradehall.tap.breaker import Breaker, Health, Override, Transition
+from tradehall.tap.contract import (
+    ApiError,
+    BetBody,
+    TapConfig,
+    bet_json,
+    invalid_amount_error,
+    stale_error,
+)
 from tradehall.tap.db import Database, barrier
 from tradehall.tap.feed import NoSource, PriceSource
-from tradehall.tap.grid import (
-    Cell,
-    CellIdError,
-    GridConfig,
-    GridLayout,
-    is_placeable,
-    layout,
-    parse_cell_id,
-)
+from tradehall.tap.grid import Cell, CellIdError, parse_cell_id
 from tradehall.tap.hub import BROADCAST, Bus, envelope, user_channel
 from tradehall.tap.ids import new_id
 from tradehall.tap.ledger import BetRequest, BetResult, Placement
 from tradehall.tap.metrics import TapMetrics
-from tradehall.tap.rates import BrownianTouchModel, RateModel, estimate_sigma
-from tradehall.tap.resolution import Outcome, Resolution, resolve
+from tradehall.tap.pricing import GridPricer, GridSnapshot
+from tradehall.tap.rates import BrownianTouchModel, RateModel
+from tradehall.tap.resolution import Outcome
+from tradehall.tap.resolver import settle_due
 from tradehall.tap.stores import NonceStore, RateLimiter, Session, SessionStore, StoreUnavailable
 
-__all__ = ["ApiError", "BetBody", "GridSnapshot", "TapConfig", "TapService"]
+# TapConfig, ApiError, BetBody, bet_json and GridSnapshot are re-exported for existing importers.
+__all__ = [
+    "ApiError",
+    "BetBody",
+    "BetTimeout",
+    "GridSnapshot",
+    "TapConfig",
+    "TapService",
+    "bet_json",
+]
 
 NS = 1_000_000_000
 _NONCE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _log = get_logger("tap")
-
-
-@dataclass(frozen=True)
-class TapConfig:
-    data_dir: Path
-    grid: GridConfig = field(default_factory=GridConfig)
-    house_edge: Decimal = Decimal("0.05")
-    chain_id: int = 1
-    breaker: BreakerConfig = field(default_factory=BreakerConfig)
-    flush_interval_s: float = 0.1
-    max_batch: int = 100
-    max_queue: int = 10_000
-    bet_timeout_s: float = 5.0
-    bet_rate_limit: int = 10
-    bet_rate_window_s: float = 60.0
-    ip_rate_limit: int = 600
-    ip_rate_window_s: float = 60.0
-    admin_token: str = ""
-    dev_self_fund: bool = False
-    resolve_delay_s: int = 2
-    resolve_interval_s: float = 1.0
-    max_gap_s: int = 10
-    tick_sample_ms: int = 100
-    price_retention_s: int = 7 * 86_400
-    status_interval_s: float = 5.0
-    sigma_window_s: int = 300
-    require_bet_signature: bool = False
-    sqlite_synchronous: str = "FULL"
-    db_writer: str = "process"
-    archive_dir: Path | None = None
-    archive_interval_s: float = 7 * 86_400.0
-    integrity_interval_s: float = 86_400.0
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "tap.db"
-
-
-class ApiError(Exception):
-    """A failure with its HTTP status, error code, message and any extra body fields/headers."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra or {}
-        self.headers = headers or {}
-
-
-class BetBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    cell_id: str
-    amount: int
-    nonce: str
-    rate: str | None = None
-    # only with require_bet_signature:
-    timestamp: int | None = None
-    chain_id: int | None = None
-    signature: str | None = None
-
-
-@dataclass(frozen=True)
-class GridSnapshot:
-    at_s: int
-    price: int
-    sigma: float
-    layout: GridLayout
-    rates: dict[str, Decimal]
-
-    def to_json(self) -> dict[str, Any]:
-        cfg = self.layout.config
-        return {
-            "timestamp": self.at_s,
-            "price": self.price,
-            "column_seconds": cfg.column_seconds,
-            "row_cents": cfg.row_cents,
-            "presets": list(cfg.presets),
-            "columns": list(self.layout.col_starts),
-            "rows": list(self.layout.row_lowers),
-            "first_placeable": self.layout.first_placeable_col_start,
-            "cells": [
-                {
-                    "cell_id": c.cell_id,
-                    "col_start": c.col_start,
-                    "col_end": c.col_end,
-                    "lower": c.lower,
-                    "upper": c.upper,
-                    "rate": str(self.rates[c.cell_id]),
-                    "placeable": self.layout.placeable(c),
-                }
-                for c in self.layout.cells()
-            ],
-        }
-
-
-def bet_json(bet: ledger.BetRecord) -> dict[str, Any]:
-    return {
-        "bet_id": bet.bet_id,
-        "cell_id": bet.cell_id,
-        "amount": bet.amount,
-        "rate": bet.rate,
-        "status": bet.status,
-        "col_start": bet.col_start,
-        "col_end": bet.col_end,
-        "lower": bet.lower,
-        "upper": bet.upper,
-        "placed_at": bet.placed_at,
-        "resolved_at": bet.resolved_at,
-        "payout": bet.payout,
-        "resolution_price": bet.resolution_price,
-        "resolution_tick_ts": bet.resolution_tick_ts,
-        "ticks_examined": bet.ticks_examined,
-    }
 
 
 class TapService:
@@ -206,6 +91,7 @@ class TapService:
         self.bus = bus
         self.source = source or NoSource()
         self.rate_model = rate_model or BrownianTouchModel(config.house_edge)
+        self.pricer = GridPricer(config.grid, self.rate_model)
         self.metrics = metrics or TapMetrics()
         self.health_probes = health_probes or {}
         self.db = Database(
@@ -371,7 +257,7 @@ class TapService:
     def grid_snapshot(self) -> GridSnapshot:
         """The latest grid and rates; computed here only if none is at most 1 s old.
 
-        The monitor refreshes the snapshot every second off the event loop
+        The grid loop refreshes the snapshot every second off the event loop
         (:meth:`refresh_snapshot`), so requests normally just read it.
         """
         now_s = self.clock.time_ns() // NS
@@ -379,18 +265,18 @@ class TapService:
         if snap is not None and snap.at_s >= now_s - 1:
             return snap
         if self.price is None:
-            raise _stale()
-        self._snapshot = self._compute_snapshot(now_s, self.price, list(self._recent))
+            raise stale_error()
+        self._snapshot = self.pricer.compute(now_s, self.price, list(self._recent))
         return self._snapshot
 
-    def _compute_snapshot(
-        self, now_s: int, price: int, recent: list[tuple[int, int]]
-    ) -> GridSnapshot:
-        sigma = estimate_sigma(recent)
-        grid = layout(self.config.grid, now_s * NS, price)
-        at = now_s * NS
-        rates = {c.cell_id: self.rate_model.rate(c, at, price, sigma) for c in grid.cells()}
-        return GridSnapshot(now_s, price, sigma, grid, rates)
+    async def refresh_snapshot(self) -> None:
+        if self.price is None:
+            return
+        now_s = self.clock.time_ns() // NS
+        snap = await asyncio.to_thread(self.pricer.compute, now_s, self.price, list(self._recent))
+        current = self._snapshot
+        if current is None or snap.at_s >= current.at_s:
+            self._snapshot = snap
 
     async def _grid_loop(self) -> None:
         while True:
@@ -402,39 +288,12 @@ class TapService:
             await self.clock.sleep(1.0)
 
     def grid_json(self) -> dict[str, Any]:
-        """The grid at this instant: columns from now, rows and rates from the snapshot."""
-        snap = self.grid_snapshot()
-        now = self.clock.time_ns()
-        current = layout(self.config.grid, now, snap.price)
-        if current.current_col_start != snap.layout.current_col_start:
-            rates = dict(snap.rates)
-            at = (now // NS) * NS
-            for cell in current.cells():
-                if cell.cell_id not in rates:
-                    rates[cell.cell_id] = self.rate_model.rate(cell, at, snap.price, snap.sigma)
-            snap = GridSnapshot(now // NS, snap.price, snap.sigma, current, rates)
-        return snap.to_json()
-
-    async def refresh_snapshot(self) -> None:
-        if self.price is None:
-            return
-        now_s = self.clock.time_ns() // NS
-        snap = await asyncio.to_thread(
-            self._compute_snapshot, now_s, self.price, list(self._recent)
-        )
-        current = self._snapshot
-        if current is None or snap.at_s >= current.at_s:
-            self._snapshot = snap
+        """The grid at this instant (``GET /api/grid``)."""
+        return self.pricer.at(self.grid_snapshot(), self.clock.time_ns()).to_json()
 
     def quote(self, cell: Cell) -> tuple[bool, Decimal]:
-        """Whether ``cell`` is placeable now, and its rate (from the snapshot when it has it)."""
-        snap = self.grid_snapshot()
-        now = self.clock.time_ns()
-        placeable = is_placeable(self.config.grid, cell, now, snap.price)
-        rate = snap.rates.get(cell.cell_id)
-        if rate is None:
-            rate = self.rate_model.rate(cell, (now // NS) * NS, snap.price, snap.sigma)
-        return placeable, rate
+        """Whether ``cell`` is placeable now, and its rate."""
+        return self.pricer.quote(self.grid_snapshot(), cell, self.clock.time_ns())
 
     # ----------------------------------------------------------------- auth
 
@@ -535,7 +394,7 @@ class TapService:
 
     async def _place_bet(self, session: Session, body: BetBody) -> dict[str, Any]:
         if not self.breaker.allows_bets:
-            raise _stale()
+            raise stale_error()
         await self._limit(
             f"bet:{session.wallet}", self.config.bet_rate_limit, self.config.bet_rate_window_s
         )
@@ -548,7 +407,7 @@ class TapService:
         except CellIdError:
             raise ApiError(400, "validation_error", "malformed cell_id") from None
         if body.amount not in self.config.grid.presets:
-            await self._raise_replay_or(session, body, _invalid_amount(self.config.grid))
+            await self._raise_replay_or(session, body, invalid_amount_error(self.config.grid))
         placeable, rate = self.quote(cell)
         if not placeable:
             await self._raise_replay_or(
@@ -687,37 +546,14 @@ class TapService:
         if self.breaker.state is Health.CRITICAL:
             return 0  # resolution paused (Part B §8)
         await self.flush_ticks()
-        cutoff = self.clock.time_ns() // NS - self.config.resolve_delay_s
-        due = await self.db.read(lambda c: ledger.due_bets(c, cutoff, limit))
-        if not due:
-            return 0
-        windows: dict[tuple[int, int], tuple[list[tuple[int, int]], int | None]] = {}
-        for start, end in {(b.col_start, b.col_end) for b in due}:
-            windows[(start, end)] = await self.db.read(
-                functools.partial(_ticks, start_ms=start * 1000, end_ms=end * 1000)
-            )
-        now_ms = self.clock.time_ns() // 1_000_000
-        plans = []
-        for bet in due:
-            ticks, previous = windows[(bet.col_start, bet.col_end)]
-            res = resolve(
-                col_start_ms=bet.col_start * 1000,
-                col_end_ms=bet.col_end * 1000,
-                lower=bet.lower,
-                upper=bet.upper,
-                amount=bet.amount,
-                rate=Decimal(bet.rate),
-                ticks=ticks,
-                previous_tick_ms=previous,
-                max_gap_ms=self.config.max_gap_s * 1000,
-            )
-            plans.append((bet, res))
-
-        settlements = [(bet.bet_id, res) for bet, res in plans]
-        balances = await self.db.write(
-            functools.partial(_settle, settlements=settlements, now_ms=now_ms)
+        settled = await settle_due(
+            self.db,
+            now_ns=self.clock.time_ns(),
+            delay_s=self.config.resolve_delay_s,
+            max_gap_s=self.config.max_gap_s,
+            limit=limit,
         )
-        for (bet, res), balance in zip(plans, balances, strict=True):
+        for bet, res, balance in settled:
             self.metrics.bets_resolved.labels(res.outcome.value).inc()
             _log.info(
                 "bet_resolved",
@@ -739,7 +575,7 @@ class TapService:
                     "new_balance": balance,
                 },
             )
-        return len(plans)
+        return len(settled)
 
     async def _resolver_loop(self) -> None:
         while True:
@@ -834,51 +670,6 @@ class _Replayed(Exception):
     def __init__(self, answer: dict[str, Any]) -> None:
         super().__init__("replayed")
         self.answer = answer
-
-
-def _settle(
-    conn: sqlite3.Connection, *, settlements: list[tuple[str, Resolution]], now_ms: int
-) -> list[int | None]:
-    """Apply resolutions, one transaction per bet (runs in the writer)."""
-    return [
-        ledger.apply_resolution(
-            conn,
-            bet_id,
-            status=res.outcome.value,
-            credit=res.payout,
-            credit_type="PAYOUT" if res.outcome is Outcome.WON else "REFUND",
-            resolution_price=res.resolution_price,
-            resolution_tick_ts=res.resolution_tick_ts,
-            ticks_examined=res.ticks_examined,
-            now_ms=now_ms,
-        )
-        for bet_id, res in settlements
-    ]
-
-
-def _ticks(
-    conn: sqlite3.Connection, *, start_ms: int, end_ms: int
-) -> tuple[list[tuple[int, int]], int | None]:
-    return ledger.ticks_between(conn, start_ms, end_ms)
-
-
-def _stale() -> ApiError:
-    return ApiError(
-        503,
-        "PRICE_FEED_STALE",
-        "Betting temporarily suspended due to stale price data",
-        extra={"retry_after": 10},
-        headers={"Retry-After": "10"},
-    )
-
-
-def _invalid_amount(grid: GridConfig) -> ApiError:
-    return ApiError(
-        400,
-        "invalid_amount",
-        "amount must be one of the presets (cents)",
-        extra={"presets": list(grid.presets)},
-    )
 
 
 def _as_decimal(text: str) -> Decimal | None:
