@@ -129,7 +129,14 @@ class GatewayService:
                 config.symbols, self.sink, settings=config.adapter, ids=self.ids, **urls[name]
             )
             self.adapters[name] = adapter
-            self._tasks.append(asyncio.create_task(adapter.run()))
+            task = asyncio.create_task(adapter.run(), name=f"adapter:{name}")
+            task.add_done_callback(self._adapter_done)
+            self._tasks.append(task)
+
+    @staticmethod
+    def _adapter_done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("adapter_crashed", task=task.get_name(), error=repr(task.exception()))
 
     async def stop(self) -> None:
         for adapter in self.adapters.values():
