@@ -26,8 +26,8 @@ from tradehall.core.clock import Clock
 from tradehall.core.logging import get_logger
 from tradehall.tap import ledger
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
-from tradehall.tap.auth import AuthError, LoginRequest, bet_text, verify_login, verify_signed
-from tradehall.tap.batcher import Batcher, Overloaded
+from tradehall.tap.auth import AuthError, LoginRequest, verify_login
+from tradehall.tap.batcher import Batcher
 from tradehall.tap.breaker import Breaker, Health, Override, Transition
 from tradehall.tap.contract import (
     ApiError,
@@ -42,8 +42,9 @@ from tradehall.tap.feed import NoSource, PriceSource
 from tradehall.tap.grid import Cell, CellIdError, parse_cell_id
 from tradehall.tap.hub import BROADCAST, Bus, envelope, user_channel
 from tradehall.tap.ids import new_id
-from tradehall.tap.ledger import BetRequest, BetResult, Placement
+from tradehall.tap.ledger import BetRequest, BetResult
 from tradehall.tap.metrics import TapMetrics
+from tradehall.tap.placement import BetTimeout, Placements, answer, check_bet_signature
 from tradehall.tap.pricing import GridPricer, GridSnapshot
 from tradehall.tap.rates import BrownianTouchModel, RateModel
 from tradehall.tap.resolution import Outcome
@@ -112,10 +113,9 @@ class TapService:
         self._last_sample_ms = 0
         self._snapshot: GridSnapshot | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._waiting: dict[str, tuple[float, asyncio.Future[BetResult]]] = {}
-        self._placed_ok = self.metrics.bets_placed.labels("confirmed")
-        self._placed_rejected = self.metrics.bets_placed.labels("rejected")
-        self._placed_timeout = self.metrics.bets_placed.labels("timeout")
+        self.placements = Placements(
+            self.batcher, self.timer_clock, config.bet_timeout_s, self.metrics, self.publish
+        )
         self._started = False
         self._resolver_idle = asyncio.Event()
         self._resolver_idle.set()
@@ -129,7 +129,7 @@ class TapService:
         await self.bus.start()
         self.batcher.start()
         self._started = True
-        self._spawn("bet-timeouts", self._timeout_loop)
+        self._spawn("bet-timeouts", self.placements.timeout_loop)
         last = await self.db.read(last_archive_time)
         if last is not None:
             self.metrics.last_archive.set(last / 1000)
@@ -401,7 +401,9 @@ class TapService:
         if not _NONCE.match(body.nonce):
             raise ApiError(400, "validation_error", "nonce must be 8-64 of [A-Za-z0-9-]")
         if self.config.require_bet_signature:
-            self._check_bet_signature(session, body)
+            check_bet_signature(
+                session, body, now_ns=self.clock.time_ns(), chain_id=self.config.chain_id
+            )
         try:
             cell = parse_cell_id(body.cell_id, self.config.grid)
         except CellIdError:
@@ -419,41 +421,6 @@ class TapService:
                 body,
                 ApiError(409, "rate_changed", "the rate has changed", extra={"rate": str(rate)}),
             )
-        return await self._submit(session, body, cell, rate)
-
-    def _check_bet_signature(self, session: Session, body: BetBody) -> None:
-        if body.timestamp is None or body.chain_id is None or body.signature is None:
-            raise ApiError(401, "invalid_signature", "timestamp, chain_id and signature required")
-        try:
-            verify_signed(
-                wallet=session.wallet,
-                text=bet_text(
-                    cell_id=body.cell_id,
-                    amount=body.amount,
-                    nonce=body.nonce,
-                    timestamp=body.timestamp,
-                    chain_id=body.chain_id,
-                ),
-                nonce=body.nonce,
-                timestamp=body.timestamp,
-                chain_id=body.chain_id,
-                signature=body.signature,
-                now_ns=self.clock.time_ns(),
-                expected_chain_id=self.config.chain_id,
-            )
-        except AuthError as exc:
-            _log.info("bet_signature_rejected", reason=exc.reason)
-            raise ApiError(401, "invalid_signature", "signature verification failed") from None
-
-    async def _raise_replay_or(self, session: Session, body: BetBody, error: ApiError) -> None:
-        stored = await self._replay(session, body.nonce)
-        if stored is not None:
-            raise _Replayed(self._answer(stored))
-        raise error
-
-    async def _submit(
-        self, session: Session, body: BetBody, cell: Cell, rate: Decimal
-    ) -> dict[str, Any]:
         bet = BetRequest(
             bet_id=new_id(),
             user_id=session.user_id,
@@ -466,78 +433,21 @@ class TapService:
             lower=cell.lower,
             upper=cell.upper,
         )
-        try:
-            future = self.batcher.enqueue(bet)
-        except Overloaded:
-            self._placed_rejected.inc()
-            raise ApiError(503, "overloaded", "batcher overloaded, retry shortly") from None
-        deadline = self.timer_clock.monotonic() + self.config.bet_timeout_s
-        self._waiting[bet.bet_id] = (deadline, future)
-        try:
-            result = await future
-        except BetTimeout:
-            self._placed_timeout.inc()
-            raise ApiError(
-                504, "timeout", "Bet status unknown, check history", extra={"bet_id": bet.bet_id}
-            ) from None
-        except Exception:
-            _log.exception("bet_write_failed", bet_id=bet.bet_id)
-            self._placed_rejected.inc()
-            self._notify(bet, BetResult(Placement.ERROR, bet.bet_id, None))
-            raise ApiError(500, "internal_error", "the bet could not be stored") from None
-        finally:
-            self._waiting.pop(bet.bet_id, None)
-        if not result.replayed:
-            self._notify(bet, result)
-        return self._answer(result)
+        return await self.placements.submit(bet)
+
+    async def _raise_replay_or(self, session: Session, body: BetBody, error: ApiError) -> None:
+        stored = await self._replay(session, body.nonce)
+        if stored is not None:
+            raise _Replayed(answer(stored))
+        raise error
 
     def _observe_flush(self, size: int, seconds: float) -> None:
         self.metrics.batch_size.observe(size)
         self.metrics.flush_seconds.observe(seconds)
 
     def expire_waiters(self) -> int:
-        """Answer 504 to every bet request waiting longer than ``bet_timeout_s``.
-
-        The bet itself stays queued and may still commit; the client looks it up by ``bet_id``.
-        """
-        now = self.timer_clock.monotonic()
-        expired = [f for deadline, f in self._waiting.values() if deadline <= now and not f.done()]
-        for future in expired:
-            future.set_exception(BetTimeout())
-        return len(expired)
-
-    async def _timeout_loop(self) -> None:
-        while True:
-            await self.timer_clock.sleep(0.25)
-            self.expire_waiters()
-
-    def _notify(self, bet: BetRequest, result: BetResult) -> None:
-        ok = result.outcome is Placement.ACCEPTED
-        (self._placed_ok if ok else self._placed_rejected).inc()
-        self.publish(
-            user_channel(bet.user_id),
-            "bet:confirmed" if ok else "bet:failed",
-            {
-                "bet_id": result.bet_id,
-                "user_id": bet.user_id,
-                "cell_id": bet.cell_id,
-                "status": "confirmed" if ok else result.outcome.value,
-                "new_balance": result.new_balance,
-            },
-        )
-
-    @staticmethod
-    def _answer(result: BetResult) -> dict[str, Any]:
-        if result.outcome is Placement.ACCEPTED:
-            balance = result.new_balance
-            return {"status": "accepted", "bet_id": result.bet_id, "new_balance": balance}
-        if result.outcome is Placement.INSUFFICIENT_FUNDS:
-            raise ApiError(
-                400, "insufficient_funds", "balance too low", extra={"bet_id": result.bet_id}
-            )
-        if result.outcome is Placement.DUPLICATE_BET:
-            raise ApiError(409, "duplicate_bet", "one bet per cell")
-        raise ApiError(500, "internal_error", "the bet could not be stored")
+        """Answer 504 to bet requests that waited longer than ``bet_timeout_s``."""
+        return self.placements.expire_waiters()
 
     # ----------------------------------------------------------------- resolution
 
@@ -658,10 +568,6 @@ class TapService:
             "timestamp": now // 1_000_000,
             "checks": checks,
         }
-
-
-class BetTimeout(Exception):
-    """A bet request waited ``bet_timeout_s`` without a commit (answered 504)."""
 
 
 class _Replayed(Exception):
