@@ -352,3 +352,31 @@ async def test_require_bet_signature(tap_with: Callable[..., Any]) -> None:
             "/api/bets", json=signed(cells[0]["cell_id"], "sb-000001"), headers=auth
         )
         assert replay.status_code == 202 and replay.json()["bet_id"] == ok.json()["bet_id"]
+
+
+async def test_before_first_price_everything_is_stale(tmp_path: Path) -> None:
+    async with running(tmp_path) as cold:  # no price has arrived yet
+        grid = await cold.http.get("/api/grid")
+        assert grid.status_code == 503 and grid.json()["error"] == "PRICE_FEED_STALE"
+        health = await cold.http.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["checks"]["price_feed"]["stale_for_ms"] is None
+
+
+async def test_dev_self_fund_and_ws_auth_error(tap_with: Callable[..., Any]) -> None:
+    import json
+
+    from websockets.asyncio.client import connect
+
+    async with tap_with(dev_self_fund=True) as tap:
+        token, _ = await tap.login()
+        auth = {"Authorization": f"Bearer {token}"}
+        funded = await tap.http.post("/api/dev/fund", json={"amount": 5_000}, headers=auth)
+        assert funded.status_code == 200 and funded.json()["balance"] == 5_000
+        too_much = await tap.http.post("/api/dev/fund", json={"amount": 10**7}, headers=auth)
+        assert too_much.status_code == 400
+        entries = (await tap.http.get("/api/ledger", headers=auth)).json()["entries"]
+        assert [(e["ref_type"], e["amount"]) for e in entries] == [("DEPOSIT", 5_000)]
+        async with connect(tap.url.replace("http", "ws") + "/ws?token=nope") as ws:
+            kinds = [json.loads(await ws.recv())["type"] for _ in range(2)]
+            assert "auth:error" in kinds
