@@ -394,6 +394,7 @@
       markUnknown(bet);
     } else {
       failBet(bet, failureMessage(resp.data.error, resp.data.message));
+      if (resp.data.error === "duplicate_bet") loadHistorySoon(); // placed elsewhere: show it
     }
     renderHistory();
   }
@@ -598,7 +599,10 @@
     S.grid = grid;
     S.cellsById = new Map(grid.cells.map((c) => [c.cell_id, c]));
     if (!S.offsetKnown) noteServerTime(grid.timestamp * 1000 + 500);
-    if (!S.prices.length) S.prices.push({ t: grid.timestamp * 1000, p: grid.price });
+    if (!S.prices.length) {
+      S.prices.push({ t: grid.timestamp * 1000, p: grid.price });
+      $("price").textContent = fmtUsd(grid.price);
+    }
     if (presetsChanged) renderPresets(grid.presets);
     if (S.cursor.row === null) S.cursor.row = Math.floor(grid.rows.length / 2);
   }
@@ -643,8 +647,20 @@
 
   // ------------------------------------------------------------------ WebSocket
 
+  function reconnectLater() {
+    const delay = Math.random() * Math.min(5000, 250 * 2 ** S.attempt);
+    S.attempt += 1;
+    setTimeout(connect, delay);
+  }
+
   function connect() {
-    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+    let ws;
+    try {
+      ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+    } catch (_) {
+      reconnectLater();
+      return;
+    }
     S.ws = ws;
     ws.onopen = () => {
       S.wsOpen = true;
@@ -669,9 +685,7 @@
       S.wsOpen = false;
       for (const bet of S.bets.values()) markUnknown(bet);
       renderHealth();
-      const delay = Math.random() * Math.min(5000, 250 * 2 ** S.attempt);
-      S.attempt += 1;
-      setTimeout(connect, delay);
+      reconnectLater();
     };
   }
 
