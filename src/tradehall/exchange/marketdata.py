@@ -22,10 +22,11 @@ reconnecting after a restart gets a fresh snapshot anyway.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import msgspec
 from sortedcontainers import SortedDict
@@ -158,6 +159,15 @@ class _Symbol:
         self.ticker_key: tuple[object, ...] | None = None
 
 
+class Item(NamedTuple):
+    """One encoded message waiting for the next flush."""
+
+    symbol: str
+    channel: Channel
+    text: str
+    book: BookUpdateMsg | None
+
+
 class _Update:
     """One symbol's share of one command: the encoded book diff and trades."""
 
@@ -175,10 +185,14 @@ class _Update:
 class MarketData:
     """Capture on the command path, publish in journal order, fan out to subscribers."""
 
-    def __init__(self, service: ExchangeService) -> None:
+    def __init__(self, service: ExchangeService, *, flush_interval: float = 0.005) -> None:
         self._service = service
+        self.flush_interval = flush_interval
         self._symbols: dict[str, _Symbol] = {}
         self._subs: dict[tuple[str, Channel], set[Subscriber]] = {}
+        self._tick: list[Item] = []
+        self._tick_tickers: dict[str, None] = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
         self.started = False
 
     # -------------------------------------------------------------- lifecycle
@@ -194,6 +208,9 @@ class MarketData:
         self.started = True
 
     def stop(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         if self._service.on_executed == self.capture:
             self._service.on_executed = None
         self.started = False
@@ -286,37 +303,67 @@ class MarketData:
             log.exception("marketdata_release_failed")
 
     def _fan_out(self, updates: list[_Update]) -> None:
-        subs = self._subs
+        tick = self._tick
         for update in updates:
             symbol = update.symbol
             state = self._symbol(symbol)
             if update.book is not None:
                 state.book.apply(update.changes)
                 state.book.sequence = update.book.sequence
-                for sub in subs.get((symbol, "book"), ()):
-                    sub.push_book(update.book, update.book_text)
+                tick.append(Item(symbol, "book", update.book_text, update.book))
             if update.trades:
                 for msg, text, _price, _quantity in update.trades:
                     state.recent.append(msg)
-                    for sub in subs.get((symbol, "trades"), ()):
-                        sub.push_trade(text)
+                    tick.append(Item(symbol, "trades", text, None))
                 state.last_trade = update.trades[-1][2:]
-            ticker = self._ticker_if_changed(symbol, state)
-            if ticker is not None:
-                text = encoder.encode(ticker).decode()
-                for sub in subs.get((symbol, "ticker"), ()):
-                    sub.push_ticker(symbol, text)
+            if self._ticker_changed(state):
+                self._tick_tickers[symbol] = None  # rendered at flush time: latest wins
+        if self._flush_handle is None and (tick or self._tick_tickers):
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(self.flush_interval, self.flush)
 
-    def _ticker_if_changed(self, symbol: str, state: _Symbol) -> TickerMsg | None:
-        bid, ask = state.book.best(True), state.book.best(False)
-        key = (bid, ask, state.last_trade)
+    def flush(self) -> None:
+        """Hand everything released since the last flush to the subscribers, one frame per
+        distinct subscription set (built once, shared by every client with that set)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        tick, self._tick = self._tick, []
+        tickers, self._tick_tickers = self._tick_tickers, {}
+        subs = self._subs
+        for symbol in tickers:
+            if (symbol, "ticker") in subs:
+                ticker = self.ticker(symbol)
+                tick.append(Item(symbol, "ticker", encoder.encode(ticker).decode(), None))
+        if not tick:
+            return
+        groups: dict[frozenset[tuple[str, Channel]], list[Subscriber]] = {}
+        seen: set[Subscriber] = set()
+        for key in {(item.symbol, item.channel) for item in tick}:
+            for sub in subs.get(key, ()):
+                if sub not in seen:
+                    seen.add(sub)
+                    groups.setdefault(sub.signature, []).append(sub)
+        for signature, members in groups.items():
+            items = [item for item in tick if (item.symbol, item.channel) in signature]
+            if not items:
+                continue
+            frame = "[" + ",".join(item.text for item in items) + "]"
+            trades = sum(1 for item in items if item.channel == "trades")
+            for sub in members:
+                sub.push_batch(frame, items, trades)
+
+    @staticmethod
+    def _ticker_changed(state: _Symbol) -> bool:
+        key = (state.book.best(True), state.book.best(False), state.last_trade)
         if key == state.ticker_key:
-            return None
+            return False
         state.ticker_key = key
-        return self.ticker(symbol)
+        return True
 
     # -------------------------------------------------------------- subscriptions
     def subscribe(self, subscriber: Subscriber, symbol: str, channel: Channel) -> None:
+        """Add a subscription; call :meth:`flush` first so snapshots follow what was sent."""
         self._subs.setdefault((symbol, channel), set()).add(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber, symbol: str, channel: Channel) -> None:

@@ -38,6 +38,7 @@ from tradehall.exchange.marketdata import (
     CHANNELS,
     BookUpdateMsg,
     Channel,
+    Item,
     MarketData,
     encoder,
 )
@@ -134,8 +135,8 @@ class _TickerSlot:
         self.dead = False
 
 
-_TEXT, _TRADE = 0, 1
-_Item = tuple[int, str] | _BookSlot | _TickerSlot
+_TEXT, _TRADE, _FRAME = 0, 1, 2
+_Queued = tuple[int, str, int] | _BookSlot | _TickerSlot  # (kind, text, trades in it)
 
 
 class Subscriber:
@@ -148,13 +149,16 @@ class Subscriber:
         *,
         trade_limit: int = 1000,
         book_merge_at: int = 32,
+        lag_frames: int = 4,
     ) -> None:
         self._ws = websocket
         self._hub = hub
         self.trade_limit = trade_limit
         self.book_merge_at = book_merge_at
+        self.lag_frames = lag_frames
         self.subscriptions: dict[str, set[Channel]] = {}
-        self._queue: deque[_Item] = deque()
+        self.signature: frozenset[tuple[str, Channel]] = frozenset()
+        self._queue: deque[_Queued] = deque()
         self._books: dict[str, _BookSlot] = {}
         self._tickers: dict[str, _TickerSlot] = {}
         self._pending_trades = 0
@@ -164,6 +168,27 @@ class Subscriber:
         self._closer: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------------- pushes (never await)
+    def push_batch(self, frame: str, items: list[Item], trades: int) -> None:
+        """A flush's shared frame; a client already behind gets its messages one by one, so
+        its book and ticker messages can be coalesced."""
+        if self.closing is not None:
+            return
+        if len(self._queue) < self.lag_frames:
+            if self._pending_trades + trades > self.trade_limit:
+                self._slow()
+                return
+            self._pending_trades += trades
+            self._queue.append((_FRAME, frame, trades))
+            self._wake.set()
+            return
+        for item in items:
+            if item.book is not None:
+                self.push_book(item.book, item.text)
+            elif item.channel == "trades":
+                self.push_trade(item.text)
+            else:
+                self.push_ticker(item.symbol, item.text)
+
     def push_book(self, msg: BookUpdateMsg, text: str) -> None:
         if self.closing is not None:
             return
@@ -179,13 +204,10 @@ class Subscriber:
         if self.closing is not None:
             return
         if self._pending_trades >= self.trade_limit:
-            self._disconnect(
-                SLOW_CONSUMER_CODE,
-                f"slow consumer: more than {self.trade_limit} trade messages queued",
-            )
+            self._slow()
             return
         self._pending_trades += 1
-        self._queue.append((_TRADE, text))
+        self._queue.append((_TRADE, text, 1))
         self._wake.set()
 
     def push_ticker(self, symbol: str, text: str) -> None:
@@ -199,8 +221,13 @@ class Subscriber:
             slot.text = text
         self._wake.set()
 
+    def _slow(self) -> None:
+        self._disconnect(
+            SLOW_CONSUMER_CODE, f"slow consumer: more than {self.trade_limit} trade messages queued"
+        )
+
     def push_text(self, text: str) -> None:
-        self._queue.append((_TEXT, text))
+        self._queue.append((_TEXT, text, 0))
         self._wake.set()
 
     @property
@@ -250,11 +277,13 @@ class Subscriber:
 
     def _subscribe(self, symbol: str, channels: list[Channel], ident: int | str | None) -> None:
         hub = self._hub
+        hub.flush()  # everything released so far goes out before (and is covered by) snapshots
         current = self.subscriptions.setdefault(symbol, set())
         self._drop_pending(symbol, channels)
         for channel in channels:
             current.add(channel)
             hub.subscribe(self, symbol, channel)
+        self._resign()
         self.push_text(encoder.encode(Subscribed(symbol, list(channels), ident)).decode())
         # Snapshots come right after the ack; later diffs are queued behind them (FIFO).
         if "book" in channels:
@@ -272,7 +301,13 @@ class Subscriber:
             self._hub.unsubscribe(self, symbol, channel)
         if not current:
             self.subscriptions.pop(symbol, None)
+        self._resign()
         self.push_text(encoder.encode(Unsubscribed(symbol, list(channels), ident)).decode())
+
+    def _resign(self) -> None:
+        self.signature = frozenset(
+            (symbol, channel) for symbol, chans in self.subscriptions.items() for channel in chans
+        )
 
     def _drop_pending(self, symbol: str, channels: list[Channel]) -> None:
         # Diffs queued before a (re)subscription predate its snapshot: never send them.
@@ -292,7 +327,14 @@ class Subscriber:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
+            queue = self._queue
+            while queue:
+                head = queue[0]
+                if len(queue) == 1 and isinstance(head, tuple) and head[0] == _FRAME:
+                    queue.popleft()  # the common case: send the shared frame itself
+                    self._pending_trades -= head[2]
+                    await self._ws.send_text(head[1])
+                    continue
                 parts = self._drain()
                 if parts:
                     await self._ws.send_text("[" + ",".join(parts) + "]")
@@ -303,9 +345,9 @@ class Subscriber:
         while queue and len(parts) < MAX_BATCH:
             item = queue.popleft()
             if isinstance(item, tuple):
-                if item[0] == _TRADE:
-                    self._pending_trades -= 1
-                parts.append(item[1])
+                kind, text, trades = item
+                self._pending_trades -= trades
+                parts.append(text[1:-1] if kind == _FRAME else text)
             elif isinstance(item, _BookSlot):
                 if item.dead:
                     continue
