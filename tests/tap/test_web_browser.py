@@ -610,4 +610,8 @@ async def test_sign_in_with_an_injected_wallet(browser_ws_url: str, tmp_path: Pa
         session = await page.js("JSON.parse(localStorage.getItem('tap.session.v1'))")
         assert session["wallet"] == account.address.lower() and session["kind"] == "injected"
         assert await page.js("localStorage.getItem('tap.devWallet.v1')") is None
+        # reconnect back-off: full jitter, exponential, capped at 5 s
+        top = await page.js("[...Array(12).keys()].map(n => window.tapDebug.backoffDelay(n, 1))")
+        assert top[:6] == [250, 500, 1000, 2000, 4000, 5000] and set(top[5:]) == {5000}
+        assert await page.js("window.tapDebug.backoffDelay(9, 0)") == 0
         assert page.errors() == []

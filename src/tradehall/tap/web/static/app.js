@@ -647,8 +647,11 @@
 
   // ------------------------------------------------------------------ WebSocket
 
+  // Full jitter: uniform in [0, min(5 s, 250 ms x 2^attempt)).
+  const backoffDelay = (attempt, random) => random * Math.min(5000, 250 * 2 ** attempt);
+
   function reconnectLater() {
-    const delay = Math.random() * Math.min(5000, 250 * 2 ** S.attempt);
+    const delay = backoffDelay(S.attempt, Math.random());
     S.attempt += 1;
     setTimeout(connect, delay);
   }
@@ -1038,6 +1041,7 @@
     grid: () => S.grid,
     health: () => S.health,
     socketOpen: () => S.wsOpen,
+    backoffDelay,
   });
 
   // ------------------------------------------------------------------ start
