@@ -9,6 +9,16 @@ can), and drives ``POST /orders`` with wrk: alternating limit asks and crossing 
 same price, so every other order trades and every order changes the book. Printed per run:
 orders/s, latency p50/p99, market-data messages delivered to all clients, slow-consumer
 disconnects. wrk, the clients and the server share the machine's cores.
+
+    python bench/exchange/md_fanout.py --inproc --clients 0 100 --seconds 10
+
+``--inproc`` measures matching throughput without HTTP: the server (uvicorn on uvloop) runs in
+this process and a driver on the same event loop submits the same ask/crossing-bid pairs straight
+to the service, 16 commands per loop iteration, so the fan-out (capture, flush, 100 writers on
+real sockets) competes with matching for the one loop exactly as in production.
+
+``--repeat N`` alternates the client counts N times and prints the median per count, because
+on a shared 2-core machine single runs vary by tens of percent.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import json
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,6 +164,84 @@ def run(clients: int, connections: int, seconds: int) -> dict[str, float]:
     }
 
 
+def run_inproc(clients: int, seconds: int, flush_ms: float | None = None) -> dict[str, float]:
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return asyncio.run(_inproc(clients, seconds, flush_ms))
+
+
+async def _inproc(clients: int, seconds: int, flush_ms: float | None) -> dict[str, float]:
+    import uvicorn
+
+    from tradehall.exchange import requests as rq
+    from tradehall.exchange.app import create_app
+    from tradehall.exchange.service import ExchangeService
+    from tradehall.exchange.settings import ExchangeSettings
+
+    service = ExchangeService(ExchangeSettings())
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(service), host="127.0.0.1", port=port, log_level="error", http="httptools"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
+        await asyncio.sleep(0.01)
+    if flush_ms is not None:
+        hub = getattr(service.on_executed, "__self__")  # noqa: B009 -- the bound hook's hub
+        hub.flush_interval = flush_ms / 1000
+    holdings = [{"symbol": SYMBOL, "quantity": 10**9}]
+    service.register_broker(
+        rq.parse_broker({"broker_id": "seller", "initial_cash": 0, "initial_holdings": holdings})
+    )
+    service.register_broker(rq.parse_broker({"broker_id": "buyer", "initial_cash": 10**12}))
+    order = {"type": "limit", "document_number": "1", "symbol": SYMBOL, "quantity": 1}
+    order |= {"price": 100, "expires_at": "2030-01-01T00:00:00Z"}
+    ask = rq.parse_order({**order, "broker_id": "seller", "side": "ask"})
+    bid = rq.parse_order({**order, "broker_id": "buyer", "side": "bid"})
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        proc = None
+        if clients:
+            url = f"ws://127.0.0.1:{port}/ws/market"
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--serve-clients", url, str(clients), tmp
+            )
+            while not (tmpdir / "ready").exists():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        commands = 0
+        cpu = time.process_time()
+        started = loop.time()
+        end = started + seconds
+        while loop.time() < end:
+            for _ in range(8):
+                service.submit(ask)
+                service.submit(bid)
+            commands += 16
+            await asyncio.sleep(0)
+        elapsed = loop.time() - started
+        cpu = time.process_time() - cpu
+        stats = {"messages": 0.0, "disconnects": 0.0}
+        if proc is not None:
+            (tmpdir / "stop").touch()
+            await proc.wait()
+            out = (tmpdir / "out.json").read_text()
+            stats = {k: float(v) for k, v in json.loads(out).items()}
+    server.should_exit = True
+    await task
+    return {
+        "rps": commands / elapsed,
+        "per_cpu": commands / cpu,
+        "p50": 0.0,
+        "p99": 0.0,
+        "errors": 0.0,
+        "trades": float(service.engine.trade_count),
+        **stats,
+    }
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-clients":
         url, count, tmp = sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
@@ -162,21 +251,32 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[0, 100])
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--inproc", action="store_true", help="no HTTP: drive the service")
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     print(
         f"{'clients':>7} {'orders/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}"
         f" {'trades':>8} {'md msgs':>10} {'md msgs/s':>10} {'dropped':>7}"
     )
-    baseline = None
-    for clients in args.clients:
-        r = run(clients, args.connections, args.seconds)
-        baseline = baseline or r["rps"]
-        print(
-            f"{clients:7d} {r['rps']:9.0f} {r['p50']:7.2f} {r['p99']:7.2f} {r['errors']:7.0f}"
-            f" {r['trades']:8.0f} {r['messages']:10.0f} {r['messages'] / args.seconds:10.0f}"
-            f" {r['disconnects']:7.0f}   ({r['rps'] / baseline - 1:+.1%} vs first row)",
-            flush=True,
-        )
+    rates: dict[int, list[float]] = {c: [] for c in args.clients}
+    for _ in range(args.repeat):
+        for clients in args.clients:
+            if args.inproc:
+                r = run_inproc(clients, args.seconds)
+            else:
+                r = run(clients, args.connections, args.seconds)
+            rates[clients].append(r["rps"])
+            print(
+                f"{clients:7d} {r['rps']:9.0f} {r['p50']:7.2f} {r['p99']:7.2f}"
+                f" {r['errors']:7.0f} {r['trades']:8.0f} {r['messages']:10.0f}"
+                f" {r['messages'] / args.seconds:10.0f} {r['disconnects']:7.0f}",
+                flush=True,
+            )
+    medians = {c: statistics.median(v) for c, v in rates.items()}
+    first = medians[args.clients[0]]
+    mode = "commands/s (in-process)" if args.inproc else "orders/s (HTTP)"
+    for clients, median in medians.items():
+        print(f"median {mode} with {clients:3d} clients: {median:8.0f} ({median / first - 1:+.1%})")
 
 
 if __name__ == "__main__":

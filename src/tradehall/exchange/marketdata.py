@@ -12,9 +12,14 @@ the command is durable, in journal order (:meth:`MarketData._release`).
 Release applies the book diffs to a *published* copy of every book (:class:`PublishedBook`), so a
 subscriber's snapshot is always exactly the state its sequence number names and never shows
 anything a crash could take back. Tickers (best bid/ask, last price) are derived from that copy and
-emitted only when they change. The same encoded text then goes to every subscriber's queue
-(:mod:`~tradehall.exchange.marketdata_ws`); no subscriber can slow down matching, because the only
-work on the command path is an append per subscriber.
+emitted only when they change.
+
+Fan-out (:meth:`MarketData.flush`, every ``flush_interval``): the messages released since the last
+flush are joined into one frame per distinct subscription set -- built once, the same string for
+every client with that set -- and appended to each client's queue
+(:mod:`~tradehall.exchange.marketdata_ws`). Batching bounds the per-client cost (a socket write is
+tens of microseconds) to one write per client per interval, whatever the order rate; the command
+path itself only appends to a list.
 
 Sequences start at 0 for every symbol when the process starts (they are not journaled); a client
 reconnecting after a restart gets a fresh snapshot anyway.
@@ -185,7 +190,7 @@ class _Update:
 class MarketData:
     """Capture on the command path, publish in journal order, fan out to subscribers."""
 
-    def __init__(self, service: ExchangeService, *, flush_interval: float = 0.005) -> None:
+    def __init__(self, service: ExchangeService, *, flush_interval: float = 0.02) -> None:
         self._service = service
         self.flush_interval = flush_interval
         self._symbols: dict[str, _Symbol] = {}

@@ -1,16 +1,16 @@
 """The ``/ws/market`` WebSocket endpoint and the ``/console`` page.
 
-One :class:`Subscriber` per connection. The hub (:mod:`~tradehall.exchange.marketdata`) pushes
-already-encoded message text into the subscriber's queue -- an append and an event set, never an
-``await`` -- and the subscriber's own writer task sends it. So a slow or stuck client costs the
-matching path nothing but those appends, and it costs other clients nothing at all.
+One :class:`Subscriber` per connection. At each flush the hub
+(:mod:`~tradehall.exchange.marketdata`) pushes an already-built frame into the subscriber's queue
+-- an append and an event set, never an ``await`` -- and the subscriber's own writer task sends
+it. So a slow or stuck client costs the matching path nothing, and other clients nothing at all.
 
-Every server frame is a JSON *array* of one or more messages: the writer joins whatever is queued
-(up to :data:`MAX_BATCH` messages) into one frame. Each message's JSON was encoded once by the hub
-and is shared by every subscriber; joining is a copy, not a re-encoding, and under load it saves a
-frame (and a write) per message per client.
+Every server frame is a JSON *array* of one or more messages. A caught-up client is sent the hub's
+shared frame string itself; a client that is behind has its queued messages joined (up to
+:data:`MAX_BATCH`) into one frame -- a copy of the shared encodings, never a re-encoding.
 
-Per-client queue rules, so memory stays bounded however slow a client is:
+Per-client queue rules, so memory stays bounded however slow a client is (once ``lag_frames``
+frames are waiting, further messages are queued one by one so they can be coalesced):
 
 * ``book``: consecutive pending diffs of a symbol share a slot; while the slot holds at most
   ``book_merge_at`` diffs they go out unchanged (the shared text), beyond that they are merged into
