@@ -380,3 +380,21 @@ async def test_dev_self_fund_and_ws_auth_error(tap_with: Callable[..., Any]) -> 
         async with connect(tap.url.replace("http", "ws") + "/ws?token=nope") as ws:
             kinds = [json.loads(await ws.recv())["type"] for _ in range(2)]
             assert "auth:error" in kinds
+
+
+async def test_disk_guard_stops_bets(tap_with: Callable[..., Any]) -> None:
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    async with tap_with() as tap:
+        token, account = await tap.login()
+        await tap.fund(account, 1_000)
+        tap.service.disk_usage = lambda _: usage(100, 86, 14)
+        await tap.tick(10)  # the monitor looks at the disk every 10 s
+        resp = await tap.bet(token, tap.placeable_cells()[0]["cell_id"])
+        assert resp.status_code == 503 and resp.json()["error"] == "DISK_CRITICAL"
+        health = await tap.http.get("/healthz")
+        assert health.status_code == 503 and health.json()["checks"]["disk"]["status"] == "critical"
+        tap.service.disk_usage = lambda _: usage(100, 50, 50)
+        await tap.tick(10)
+        assert (await tap.bet(token, tap.placeable_cells()[0]["cell_id"])).status_code == 202

@@ -22,6 +22,7 @@ __all__ = [
     "BetBody",
     "TapConfig",
     "bet_json",
+    "disk_error",
     "invalid_amount_error",
     "stale_error",
 ]
@@ -57,6 +58,7 @@ class TapConfig:
     archive_dir: Path | None = None
     archive_interval_s: float = 7 * 86_400.0
     integrity_interval_s: float = 86_400.0
+    disk_stop_fraction: float = 0.85  # C-48: stop new bets above this share of the disk in use
 
     @property
     def db_path(self) -> Path:
@@ -121,6 +123,16 @@ def stale_error() -> ApiError:
         "Betting temporarily suspended due to stale price data",
         extra={"retry_after": 10},
         headers={"Retry-After": "10"},
+    )
+
+
+def disk_error() -> ApiError:
+    return ApiError(
+        503,
+        "DISK_CRITICAL",
+        "Betting temporarily suspended: storage is nearly full",
+        extra={"retry_after": 60},
+        headers={"Retry-After": "60"},
     )
 
 

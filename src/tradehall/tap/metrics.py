@@ -56,4 +56,7 @@ class TapMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.disk_used = Gauge(
+            "disk_used_fraction", "Share of the data directory's disk in use", registry=r
+        )
         self.ws_clients = Gauge("ws_clients", "Connected WebSocket clients", registry=r)

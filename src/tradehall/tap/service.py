@@ -17,10 +17,12 @@ import asyncio
 import contextlib
 import functools
 import re
+import shutil
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from tradehall.core.clock import Clock
 from tradehall.core.logging import get_logger
@@ -34,6 +36,7 @@ from tradehall.tap.contract import (
     BetBody,
     TapConfig,
     bet_json,
+    disk_error,
     invalid_amount_error,
     stale_error,
 )
@@ -63,6 +66,16 @@ __all__ = [
 ]
 
 NS = 1_000_000_000
+
+
+class DiskUsage(Protocol):
+    @property
+    def total(self) -> int: ...
+
+    @property
+    def free(self) -> int: ...
+
+
 _NONCE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _log = get_logger("tap")
 
@@ -82,6 +95,7 @@ class TapService:
         rate_model: RateModel | None = None,
         metrics: TapMetrics | None = None,
         health_probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] | None = None,
+        disk_usage: Callable[[Path], DiskUsage] = shutil.disk_usage,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -95,6 +109,8 @@ class TapService:
         self.pricer = GridPricer(config.grid, self.rate_model)
         self.metrics = metrics or TapMetrics()
         self.health_probes = health_probes or {}
+        self.disk_usage = disk_usage
+        self.disk_full = False
         self.db = Database(
             config.db_path, synchronous=config.sqlite_synchronous, writer=config.db_writer
         )
@@ -228,10 +244,27 @@ class TapService:
         self.metrics.breaker_state.set(1 if self.breaker.state is Health.CRITICAL else 0)
         self.metrics.queue_depth.set(self.batcher.depth)
 
+    def check_disk(self) -> float:
+        """Share of the data directory's disk in use; above the limit new bets stop (C-48)."""
+        usage = self.disk_usage(self.config.data_dir)
+        used = 1.0 - usage.free / usage.total if usage.total else 0.0
+        full = used >= self.config.disk_stop_fraction
+        if full and not self.disk_full:
+            _log.error("disk_critical", used=round(used, 3))
+        elif self.disk_full and not full:
+            _log.info("disk_recovered", used=round(used, 3))
+        self.disk_full = full
+        self.metrics.disk_used.set(used)
+        return used
+
     async def _monitor_loop(self) -> None:
         last_status = self.clock.monotonic()
+        last_disk = -1e9
         while True:
             self.evaluate_breaker()
+            if self.clock.monotonic() - last_disk >= 10.0:
+                last_disk = self.clock.monotonic()
+                self.check_disk()
             if self.clock.monotonic() - last_status >= self.config.status_interval_s:
                 last_status = self.clock.monotonic()
                 self.publish(BROADCAST, "system:status", self.status_json())
@@ -395,6 +428,8 @@ class TapService:
     async def _place_bet(self, session: Session, body: BetBody) -> dict[str, Any]:
         if not self.breaker.allows_bets:
             raise stale_error()
+        if self.disk_full:
+            raise disk_error()
         await self._limit(
             f"bet:{session.wallet}", self.config.bet_rate_limit, self.config.bet_rate_window_s
         )
@@ -561,6 +596,9 @@ class TapService:
         }
         checks["circuit_breaker"] = {"status": "open" if state is Health.CRITICAL else "closed"}
         checks["batcher"] = {"queue_depth": self.batcher.depth, "flushes": self.batcher.flushes}
+        checks["disk"] = {"status": "critical" if self.disk_full else "ok"}
+        if self.disk_full:
+            ok = False
         if state is Health.CRITICAL:
             ok = False
         return ok, {
