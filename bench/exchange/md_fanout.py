@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import signal
@@ -90,6 +91,12 @@ async def _clients(url: str, count: int, ready: Path, stop: Path, out: Path) -> 
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(clients: int, connections: int, seconds: int) -> dict[str, float]:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -125,6 +132,7 @@ def run(clients: int, connections: int, seconds: int) -> dict[str, float]:
                     time.sleep(0.05)
             script = tmpdir / "cross.lua"
             script.write_text(LUA)
+            cpu = cpu_seconds(proc.pid)
             result = subprocess.run(
                 [
                     wrk,
@@ -139,6 +147,7 @@ def run(clients: int, connections: int, seconds: int) -> dict[str, float]:
                 capture_output=True,
                 text=True,
             ).stdout
+            cpu = cpu_seconds(proc.pid) - cpu
             stats = {"messages": 0.0, "disconnects": 0.0}
             if client_proc is not None:
                 stop.touch()
@@ -156,6 +165,7 @@ def run(clients: int, connections: int, seconds: int) -> dict[str, float]:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", result)
     return {
         "rps": rps,
+        "per_cpu": rps * seconds / cpu,
         "p50": float(latency.group(1)),
         "p99": float(latency.group(2)),
         "errors": float(non2xx.group(1)) if non2xx else 0.0,
@@ -255,10 +265,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     print(
-        f"{'clients':>7} {'orders/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}"
+        f"{'clients':>7} {'orders/s':>9} {'/cpu-s':>7} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}"
         f" {'trades':>8} {'md msgs':>10} {'md msgs/s':>10} {'dropped':>7}"
     )
     rates: dict[int, list[float]] = {c: [] for c in args.clients}
+    per_cpu: dict[int, list[float]] = {c: [] for c in args.clients}
     for _ in range(args.repeat):
         for clients in args.clients:
             if args.inproc:
@@ -266,17 +277,20 @@ def main() -> None:
             else:
                 r = run(clients, args.connections, args.seconds)
             rates[clients].append(r["rps"])
+            per_cpu[clients].append(r["per_cpu"])
             print(
-                f"{clients:7d} {r['rps']:9.0f} {r['p50']:7.2f} {r['p99']:7.2f}"
+                f"{clients:7d} {r['rps']:9.0f} {r['per_cpu']:7.0f} {r['p50']:7.2f} {r['p99']:7.2f}"
                 f" {r['errors']:7.0f} {r['trades']:8.0f} {r['messages']:10.0f}"
                 f" {r['messages'] / args.seconds:10.0f} {r['disconnects']:7.0f}",
                 flush=True,
             )
-    medians = {c: statistics.median(v) for c, v in rates.items()}
-    first = medians[args.clients[0]]
-    mode = "commands/s (in-process)" if args.inproc else "orders/s (HTTP)"
-    for clients, median in medians.items():
-        print(f"median {mode} with {clients:3d} clients: {median:8.0f} ({median / first - 1:+.1%})")
+    mode = "commands" if args.inproc else "orders"
+    for label, series in ((f"{mode}/s", rates), (f"{mode} per server CPU-second", per_cpu)):
+        medians = {c: statistics.median(v) for c, v in series.items()}
+        first = medians[args.clients[0]]
+        for clients, median in medians.items():
+            change = median / first - 1
+            print(f"median {label} with {clients:3d} clients: {median:8.0f} ({change:+.1%})")
 
 
 if __name__ == "__main__":
