@@ -227,10 +227,11 @@ class Page:
                 continue
             if event["method"] == "Runtime.exceptionThrown":
                 found.append(json.dumps(event["params"]["exceptionDetails"])[:500])
-            elif (
-                event["method"] == "Log.entryAdded" and event["params"]["entry"]["level"] == "error"
-            ):
-                found.append(event["params"]["entry"]["text"])
+            elif event["method"] == "Log.entryAdded":
+                entry = event["params"]["entry"]
+                # HTTP error answers are logged with source "network"; the page handles them
+                if entry["level"] == "error" and entry.get("source") != "network":
+                    found.append(entry["text"])
         return found
 
 
@@ -610,6 +611,16 @@ async def test_sign_in_with_an_injected_wallet(browser_ws_url: str, tmp_path: Pa
         session = await page.js("JSON.parse(localStorage.getItem('tap.session.v1'))")
         assert session["wallet"] == account.address.lower() and session["kind"] == "injected"
         assert await page.js("localStorage.getItem('tap.devWallet.v1')") is None
+        # no funds yet: the server refuses the bet and the cell reverts with the reason
+        await page.js(RECORD_STATES)
+        cell = await tap_cell(page, await open_cell(page))
+        await page.wait_for("document.getElementById('bet-status').dataset.state === 'failed'")
+        assert "Not enough balance" in await page.js(
+            "document.getElementById('bet-status').textContent"
+        )
+        await page.wait_for(f"window.tapDebug.cellState({json.dumps(cell)}) === null")
+        assert (await page.js("window.__states"))[0] == "pending"
+        assert await page.js("document.getElementById('balance').dataset.cents") == "0"
         # reconnect back-off: full jitter, exponential, capped at 5 s
         top = await page.js("[...Array(12).keys()].map(n => window.tapDebug.backoffDelay(n, 1))")
         assert top[:6] == [250, 500, 1000, 2000, 4000, 5000] and set(top[5:]) == {5000}
