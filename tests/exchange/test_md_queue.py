@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from starlette.websockets import WebSocket
 
-from tradehall.exchange.marketdata import BookUpdateMsg, MarketData, encoder
+from tradehall.exchange.marketdata import BookUpdateMsg, Item, MarketData, encoder
 from tradehall.exchange.marketdata_ws import Subscriber, merge_book_updates
 from tradehall.exchange.schemas import LevelOut
 
@@ -101,3 +101,21 @@ async def test_trade_backlog_over_limit_disconnects_with_reason() -> None:
             await asyncio.sleep(0)
     assert sock.closed == (4001, "slow consumer: more than 10 trade messages queued")
     await sub.finish()
+
+
+def test_book_messages_never_overtake_a_queued_frame() -> None:
+    sub = _subscriber(StuckSocket(), lag_frames=2)
+
+    def flush(seq: int) -> None:
+        msg, text = _update(seq, seq)
+        sub.push_batch(f"[{text}]", [Item("S", "book", text, msg)], 0)
+
+    flush(1)
+    flush(2)
+    flush(3)  # two frames waiting: this one is queued per message (coalescable)
+    sub._queue.popleft()  # the writer sent two frames meanwhile
+    sub._queue.popleft()
+    flush(4)  # caught up again: a shared frame
+    flush(5)  # behind again: must queue after frame 4, not join the slot holding 3
+    sequences = [json.loads(part)["sequence"] for part in sub._drain()]
+    assert sequences == [3, 4, 5]

@@ -178,6 +178,10 @@ class Subscriber:
                 self._slow()
                 return
             self._pending_trades += trades
+            # Slots still queued stay in place, but newer messages must not join them: they
+            # would overtake this frame.
+            self._books.clear()
+            self._tickers.clear()
             self._queue.append((_FRAME, frame, trades))
             self._wake.set()
             return
