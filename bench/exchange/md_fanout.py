@@ -200,7 +200,7 @@ async def _inproc(clients: int, seconds: int, flush_ms: float | None) -> dict[st
         await asyncio.sleep(0.01)
     if flush_ms is not None:
         hub = getattr(service.on_executed, "__self__")  # noqa: B009 -- the bound hook's hub
-        hub.flush_interval = flush_ms / 1000
+        hub.min_interval, hub.per_client = flush_ms / 1000, 0.0
     holdings = [{"symbol": SYMBOL, "quantity": 10**9}]
     service.register_broker(
         rq.parse_broker({"broker_id": "seller", "initial_cash": 0, "initial_holdings": holdings})

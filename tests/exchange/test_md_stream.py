@@ -423,6 +423,7 @@ async def test_slow_client_is_disconnected_and_others_get_everything(server: Ser
     reader = asyncio.create_task(read_fast())
     hub = service.on_executed.__self__  # type: ignore[union-attr]
     assert hub.subscriber_count(SYMBOL, "trades") == 2
+    assert hub.clients == 2 and hub.flush_interval == hub.min_interval
     # The slow client reads nothing; flood until the server gives up on it (bounded), keeping
     # the fast client (which shares this test's loop) within a few hundred trades. The kernel's
     # socket buffers absorb several MB first, so this takes tens of thousands of trades.
@@ -434,6 +435,7 @@ async def test_slow_client_is_disconnected_and_others_get_everything(server: Ser
             while (fast_book.trade_seq or 0) < trades - 200:  # noqa: ASYNC110
                 await asyncio.sleep(0.001)
     assert hub.subscriber_count(SYMBOL, "trades") == 1
+    assert hub.clients == 1
     # Now drain the slow client: its backlog, then the close frame with the reason.
     with pytest.raises(websockets.ConnectionClosed) as closed:
         async with asyncio.timeout(30):
