@@ -56,6 +56,10 @@ NS = 1_000_000_000
 DEGRADED_TEXT = "Price feed delayed - trades at your own risk"
 CRITICAL_TEXT = "Betting suspended - price feed issue detected"
 
+# The first test's setup may include installing Chromium with apt (a minute or two on a fresh
+# machine), more than the suite's default per-test timeout.
+pytestmark = pytest.mark.timeout(900)
+
 
 # ---------------------------------------------------------------------- browser process
 
