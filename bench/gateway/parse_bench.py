@@ -63,6 +63,8 @@ def binance_frames(n: int, ticks_per_diff: int) -> tuple[BinanceAdapter, Counter
 
     uid = 1000
     asm.on_snapshot(Snapshot(sim.book.top_bids(), sim.book.top_asks(), last_id=uid), 1, 0.0)
+    asm.check(asm.quiet_grace)  # no diff yet: the held snapshot is accepted (quiet market)
+    assert asm.state.value == "LIVE"
     frames = []
     venue = BINANCE.to_venue("BTC-USD")
     for _ in range(n):

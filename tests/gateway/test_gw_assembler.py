@@ -74,9 +74,42 @@ def test_buffer_overflow_triggers_resync_not_silent_drop() -> None:
 def test_crossed_book_resyncs() -> None:
     asm = BookAssembler(Sequencing.UPDATE_ID)
     asm.start(0.0)
-    asm.on_snapshot(Snapshot([_lv("10", "1")], [_lv("11", "1")], last_id=5), 1, 0.0)
+    asm.on_diff(Diff([], [], 5, 5), 0.0)
+    live = asm.on_snapshot(Snapshot([_lv("10", "1")], [_lv("11", "1")], last_id=5), 1, 0.0)
+    assert live.action is Action.LIVE
     outcome = asm.on_diff(Diff([_lv("11", "2")], [], 6, 6), 0.1)
     assert outcome.resync is not None and outcome.resync.reason == "crossed"
+
+
+def test_snapshot_is_held_until_a_diff_can_judge_it() -> None:
+    """Official step 2: without a buffered event the snapshot cannot be judged yet."""
+    asm = BookAssembler(Sequencing.UPDATE_ID, quiet_grace=1.0)
+    asm.start(0.0)
+    held = asm.on_snapshot(Snapshot([_lv("10", "1")], [_lv("11", "1")], last_id=40), 1, 0.0)
+    assert held.action is Action.HELD and asm.state is BookState.SYNCING
+    # the first diff shows the snapshot is older than the stream: fetch again, keep the diff
+    stale = asm.on_diff(Diff([_lv("10", "2")], [], 45, 46), 0.1)
+    assert stale.resync is not None and stale.resync.reason == "stale_snapshot"
+    assert asm.state is BookState.SYNCING and asm.buffered == 1
+    # a current snapshot is held again only if nothing is buffered; here it splices at once
+    ok = asm.on_snapshot(Snapshot([_lv("10", "1")], [_lv("11", "1")], last_id=45), 1, 0.2)
+    assert ok.action is Action.LIVE and asm.book.bids[D("10")] == D("2")
+    # a held snapshot followed by a contiguous diff goes live on that diff
+    asm.resync("test", 1.0)
+    asm.on_snapshot(Snapshot([_lv("10", "1")], [_lv("11", "1")], last_id=50), 2, 1.0)
+    assert asm.on_diff(Diff([_lv("9", "1")], [], 50, 51), 1.1).action is Action.LIVE
+    assert asm.update_id == 51 and asm.book.bids[D("9")] == D("1")
+
+
+def test_quiet_market_accepts_a_held_snapshot_after_the_grace() -> None:
+    asm = BookAssembler(Sequencing.UPDATE_ID, quiet_grace=1.0, sync_timeout=5.0)
+    asm.start(0.0)
+    asm.on_snapshot(Snapshot([_lv("10", "1")], [_lv("11", "1")], last_id=7), 1, 0.5)
+    assert asm.check(1.4) is None and asm.state is BookState.SYNCING
+    assert asm.check(1.6) is None and asm.state is BookState.LIVE
+    # ...and the next diff still proves continuity
+    gap = asm.on_diff(Diff([], [], 12, 13), 2.0)
+    assert gap.resync is not None and gap.resync.reason == "gap"
 
 
 def test_staleness_sync_timeout_and_refresh() -> None:
@@ -85,13 +118,16 @@ def test_staleness_sync_timeout_and_refresh() -> None:
     assert asm.check(0.5) is None
     timeout = asm.check(1.5)
     assert timeout is not None and timeout.reason == "sync_timeout" and timeout.epoch == 2
+    asm.on_diff(Diff([], [], 5, 5), 1.6)
     asm.on_snapshot(Snapshot([_lv("10", "1")], [_lv("11", "1")], last_id=5), 2, 1.6)
     assert asm.state is BookState.LIVE
     asm.on_diff(Diff([_lv("10", "3")], [], 6, 6), 3.0)
     assert asm.check(4.9) is None
     stale = asm.check(5.1)
     assert stale is not None and stale.reason == "stale"
+    asm.on_diff(Diff([], [], 9, 9), 5.2)
     asm.on_snapshot(Snapshot([_lv("10", "1")], [_lv("11", "1")], last_id=9), 3, 5.2)
+    assert asm.state is BookState.LIVE
     for t in range(6, 65):
         asm.on_diff(Diff([], [], t + 4, t + 4), float(t))
         assert asm.check(float(t)) is None
@@ -171,6 +207,7 @@ def test_property_binance_book_equals_true_book_after_every_message(
     for _ in range(3):
         if asm.state is BookState.LIVE:
             break
-        result = asm.on_snapshot(history[-1][1], asm.epoch, 500.0)
+        asm.on_snapshot(history[-1][1], asm.epoch, 500.0)
+        asm.check(500.0 + asm.quiet_grace)  # nothing more will arrive: a held one is accepted
     assert asm.state is BookState.LIVE
     assert asm.book.as_dicts() == sim.book.as_dicts()

@@ -278,7 +278,7 @@ async def test_venue_pings_are_answered() -> None:
 
 async def test_buffer_overflow_while_waiting_for_a_slow_snapshot_restarts_the_sync() -> None:
     settings = AdapterSettings(
-        stale_after=5.0, sync_timeout=5.0, idle_timeout=5.0, tick=0.02, max_buffer=20
+        stale_after=5.0, sync_timeout=5.0, idle_timeout=5.0, tick=0.02, max_buffer=60
     )
     async with FakeBinance(SYMBOLS, interval=0.005) as fake:
         sink = Collector()
@@ -289,12 +289,13 @@ async def test_buffer_overflow_while_waiting_for_a_slow_snapshot_restarts_the_sy
         try:
             rig = Rig(fake, adapter, sink)
             await eventually(lambda: all(rig.live(s) for s in SYMBOLS))
-            fake.slow_answer = 0.4  # ~80 diffs arrive meanwhile: more than the buffer holds
+            fake.slow_answer = 30.0  # held until released: the buffer must overflow meanwhile
             fake.inject(Fault.SLOW_SNAPSHOT)
             fake.inject(Fault.DROP_DIFF, "ETH-USD")  # forces the re-fetch that will be slow
-            await eventually(lambda: "buffer_overflow" in rig.resyncs("ETH-USD"), within=3.0)
-            assert adapter.assemblers["ETH-USD"].buffered <= 20  # bounded, never grows past
-            await eventually(lambda: rig.live("ETH-USD"), within=3.0)
+            await eventually(lambda: "buffer_overflow" in rig.resyncs("ETH-USD"), within=10.0)
+            assert adapter.assemblers["ETH-USD"].buffered <= 60  # bounded, never grows past
+            fake.release()
+            await eventually(lambda: rig.live("ETH-USD"), within=5.0)
             assert "buffer_overflow" not in rig.resyncs("BTC-USD")
             await rig.assert_books_match()
         finally:

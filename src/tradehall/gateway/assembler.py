@@ -64,6 +64,7 @@ class Action(StrEnum):
     APPLIED = "applied"  # a diff changed the live book: emit a BookUpdate
     LIVE = "live"  # a snapshot (plus buffered diffs) made the book live: emit a BookSnapshot
     BUFFERED = "buffered"  # kept until the snapshot arrives
+    HELD = "held"  # snapshot kept until the first diff shows whether it is current
     IGNORED = "ignored"  # stale diff or snapshot of an old epoch; nothing to do
     RESYNC = "resync"  # fault: fetch/resubscribe per ``Outcome.resync``
 
@@ -105,6 +106,7 @@ class Outcome:
 
 _APPLIED = Outcome(Action.APPLIED)
 _BUFFERED = Outcome(Action.BUFFERED)
+_HELD = Outcome(Action.HELD)
 _IGNORED = Outcome(Action.IGNORED)
 _LIVE = Outcome(Action.LIVE)
 
@@ -130,6 +132,7 @@ class BookAssembler:
         max_buffer: int = 1000,
         stale_after: float = 10.0,
         sync_timeout: float = 5.0,
+        quiet_grace: float = 1.0,
         refresh_every: float | None = None,
         depth: int | None = None,
         checksum: Callable[[OrderBook], int] | None = None,
@@ -138,6 +141,7 @@ class BookAssembler:
         self.max_buffer = max_buffer
         self.stale_after = stale_after
         self.sync_timeout = sync_timeout
+        self.quiet_grace = quiet_grace
         self.refresh_every = refresh_every
         self.depth = depth
         self._checksum = checksum
@@ -147,6 +151,8 @@ class BookAssembler:
         self.update_id: int | None = None
         self.stats = AssemblerStats()
         self._buffer: deque[Diff] = deque()
+        self._held: Snapshot | None = None
+        self._held_at = 0.0
         self._state_since = 0.0
         self._last_message = 0.0
         self._live_since = 0.0
@@ -171,6 +177,7 @@ class BookAssembler:
         self._state_since = now
         self._last_message = now
         self._buffer.clear()
+        self._held = None
         self.book.clear()
         self.update_id = None
 
@@ -190,6 +197,10 @@ class BookAssembler:
             if len(self._buffer) >= self.max_buffer:
                 return Outcome(Action.RESYNC, self.resync("buffer_overflow", now))
             self._buffer.append(diff)
+            held = self._held
+            if held is not None:  # the first diff after the snapshot: now it can be judged
+                self._held = None
+                return self._splice(held, now)
             return _BUFFERED
         if self.sequencing is Sequencing.UPDATE_ID:
             verdict = self._continuity(diff)
@@ -228,15 +239,26 @@ class BookAssembler:
         if last_id is None:
             raise ValueError("UPDATE_ID snapshots need last_id")
         buffer = self._buffer
-        if buffer and buffer[0].first_id is not None and last_id < buffer[0].first_id:
+        if not buffer:
+            # Official step 2 needs the first buffered event to judge the snapshot: hold it
+            # until a diff arrives (or, in a quiet market, see ``check``).
+            self._held, self._held_at = snapshot, now
+            return _HELD
+        if buffer[0].first_id is not None and last_id < buffer[0].first_id:
             # Official rule: the snapshot is older than the stream; fetch it again (same epoch,
             # buffered diffs kept).
             self.stats.resyncs["stale_snapshot"] = self.stats.resyncs.get("stale_snapshot", 0) + 1
             return Outcome(Action.RESYNC, Resync(self.epoch, "stale_snapshot"))
         while buffer and (buffer[0].last_id or 0) <= last_id:
             buffer.popleft()
+        return self._accept(snapshot, now)
+
+    def _accept(self, snapshot: Snapshot, now: float) -> Outcome:
+        """Load ``snapshot``, replay what is buffered after it, verify, go live."""
+        assert snapshot.last_id is not None
+        buffer = self._buffer
         self.book.load(snapshot.bids, snapshot.asks)
-        self.update_id = last_id
+        self.update_id = snapshot.last_id
         pending = list(buffer)
         buffer.clear()
         for diff in pending:
@@ -284,7 +306,17 @@ class BookAssembler:
     # -- time ------------------------------------------------------------------------------------
 
     def check(self, now: float) -> Resync | None:
-        """Time rules: staleness while live, a sync that takes too long, periodic refresh."""
+        """Time rules: staleness while live, a sync that takes too long, periodic refresh.
+
+        A snapshot held for ``quiet_grace`` with no diff at all (a quiet market) is accepted:
+        nothing changed since the stream opened, and the next diff still proves continuity.
+        Callers notice that promotion as a switch to ``LIVE``.
+        """
+        held = self._held
+        if held is not None and not self._buffer and now - self._held_at >= self.quiet_grace:
+            self._held = None
+            outcome = self._accept(held, now)
+            return outcome.resync
         if self.state is BookState.LIVE:
             if now - self._last_message > self.stale_after:
                 return self.resync("stale", now)

@@ -90,6 +90,7 @@ class FakeVenue:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.slow_answer = 0.5
+        self._released = asyncio.Event()
         self.sims: dict[str, MarketSim] = {}
         for i, symbol in enumerate(self.symbols):
             entry = symbol_map.entry(symbol)
@@ -159,6 +160,10 @@ class FakeVenue:
 
     # -- market ----------------------------------------------------------------------------------
 
+    def release(self) -> None:
+        """Deliver a held (``SLOW_SNAPSHOT``) answer now."""
+        self._released.set()
+
     def pause(self) -> None:
         """Stop stepping the market (connections stay up; heartbeats continue)."""
         self._running.clear()
@@ -221,7 +226,10 @@ class FakeVenue:
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         response = self.rest(parts.path, query)
         if self.take(Fault.SLOW_SNAPSHOT):
-            await asyncio.sleep(self.slow_answer)  # computed now, delivered late
+            # computed now, delivered late: after ``slow_answer`` s or :meth:`release`
+            self._released.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), self.slow_answer)
         return response
 
     def rest(self, path: str, query: dict[str, str]) -> Response:

@@ -30,7 +30,15 @@ import structlog
 from websockets.asyncio.client import ClientConnection
 
 from tradehall.core.clock import Clock
-from tradehall.gateway.assembler import Action, Diff, Resync, Sequencing, Snapshot
+from tradehall.gateway.assembler import (
+    Action,
+    BookState,
+    Diff,
+    Outcome,
+    Resync,
+    Sequencing,
+    Snapshot,
+)
 from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.events import EventIds, Side, Ticker, Trade
 from tradehall.gateway.symbols import BINANCE
@@ -186,10 +194,14 @@ class BinanceAdapter(VenueAdapter):
 
     async def check(self, ws: ClientConnection, now: float) -> None:
         for symbol, asm in self.assemblers.items():
+            was_live = asm.state is BookState.LIVE
             resync = asm.check(now)
             if resync is not None:
                 self.status(symbol, resync.reason)
                 self._schedule(symbol, resync)
+            elif not was_live and asm.state is BookState.LIVE:  # quiet market: snapshot accepted
+                self.trace = self.ids.new_id()
+                self.book_outcome(symbol, Outcome(Action.LIVE), ts_ingest=self.now_ns())
 
     def on_disconnect(self, reason: str) -> None:
         now = self.clock.monotonic()
@@ -230,7 +242,9 @@ class BinanceAdapter(VenueAdapter):
             return
         asm = self.assemblers[symbol]
         outcome = asm.on_diff(Diff(msg.b, msg.a, msg.U, msg.u), self.clock.monotonic())
-        if outcome.action is Action.APPLIED:
+        if outcome.action is Action.LIVE:  # this diff let a held snapshot be spliced
+            self.book_outcome(symbol, outcome, ts_ingest=ingest)
+        elif outcome.action is Action.APPLIED:
             self.book_outcome(
                 symbol,
                 outcome,
