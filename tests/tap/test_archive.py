@@ -13,7 +13,7 @@ import zstandard
 
 from tradehall.cli import main
 from tradehall.core.clock import VirtualClock
-from tradehall.tap import archive, ledger
+from tradehall.tap import archive, coldstore, ledger
 from tradehall.tap.db import Database, connect
 from tradehall.tap.ledger import BetRequest
 
@@ -99,7 +99,7 @@ async def test_failed_verification_leaves_database_untouched(
     def corrupt_copy(src: Path, dst: Path) -> None:
         dst.write_bytes(src.read_bytes()[:-1] + b"\0")
 
-    monkeypatch.setattr(archive.shutil, "copyfile", corrupt_copy)
+    monkeypatch.setattr(coldstore.shutil, "copyfile", corrupt_copy)
     with pytest.raises(OSError, match="mismatch"):
         await archive.run_archive(db, tmp_path / "cold", clock, cutoff_ns=(now_ms - DAY_MS) * 10**6)
     assert not list((tmp_path / "cold").glob("*.zst"))

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import os
-import shutil
 import sqlite3
 import uuid
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from typing import Any
 import zstandard
 
 from tradehall.core.clock import Clock
+from tradehall.tap.coldstore import ColdStore, DirectoryStore, file_digests
 from tradehall.tap.db import Database
 
 __all__ = ["ArchiveResult", "last_archive_time", "run_archive", "week_start"]
@@ -42,17 +41,21 @@ _CHUNK = 1 << 20
 @dataclass(frozen=True)
 class ArchiveResult:
     week: str
-    path: Path
+    location: str  # a file path for a directory store, a URL for S3
     size_bytes: int
     sha256: str
     rotated_ledger_rows: int
     removed_bets: int
     archived_at_ms: int
 
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "week": self.week,
-            "path": str(self.path),
+            "path": self.location,
             "size_bytes": self.size_bytes,
             "sha256": self.sha256,
             "rotated_ledger_rows": self.rotated_ledger_rows,
@@ -70,16 +73,6 @@ def week_start(now_ns: int) -> datetime:
     )
 
 
-def _sha256(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
 def _snapshot_and_compress(db_path: Path, staging: Path, label: str) -> tuple[Path, int, str]:
     staging.mkdir(parents=True, exist_ok=True)
     raw = staging / f"tap_{label}.db"
@@ -95,23 +88,8 @@ def _snapshot_and_compress(db_path: Path, staging: Path, label: str) -> tuple[Pa
         dst.flush()
         os.fsync(dst.fileno())
     raw.unlink()
-    size, digest = _sha256(compressed)
+    size, digest, _ = file_digests(compressed)
     return compressed, size, digest
-
-
-def _upload_verified(local: Path, store: Path, size: int, digest: str) -> Path:
-    store.mkdir(parents=True, exist_ok=True)
-    final = store / local.name
-    temp = store / f".{local.name}.{uuid.uuid4().hex}.part"
-    shutil.copyfile(local, temp)
-    with temp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    copied_size, copied_digest = _sha256(temp)
-    if (copied_size, copied_digest) != (size, digest):
-        temp.unlink(missing_ok=True)
-        raise OSError(f"archive copy mismatch: {copied_size}/{copied_digest} != {size}/{digest}")
-    temp.replace(final)
-    return final
 
 
 def _rotate(conn: sqlite3.Connection, cutoff_ms: int, label: str) -> tuple[int, int]:
@@ -150,12 +128,12 @@ def _rotate(conn: sqlite3.Connection, cutoff_ms: int, label: str) -> tuple[int, 
 
 
 def _record(
-    conn: sqlite3.Connection, label: str, path: Path, size: int, digest: str, now_ms: int
+    conn: sqlite3.Connection, label: str, path: str, size: int, digest: str, now_ms: int
 ) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO archives (week, path, size_bytes, sha256, archived_at, status)"
         " VALUES (?, ?, ?, ?, ?, 'complete')",
-        (label, str(path), size, digest, now_ms),
+        (label, path, size, digest, now_ms),
     )
 
 
@@ -166,7 +144,7 @@ def last_archive_time(conn: sqlite3.Connection) -> int | None:
 
 
 async def run_archive(
-    db: Database, store: Path, clock: Clock, *, cutoff_ns: int | None = None
+    db: Database, store: Path | ColdStore, clock: Clock, *, cutoff_ns: int | None = None
 ) -> ArchiveResult:
     """Archive and rotate everything before ``cutoff_ns`` (default: this week's start)."""
     if cutoff_ns is None:
@@ -177,7 +155,8 @@ async def run_archive(
     label = closed_week.strftime("%Y-%m-%d")
     staging = db.path.parent / "archive-staging"
     local, size, digest = await asyncio.to_thread(_snapshot_and_compress, db.path, staging, label)
-    final = await asyncio.to_thread(_upload_verified, local, store, size, digest)
+    cold = DirectoryStore(store) if isinstance(store, Path) else store
+    final = await cold.put(local, size, digest)
     rotated, removed = await db.write(functools.partial(_rotate, cutoff_ms=cutoff_ms, label=label))
     now_ms = clock.time_ns() // 1_000_000
     await db.write(

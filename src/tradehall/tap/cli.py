@@ -22,6 +22,7 @@ from typing import Any
 
 from tradehall.core.clock import Clock, SystemClock
 from tradehall.core.config import (
+    ConfigError,
     Setting,
     add_arguments,
     parse_bool,
@@ -33,6 +34,7 @@ from tradehall.core.config import (
 )
 from tradehall.core.logging import configure, get_logger
 from tradehall.tap.breaker import BreakerConfig
+from tradehall.tap.contract import S3Settings
 from tradehall.tap.feed import BinanceSource, NoSource, PriceSource, SimSource
 from tradehall.tap.grid import GridConfig
 from tradehall.tap.hub import Bus, Hub, MemoryBus
@@ -125,6 +127,12 @@ SETTINGS = [
     Setting("presets", "100,500,1000,2500,10000", _presets, "allowed bet amounts in cents"),
     Setting("resolve_delay", "2", _non_negative_int, "seconds after col_end before resolving"),
     Setting("archive_dir", "", str, "cold-store directory for archives (default DATA/archive)"),
+    Setting("archive_s3_endpoint", "", str, "S3-compatible endpoint for archives (else a dir)"),
+    Setting("archive_s3_bucket", "", str, "S3 bucket for archives"),
+    Setting("archive_s3_prefix", "tap-archives/", str, "key prefix for archives"),
+    Setting("archive_s3_region", "us-east-1", str, "S3 region (SigV4 scope)"),
+    Setting("archive_s3_access_key", "", str, "S3 access key id"),
+    Setting("archive_s3_secret_key", "", str, "S3 secret access key"),
     Setting("archive_interval", "168h", parse_duration, "how often the archiver runs"),
     Setting("log_level", "info", parse_log_level, "log level"),
 ]
@@ -160,6 +168,7 @@ def config_from(values: dict[str, Any]) -> TapConfig:
         require_bet_signature=values["require_bet_signature"],
         resolve_delay_s=values["resolve_delay"],
         archive_dir=_archive_dir(values),
+        archive_s3=_s3(values),
         archive_interval_s=values["archive_interval"],
     )
 
@@ -277,15 +286,31 @@ async def _integrity(values: dict[str, Any]) -> int:
 async def _archive(values: dict[str, Any]) -> int:
     from tradehall.tap.archive import run_archive
     from tradehall.tap.db import Database
+    from tradehall.tap.service import cold_store
 
     db = Database(Path(values["data_dir"]) / "tap.db")
     await db.open()
     try:
-        result = await run_archive(db, _archive_dir(values), SystemClock())
+        result = await run_archive(db, cold_store(config_from(values)), SystemClock())
     finally:
         await db.close()
     print(json.dumps(result.to_json()))
     return 0
+
+
+def _s3(values: dict[str, Any]) -> S3Settings | None:
+    if not values["archive_s3_endpoint"]:
+        return None
+    if not values["archive_s3_bucket"]:
+        raise ConfigError("archive_s3_bucket is required with archive_s3_endpoint")
+    return S3Settings(
+        endpoint=values["archive_s3_endpoint"],
+        bucket=values["archive_s3_bucket"],
+        access_key=values["archive_s3_access_key"],
+        secret_key=values["archive_s3_secret_key"],
+        prefix=values["archive_s3_prefix"],
+        region=values["archive_s3_region"],
+    )
 
 
 def _archive_dir(values: dict[str, Any]) -> Path:

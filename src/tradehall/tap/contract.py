@@ -20,12 +20,23 @@ from tradehall.tap.grid import GridConfig
 __all__ = [
     "ApiError",
     "BetBody",
+    "S3Settings",
     "TapConfig",
     "bet_json",
     "disk_error",
     "invalid_amount_error",
     "stale_error",
 ]
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    prefix: str = "tap-archives/"
+    region: str = "us-east-1"
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class TapConfig:
     sqlite_synchronous: str = "FULL"
     db_writer: str = "process"
     archive_dir: Path | None = None
+    archive_s3: S3Settings | None = None  # when set, archives go to S3 instead of archive_dir
     archive_interval_s: float = 7 * 86_400.0
     integrity_interval_s: float = 86_400.0
     disk_stop_fraction: float = 0.85  # C-48: stop new bets above this share of the disk in use

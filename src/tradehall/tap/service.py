@@ -31,6 +31,7 @@ from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
 from tradehall.tap.auth import AuthError, LoginRequest, verify_login
 from tradehall.tap.batcher import Batcher
 from tradehall.tap.breaker import Breaker, Health, Override, Transition
+from tradehall.tap.coldstore import ColdStore, S3Store
 from tradehall.tap.contract import (
     ApiError,
     BetBody,
@@ -66,6 +67,14 @@ __all__ = [
 ]
 
 NS = 1_000_000_000
+
+
+def cold_store(config: TapConfig) -> Path | ColdStore:
+    """Where archives go: S3 when configured, else the archive directory."""
+    s3 = config.archive_s3
+    if s3 is not None:
+        return S3Store(s3.endpoint, s3.bucket, s3.access_key, s3.secret_key, s3.prefix, s3.region)
+    return config.archive_dir or config.data_dir / "archive"
 
 
 class DiskUsage(Protocol):
@@ -554,8 +563,7 @@ class TapService:
 
     async def archive(self) -> ArchiveResult:
         """Run the weekly archival now (writes go through the single writer)."""
-        store = self.config.archive_dir or self.config.data_dir / "archive"
-        result = await run_archive(self.db, store, self.clock)
+        result = await run_archive(self.db, cold_store(self.config), self.clock)
         self.metrics.last_archive.set(result.archived_at_ms / 1000)
         _log.info("archive_complete", **result.to_json())
         return result
