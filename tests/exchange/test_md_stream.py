@@ -450,6 +450,11 @@ async def test_slow_client_is_disconnected_and_others_get_everything(server: Ser
             await asyncio.sleep(0.01)
     reader.cancel()
     assert [m["sequence"] for m in received if m["type"] == "trade"] == list(range(1, trades + 1))
+    slow_count = "exchange_marketdata_slow_consumer_disconnects_total 1.0"
+    async with asyncio.timeout(10):  # counted when the server's handler for it returns
+        while slow_count not in (metrics := (await server.http.get("/metrics")).text):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert "exchange_marketdata_clients 1.0" in metrics
     await fast.ws.close()
 
 

@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sortedcontainers import SortedDict
 
 from tradehall.core.logging import get_logger
@@ -188,6 +189,36 @@ class _Update:
 
 
 # ---------------------------------------------------------------------------------- the hub
+class _Metrics:
+    """Market-data metrics on the service's registry (unregistered if the names are taken, e.g.
+    when a second app is built over the same service in tests)."""
+
+    def __init__(self, registry: CollectorRegistry, clients: Callable[[], int]) -> None:
+        try:
+            self._build(registry, clients)
+        except ValueError:
+            self._build(None, clients)
+
+    def _build(self, registry: CollectorRegistry | None, clients: Callable[[], int]) -> None:
+        self.clients = Gauge(
+            "exchange_marketdata_clients",
+            "WebSocket connections with at least one subscription",
+            registry=registry,
+        )
+        self.clients.set_function(lambda: float(clients()))
+        self.frames = Counter(
+            "exchange_marketdata_frames", "Flush frames handed to client queues", registry=registry
+        )
+        self.messages = Counter(
+            "exchange_marketdata_messages", "Messages in those frames", registry=registry
+        )
+        self.slow_disconnects = Counter(
+            "exchange_marketdata_slow_consumer_disconnects",
+            "Clients disconnected for falling too far behind on trades",
+            registry=registry,
+        )
+
+
 class MarketData:
     """Capture on the command path, publish in journal order, fan out to subscribers."""
 
@@ -208,6 +239,7 @@ class MarketData:
         self._tick_tickers: dict[str, None] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self.started = False
+        self.metrics = _Metrics(service.registry, lambda: len(self._members))
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -370,6 +402,8 @@ class MarketData:
             trades = sum(1 for item in items if item.channel == "trades")
             for sub in members:
                 sub.push_batch(frame, items, trades)
+            self.metrics.frames.inc(len(members))
+            self.metrics.messages.inc(len(members) * len(items))
 
     @staticmethod
     def _ticker_changed(state: _Symbol) -> bool:

@@ -425,6 +425,8 @@ def market_data_routes(hub: MarketData, *, trade_limit: int = 1000) -> list[Base
             pass
         finally:
             await subscriber.finish()
+            if subscriber.closing is not None and subscriber.closing[0] == SLOW_CONSUMER_CODE:
+                hub.metrics.slow_disconnects.inc()
 
     index = (_CONSOLE_DIR / "index.html").read_bytes()
     files = {name: (_CONSOLE_DIR / name).read_bytes() for name in _CONSOLE_FILES}
