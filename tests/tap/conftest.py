@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 import uvicorn
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -200,6 +201,13 @@ async def running(
                     if keys:
                         await client.delete(*keys)
                 await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> None:
+    """Start each test from structlog's defaults: a CLI test's ``configure()`` binds the
+    captured stderr of that test, which is closed by the time a later test logs."""
+    structlog.reset_defaults()
 
 
 @pytest.fixture

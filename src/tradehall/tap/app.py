@@ -29,18 +29,18 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tradehall import __version__
-from tradehall.core.logging import get_logger
 from tradehall.core.metrics import CONTENT_TYPE_LATEST, render
 from tradehall.tap import ledger
 from tradehall.tap.auth import LoginRequest
 from tradehall.tap.breaker import Override
 from tradehall.tap.hub import Client, Hub, envelope
+from tradehall.tap.log import LazyLogger
 from tradehall.tap.service import ApiError, BetBody, TapService, bet_json
 from tradehall.tap.web import web_routes
 
 __all__ = ["create_app"]
 
-_log = get_logger("tap.http")
+_log = LazyLogger("tap.http")
 _encoder = msgspec.json.Encoder()
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]

@@ -19,7 +19,7 @@ from typing import Protocol
 import msgspec
 
 from tradehall.core.clock import Clock
-from tradehall.core.logging import get_logger
+from tradehall.tap.log import LazyLogger
 
 __all__ = [
     "BinanceSource",
@@ -33,7 +33,7 @@ __all__ = [
 
 Emit = Callable[[int], None]
 BINANCE_URL = "wss://stream.binance.com:9443/ws/btcusdt@trade"
-_log = get_logger("tap.feed")
+_log = LazyLogger("tap.feed")
 
 
 class PriceSource(Protocol):

@@ -17,18 +17,18 @@ from collections.abc import Callable
 from typing import Any
 
 from tradehall.core.clock import Clock
-from tradehall.core.logging import get_logger
 from tradehall.tap.auth import AuthError, bet_text, verify_signed
 from tradehall.tap.batcher import Batcher, Overloaded
 from tradehall.tap.contract import ApiError, BetBody
 from tradehall.tap.hub import user_channel
 from tradehall.tap.ledger import BetRequest, BetResult, Placement
+from tradehall.tap.log import LazyLogger
 from tradehall.tap.metrics import TapMetrics
 from tradehall.tap.stores import Session
 
 __all__ = ["BetTimeout", "Placements", "answer", "check_bet_signature"]
 
-_log = get_logger("tap")
+_log = LazyLogger("tap")
 Publish = Callable[[str, str, Any], None]
 
 

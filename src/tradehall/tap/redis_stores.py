@@ -23,8 +23,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tradehall.core.clock import Clock
-from tradehall.core.logging import get_logger
 from tradehall.tap.hub import Hub
+from tradehall.tap.log import LazyLogger
 from tradehall.tap.stores import Session, StoreUnavailable, new_session_id
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 NS = 1_000_000_000
-_log = get_logger("tap.redis")
+_log = LazyLogger("tap.redis")
 
 # INCR, set the expiry only on creation, answer (count, remaining ms)
 _RATE_SCRIPT = """

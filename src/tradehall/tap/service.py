@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tradehall.core.clock import Clock
-from tradehall.core.logging import get_logger
 from tradehall.tap import ledger
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
 from tradehall.tap.auth import AuthError, LoginRequest, verify_login
@@ -47,6 +46,7 @@ from tradehall.tap.grid import Cell, CellIdError, parse_cell_id
 from tradehall.tap.hub import BROADCAST, Bus, envelope, user_channel
 from tradehall.tap.ids import new_id
 from tradehall.tap.ledger import BetRequest, BetResult
+from tradehall.tap.log import LazyLogger
 from tradehall.tap.metrics import TapMetrics
 from tradehall.tap.placement import BetTimeout, Placements, answer, check_bet_signature
 from tradehall.tap.pricing import GridPricer, GridSnapshot
@@ -86,7 +86,7 @@ class DiskUsage(Protocol):
 
 
 _NONCE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
-_log = get_logger("tap")
+_log = LazyLogger("tap")
 
 
 class TapService:
