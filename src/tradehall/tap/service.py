@@ -191,7 +191,8 @@ class TapService:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    _log.exception("job_failed_restarting", job=name)
+                    with contextlib.suppress(Exception):  # a broken log sink must not kill jobs
+                        _log.exception("job_failed_restarting", job=name)
                     await self.clock.sleep(1.0)
 
         self._tasks.append(asyncio.create_task(supervised(), name=f"tap-{name}"))
