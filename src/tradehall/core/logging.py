@@ -41,6 +41,10 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    """A logger bound with ``component=name``."""
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(component=name)
+    """A logger bound with ``component=name``.
+
+    Lazy: modules create their loggers at import time, before :func:`configure` runs, so the
+    logger must pick up the configuration on first use rather than when it is created.
+    """
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(component=name)
     return logger

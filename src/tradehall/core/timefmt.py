@@ -8,8 +8,8 @@ to UTC nanoseconds.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 __all__ = ["format_ns", "parse_rfc3339_ns"]
 

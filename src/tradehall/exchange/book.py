@@ -80,6 +80,10 @@ class BookSide:
             return None
         return self._levels[self._sign * self._keys[0]]
 
+    def level(self, price: int) -> Level | None:
+        """The level at ``price``, if any order rests there."""
+        return self._levels.get(price)
+
     def levels(self) -> Iterator[Level]:
         """Levels best-first (bids descending, asks ascending)."""
         levels, sign = self._levels, self._sign

@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         log_level="warning" if settings.log_level != "debug" else "info",
         timeout_keep_alive=max(1, round(settings.idle_timeout)),
         timeout_graceful_shutdown=max(0, round(settings.shutdown_timeout)),
+        # Market data sends the same encoded frame to every subscriber; per-client compression
+        # would re-encode it per client and cost CPU on the event loop.
+        ws_per_message_deflate=False,
     )
     server = GracefulServer(config)
     server.run()

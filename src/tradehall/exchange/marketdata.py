@@ -317,7 +317,7 @@ class MarketData:
                 for is_bid, price in sorted(
                     levels, key=lambda lv: (not lv[0], -lv[1] if lv[0] else lv[1])
                 ):
-                    level = book.side("bid" if is_bid else "ask")._levels.get(price)
+                    level = book.side("bid" if is_bid else "ask").level(price)
                     total, count = (level.total, level.count) if level is not None else (0, 0)
                     update.changes.append((is_bid, price, total, count))
                     (bids if is_bid else asks).append(LevelOut(money(price), total, count))

@@ -67,8 +67,8 @@ def decode_body(content_type: str | None, body: bytes) -> dict[str, Any]:
         raise InvalidRequest()
     try:
         value = _decoder.decode(body)
-    except (msgspec.DecodeError, ValueError, ArithmeticError):
-        raise InvalidRequest() from None
+    except (msgspec.DecodeError, ValueError, ArithmeticError, RecursionError):
+        raise InvalidRequest() from None  # RecursionError: absurdly deep nesting
     if not isinstance(value, dict):
         raise InvalidRequest()
     return value
@@ -190,8 +190,9 @@ def parse_webhook(body: dict[str, Any], *, allow_http: bool) -> WebhookRequest:
         raise ValidationError(f"url must be at most {MAX_URL_LENGTH} characters")
     try:
         parts = urlsplit(url)
+        # RFC 3986 allows no whitespace or control characters anywhere in a URI.
         valid = bool(parts.scheme and parts.netloc and parts.hostname) and not any(
-            ch.isspace() for ch in url
+            ch.isspace() or ch < " " or ch == "\x7f" for ch in url
         )
         _ = parts.port  # raises on a malformed port
     except ValueError:
