@@ -19,6 +19,7 @@ strings (exact, unlike REAL).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import sqlite3
@@ -128,7 +129,34 @@ def _process_open(path: str, synchronous: str, parent_pid: int) -> None:
     """Initializer of the writer process: open its one connection, die with the parent."""
     global _process_conn
     _process_conn = connect(path, synchronous=synchronous)
+    _process_conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")
+    start_checkpointer(path, synchronous)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+WRITER_AUTOCHECKPOINT = 20_000  # pages; a fallback only, the checkpointer keeps the WAL short
+CHECKPOINT_EVERY_S = 0.5
+
+
+def start_checkpointer(path: Path | str, synchronous: str) -> threading.Event:
+    """Checkpoint the WAL from a background thread so the writer's commits never pay for it.
+
+    ``PASSIVE`` never blocks the writer or readers; it copies what it can. Returns an event that
+    stops the thread when set.
+    """
+    stop = threading.Event()
+
+    def run() -> None:
+        conn = connect(path, synchronous=synchronous)
+        try:
+            while not stop.wait(CHECKPOINT_EVERY_S):
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
+
+    threading.Thread(target=run, name="tap-db-checkpointer", daemon=True).start()
+    return stop
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -176,6 +204,7 @@ class Database:
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._open = False
+        self._checkpointer: threading.Event | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,6 +222,12 @@ class Database:
             self._write_conn = await loop.run_in_executor(
                 self._writer_pool, lambda: connect(self.path, synchronous=self.synchronous)
             )
+            await loop.run_in_executor(
+                self._writer_pool,
+                self._write_conn.execute,
+                f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}",
+            )
+            self._checkpointer = start_checkpointer(self.path, self.synchronous)
         self._read_conn = await loop.run_in_executor(
             self._reader_pool, lambda: connect(self.path, readonly=True)
         )
@@ -209,6 +244,9 @@ class Database:
             await loop.run_in_executor(self._writer_pool, self._write_conn.close)
             self._write_conn = None
         self._open = False
+        if self._checkpointer is not None:
+            self._checkpointer.set()
+            self._checkpointer = None
         self._writer_pool.shutdown(wait=True)
         self._reader_pool.shutdown(wait=True)
 
