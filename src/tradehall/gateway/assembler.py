@@ -15,6 +15,9 @@ Two sequencing styles cover the venues:
 - ``IN_BAND`` (Kraken, Coinbase): the snapshot arrives on the same stream after a (re)subscribe,
   so diffs received while not live belong to the dead subscription and are dropped. Integrity
   comes from a checksum (Kraken) or is signalled by the adapter (Coinbase envelope gaps).
+- ``IN_BAND_SEQUENCED`` (Tradehall): in-band snapshot carrying its sequence ``last_id``, diffs
+  carrying ``[first_id, last_id]``; while not live diffs are dropped as for ``IN_BAND``, once live
+  the ``UPDATE_ID`` continuity rule applies (covered: ignored; ``first_id > id + 1``: gap).
 
 After every applied message the book is checked: optional truncation to the subscribed depth,
 optional checksum (a callable over the book), and a crossed-book test. :meth:`check` adds the
@@ -56,6 +59,7 @@ class BookState(StrEnum):
 class Sequencing(StrEnum):
     UPDATE_ID = "update_id"
     IN_BAND = "in_band"
+    IN_BAND_SEQUENCED = "in_band_sequenced"  # in-band snapshot with an id, diffs with ids
 
 
 class Action(StrEnum):
@@ -191,7 +195,7 @@ class BookAssembler:
         """Feed one diff message; returns what happened (and a resync request on faults)."""
         self._last_message = now
         if self.state is not BookState.LIVE:
-            if self.sequencing is Sequencing.IN_BAND:
+            if self.sequencing is not Sequencing.UPDATE_ID:
                 self.stats.ignored += 1
                 return _IGNORED
             if len(self._buffer) >= self.max_buffer:
@@ -202,7 +206,7 @@ class BookAssembler:
                 self._held = None
                 return self._splice(held, now)
             return _BUFFERED
-        if self.sequencing is Sequencing.UPDATE_ID:
+        if self.sequencing is not Sequencing.IN_BAND:
             verdict = self._continuity(diff)
             if verdict is not None:
                 if verdict == "stale":

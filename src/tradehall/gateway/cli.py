@@ -33,18 +33,25 @@ from tradehall.core.config import (
     resolve,
 )
 from tradehall.gateway.events import Event, encode
-from tradehall.gateway.service import VENUE_NAMES, GatewayConfig, GatewayService
+from tradehall.gateway.service import ALL_VENUES, VENUE_NAMES, GatewayConfig, GatewayService
 from tradehall.gateway.venues.base import AdapterSettings
+from tradehall.gateway.venues.tradehall import market_ws_url, parse_symbol_overrides
 
 __all__ = ["SETTINGS", "build_config", "register", "run"]
 
 
 def _parse_venues(text: str) -> tuple[str, ...]:
     venues = tuple(v.strip().lower() for v in text.split(",") if v.strip())
-    unknown = [v for v in venues if v not in VENUE_NAMES]
+    unknown = [v for v in venues if v not in ALL_VENUES]
     if unknown or not venues:
-        raise ValueError(f"expected a comma-separated subset of {', '.join(VENUE_NAMES)}")
+        raise ValueError(f"expected a comma-separated subset of {', '.join(ALL_VENUES)}")
     return venues
+
+
+def _parse_url(text: str) -> str:
+    if text:
+        market_ws_url(text)  # validates the scheme
+    return text
 
 
 def _parse_symbols(text: str) -> tuple[str, ...]:
@@ -79,6 +86,18 @@ SETTINGS: list[Setting] = [
     Setting("binance_rest_url", "https://api.binance.com", str, "Binance REST base"),
     Setting("coinbase_ws_url", "wss://advanced-trade-ws.coinbase.com", str, "Coinbase WS URL"),
     Setting("kraken_ws_url", "wss://ws.kraken.com/v2", str, "Kraken v2 WebSocket URL"),
+    Setting(
+        "tradehall_url",
+        "",
+        _parse_url,
+        "our exchange's base URL (http://host:port); set: adds the tradehall venue",
+    ),
+    Setting(
+        "tradehall_symbols",
+        "",
+        parse_symbol_overrides,
+        "exchange symbol overrides, e.g. BTC-USD=BTCUSD (default: drop the dash)",
+    ),
 ]
 
 
@@ -109,8 +128,11 @@ def build_config(values: dict[str, Any]) -> GatewayConfig:
         idle_timeout=values["idle_timeout"],
         depth=values["kraken_depth"],
     )
+    venues = tuple(values["venues"])
+    if values["tradehall_url"] and "tradehall" not in venues:
+        venues += ("tradehall",)
     return GatewayConfig(
-        venues=values["venues"],
+        venues=venues,
         symbols=values["symbols"],
         sim=values["sim"],
         sim_interval=values["sim_interval"],
@@ -119,6 +141,8 @@ def build_config(values: dict[str, Any]) -> GatewayConfig:
         binance_rest_url=values["binance_rest_url"],
         coinbase_ws_url=values["coinbase_ws_url"],
         kraken_ws_url=values["kraken_ws_url"],
+        tradehall_url=values["tradehall_url"] or "http://127.0.0.1:8080",
+        tradehall_symbols=values["tradehall_symbols"],
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +34,14 @@ from tradehall.gateway.venues.base import AdapterSettings, VenueAdapter
 from tradehall.gateway.venues.binance import BinanceAdapter
 from tradehall.gateway.venues.coinbase import CoinbaseAdapter
 from tradehall.gateway.venues.kraken import KrakenAdapter
+from tradehall.gateway.venues.tradehall import TradehallAdapter, tradehall_symbols
 
 __all__ = ["GatewayConfig", "GatewayService"]
 
 # Lazy: binds on first use, after the CLI has configured logging.
 log = structlog.get_logger(component="gateway")
 VENUE_NAMES = ("binance", "coinbase", "kraken")
+ALL_VENUES = (*VENUE_NAMES, "tradehall")  # tradehall: our exchange, optional (no fake: run one)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class GatewayConfig:
     binance_rest_url: str = "https://api.binance.com"
     coinbase_ws_url: str = "wss://advanced-trade-ws.coinbase.com"
     kraken_ws_url: str = "wss://ws.kraken.com/v2"
+    tradehall_url: str = "http://127.0.0.1:8080"
+    tradehall_symbols: Mapping[str, str] = field(default_factory=dict)  # overrides BTC-USD=BTCUSD
 
 
 class _Metrics:
@@ -112,9 +116,12 @@ class GatewayService:
             "binance": {"ws_url": config.binance_ws_url, "rest_url": config.binance_rest_url},
             "coinbase": {"ws_url": config.coinbase_ws_url},
             "kraken": {"ws_url": config.kraken_ws_url},
+            "tradehall": {"ws_url": config.tradehall_url},
         }
         if config.sim:
             for name in config.venues:
+                if name not in _FAKES:
+                    continue  # the Tradehall venue is a real exchange even in simulation
                 fake = _FAKES[name](config.symbols, interval=config.sim_interval)
                 await fake.start()
                 self.fakes[name] = fake
@@ -125,8 +132,11 @@ class GatewayService:
                     urls[name]["ws_url"] = f"{fake.base_ws}/v2"
                 log.info("fake_venue_started", venue=name, url=fake.base_ws)
         for name in config.venues:
+            extra: dict[str, Any] = dict(urls[name])
+            if name == "tradehall":
+                extra["symbol_map"] = tradehall_symbols(config.symbols, config.tradehall_symbols)
             adapter = _ADAPTERS[name](
-                config.symbols, self.sink, settings=config.adapter, ids=self.ids, **urls[name]
+                config.symbols, self.sink, settings=config.adapter, ids=self.ids, **extra
             )
             self.adapters[name] = adapter
             task = asyncio.create_task(adapter.run(), name=f"adapter:{name}")
@@ -196,4 +206,5 @@ _ADAPTERS: dict[str, Callable[..., VenueAdapter]] = {
     "binance": BinanceAdapter,
     "coinbase": CoinbaseAdapter,
     "kraken": KrakenAdapter,
+    "tradehall": TradehallAdapter,
 }
