@@ -191,3 +191,29 @@ def test_oversized_body_is_refused_without_state_change(api: Api) -> None:
     err = loads(resp.text)
     assert set(err) == {"error", "message"}
     assert api.get(f"/brokers/{broker_id}/balance").status_code == 404
+
+
+DEEP = 100_000
+
+
+# §1.1/§1.4: a body the server cannot decode is 400 invalid_request, never a 500 (the body is
+# either refused by the parser or is not a JSON object).
+@pytest.mark.parametrize("path", ["/brokers", "/orders", "/webhooks"])
+def test_deeply_nested_body_is_invalid_request(api: Api, path: str) -> None:
+    payload = ("[" * DEEP + "]" * DEEP).encode()
+    resp = api.client.post(path, content=payload, headers={"Content-Type": "application/json"})
+    assert_error(resp, 400, "invalid_request", INVALID_JSON_MESSAGE)
+
+
+# Deep nesting inside an object field: a 400 (invalid_request if the parser refuses the depth,
+# validation_error if it parses and the field is rejected) that changes no state.
+def test_deeply_nested_field_is_400(api: Api) -> None:
+    broker_id = new_broker_id()
+    nested = "[" * DEEP + "]" * DEEP
+    payload = f'{{"broker_id": "{broker_id}", "initial_cash": 1, "initial_holdings": {nested}}}'
+    resp = api.client.post(
+        "/brokers", content=payload.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == 400, resp.text
+    assert loads(resp.text)["error"] in ("invalid_request", "validation_error")
+    assert api.get(f"/brokers/{broker_id}/balance").status_code == 404

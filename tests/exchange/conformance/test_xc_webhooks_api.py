@@ -298,3 +298,13 @@ def test_unusual_but_valid_urls(api: Api, url: str) -> None:
     resp = _post(api, {"broker_id": api.broker(), "url": url, "events": ["trade.executed"]})
     assert resp.status_code == 201, resp.text
     assert loads(resp.text)["webhooks"][0]["url"] == url
+
+
+# §2.10: `url` must be a valid absolute URL; RFC 3986 allows no control characters anywhere.
+@pytest.mark.parametrize("code", [0x00, 0x01, 0x08, 0x1B, 0x7F], ids=lambda c: f"0x{c:02x}")
+@pytest.mark.parametrize("where", ["host", "path"])
+def test_control_characters_in_url_rejected(api: Api, code: int, where: str) -> None:
+    char = chr(code)
+    url = f"https://exa{char}mple.com/x" if where == "host" else f"https://example.com/a{char}b"
+    resp = _post(api, {"broker_id": api.broker(), "url": url, "events": ["order.expired"]})
+    assert_error(resp, 400, "validation_error", "url must be a valid absolute URL")
