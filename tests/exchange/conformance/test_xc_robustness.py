@@ -501,3 +501,49 @@ def test_restart_never_duplicates_a_delivery_under_a_new_id(
     finally:
         stop_exchange(again.proc)
         again.log_file.close()
+
+
+def test_expiry_racing_with_matching_keeps_invariants(api: Api, http: httpx.Client) -> None:
+    """Short-lived orders expire while others trade against them (§3.9, §4.3, §7)."""
+    sym = new_symbol()
+    brokers = [api.broker(cash="3000.00", holdings={sym: 300}) for _ in range(4)]
+    base_url = str(http.base_url)
+
+    def worker(index: int) -> list[str]:
+        placed = []
+        with httpx.Client(base_url=base_url, timeout=10.0) as client:
+            local = Api(client)
+            me = brokers[index % len(brokers)]
+            for step in range(20):
+                side = "bid" if (index + step) % 2 else "ask"
+                price = f"{10 + (step * 3 + index) % 4}.{(step * 17) % 100:02d}"
+                lifetime = 0.2 + ((index * 7 + step) % 8) / 10
+                body = local.limit_body(me, side, sym, 3 + step % 5, price, expires_in(lifetime))
+                resp = local.post("/orders", body)
+                if resp.status_code == 201:
+                    placed.append(loads(resp.text)["order_id"])
+        return placed
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        orders = [oid for batch in pool.map(worker, range(8)) for oid in batch]
+    assert len(orders) > 40
+    deadline = time.monotonic() + 8.0
+    while True:
+        states = [api.order(oid) for oid in orders]
+        if all(s["status"] not in ("pending", "partially_filled") for s in states):
+            break
+        assert time.monotonic() < deadline, "orders outlived their expires_at"
+        time.sleep(0.2)
+    assert any(s["status"] == "expired" for s in states)
+    for state in states:
+        if state["status"] == "expired":
+            assert state["expired_at"] == state["expires_at"]
+            assert state["cancelled_quantity"] == state["quantity"] - state["filled_quantity"]
+    balances = [api.balance(b) for b in brokers]
+    assert sum(money(b["cash_balance"]) for b in balances) == D("12000.00")
+    assert sum(h["quantity"] for b in balances for h in b["holdings"]) == 1200
+    for bal in balances:
+        assert money(bal["reserved_cash"]) == D("0.00")
+        assert all(h["reserved_quantity"] == 0 for h in bal["holdings"])
+    book = api.book(sym)
+    assert book["bids"] == [] and book["asks"] == []
