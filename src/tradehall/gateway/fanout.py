@@ -88,8 +88,8 @@ class TokenBucket:
         elapsed = max(0.0, now - self._updated)
         self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
         self._updated = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - 1e-9:  # float time: 0.1 s x 10/s must make a whole token
+            self._tokens = max(0.0, self._tokens - 1.0)
             if self._empty_since is not None:
                 self.throttled += now - self._empty_since
                 self._empty_since = None
@@ -97,6 +97,12 @@ class TokenBucket:
         if self._empty_since is None:
             self._empty_since = now
         return False
+
+    def wait(self) -> float:
+        """Seconds until the next token (as of the last :meth:`take`)."""
+        if self.rate is None:
+            return 0.0
+        return max(0.0, (1.0 - self._tokens) / self.rate)
 
 
 @dataclass(frozen=True)
