@@ -233,3 +233,46 @@ def test_huge_numbers_never_500(api: Api, case: str, expected: set[tuple[int, An
         assert_error(resp, resp.status_code, outcome[1])
     if case in ("holdings-quantity", "initial-cash") and resp.status_code == 400:
         assert api.get(f"/brokers/{broker_id}/balance").status_code == 404
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def test_leading_zero_number_is_not_json(api: Api) -> None:
+    payload = f'{{"broker_id": "{new_broker_id()}", "initial_cash": 0100}}'.encode()
+    resp = api.client.post(
+        "/brokers", content=payload, headers={"Content-Type": "application/json"}
+    )
+    assert_error(
+        resp,
+        400,
+        "invalid_request",
+        "Request body must be valid JSON with Content-Type: application/json",
+    )
+
+
+def test_escaped_strings_are_decoded(api: Api) -> None:
+    broker_id = new_broker_id()
+    escaped = "".join(f"\\u{ord(c):04x}" for c in broker_id)
+    payload = f'{{"broker_id": "{escaped}", "initial_cash": 1}}'.encode()
+    resp = api.client.post(
+        "/brokers", content=payload, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == 201, resp.text
+    assert loads(resp.text)["broker_id"] == broker_id
+
+
+@pytest.mark.parametrize("value", ["-0", "-0.00", "0.00"])
+def test_zero_price_forms_rejected(api: Api, value: str) -> None:
+    body = api.limit_body(api.broker(), "bid", new_symbol(), 1, "1.00")
+    body["price"] = Decimal(value)
+    assert_error(api.post("/orders", body), 400, "validation_error")
+
+
+@pytest.mark.parametrize("value", ["-0", "0"])
+def test_zero_quantity_forms_rejected(api: Api, value: str) -> None:
+    body = api.limit_body(api.broker(), "bid", new_symbol(), 1, "1.00")
+    body["quantity"] = int(value) if value == "0" else Decimal(value)
+    assert_error(
+        api.post("/orders", body), 400, "validation_error", "quantity must be a positive integer"
+    )
