@@ -12,7 +12,8 @@ from dispatch_helpers import exec_report, ticker, trade
 
 from tradehall.core.clock import VirtualClock
 from tradehall.gateway.dispatcher import AsyncDispatcher, Consumer
-from tradehall.gateway.events import Event, ExecReport, Trade
+from tradehall.gateway.events import BookSnapshot, BookUpdate, Event, ExecReport, Trade
+from tradehall.gateway.service import GatewayConfig, GatewayService
 
 
 @pytest.fixture
@@ -145,3 +146,22 @@ async def test_unsubscribe_and_close(dispatcher: tuple[AsyncDispatcher, VirtualC
         assert len(consumer.queue) == 0
     assert "c" not in d.consumers
     assert [e async for e in consumer] == []  # a closed consumer's iteration ends
+
+
+async def test_the_service_feeds_adapter_events_to_in_process_consumers() -> None:
+    config = GatewayConfig(venues=("kraken",), symbols=("BTC-USD",), sim=True, sim_interval=0.01)
+    service = GatewayService(config)
+    consumer = service.dispatcher.consumer("strategy")
+    consumer.subscribe(provider="kraken", event_types=["book_snapshot", "book_update", "trade"])
+    await service.start()
+    try:
+        got: list[Event] = []
+        async with asyncio.timeout(10):
+            while sum(isinstance(e, BookUpdate) for e in got) < 20:
+                got.append(await consumer.get())
+    finally:
+        await service.stop()
+    assert isinstance(got[0], BookSnapshot)  # diffs only ever follow their snapshot
+    assert {e.event_type for e in got} <= {"book_snapshot", "book_update", "trade"}
+    trade_ids = [e.seq_provider for e in got if isinstance(e, Trade)]
+    assert trade_ids == sorted(trade_ids)

@@ -1,10 +1,11 @@
 """The gateway process, part 1: venue adapters (optionally against in-process fake venues).
 
 :class:`GatewayService` builds one adapter per configured venue, all feeding one sink that
-counts events in Prometheus metrics and hands them to an optional consumer callback (the CLI
-prints them as JSON lines; the data bus of issue 7 will subscribe here). In simulation mode it
-first starts the wire-compatible fake venues on loopback and points the adapters at them -- the
-adapters themselves are the production code, unchanged, with only their URLs swapped.
+counts events in Prometheus metrics, hands them to an optional callback (the CLI prints them as
+JSON lines) and publishes them to the :class:`~tradehall.gateway.dispatcher.AsyncDispatcher`,
+whose in-process consumers (``service.dispatcher.consumer(name)``) are the data bus's first half.
+In simulation mode it first starts the wire-compatible fake venues on loopback and points the
+adapters at them -- the adapters themselves are the production code, only their URLs swapped.
 
 A small HTTP listener serves ``/healthz`` (per-book state as JSON) and ``/metrics``.
 """
@@ -25,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tradehall.core.metrics import CONTENT_TYPE_LATEST, new_registry, render
+from tradehall.gateway.dispatcher import AsyncDispatcher
 from tradehall.gateway.events import Event, EventIds
 from tradehall.gateway.fakes.binance import FakeBinance
 from tradehall.gateway.fakes.coinbase import FakeCoinbase
@@ -103,15 +105,18 @@ class GatewayService:
         self.ids = EventIds()
         self.fakes: dict[str, FakeVenue] = {}
         self.adapters: dict[str, VenueAdapter] = {}
+        self.dispatcher = AsyncDispatcher()
         self._tasks: list[asyncio.Task[None]] = []
 
     def sink(self, event: Event) -> None:
         self.metrics.events.labels(event.provider, event.event_type).inc()
         if self.on_event is not None:
             self.on_event(event)
+        self.dispatcher.publish(event)
 
     async def start(self) -> None:
         config = self.config
+        await self.dispatcher.start()
         urls: dict[str, dict[str, str]] = {
             "binance": {"ws_url": config.binance_ws_url, "rest_url": config.binance_rest_url},
             "coinbase": {"ws_url": config.coinbase_ws_url},
@@ -158,6 +163,7 @@ class GatewayService:
                 await task
         for fake in self.fakes.values():
             await fake.stop()
+        await self.dispatcher.stop()
 
     def health(self) -> dict[str, Any]:
         books = {
