@@ -237,9 +237,19 @@ async def print_batches(host: str, port: int) -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """CPU seconds of ``pid`` and its live children (the SQLite writer process)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def pct(sorted_values: list[float], q: float) -> float:
@@ -315,7 +325,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"status mix: {dict(sorted(stats.statuses.items()))} errors: {stats.errors}")
         print(f"5xx: {five_xx}")
         print(
-            f"cpu: server {cpu_server / elapsed:.2f} cores, "
+            f"cpu: server + writer {cpu_server / elapsed:.2f} cores, "
             f"load generator {cpu_self / elapsed:.2f} cores"
         )
         print(

@@ -22,11 +22,13 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import signal
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TypeVar
 
@@ -128,6 +130,7 @@ _process_conn: sqlite3.Connection | None = None
 def _process_open(path: str, synchronous: str, parent_pid: int) -> None:
     """Initializer of the writer process: open its one connection, die with the parent."""
     global _process_conn
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the writer stops
     _process_conn = connect(path, synchronous=synchronous)
     _process_conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")
     start_checkpointer(path, synchronous)
@@ -239,7 +242,8 @@ class Database:
             await loop.run_in_executor(self._reader_pool, self._read_conn.close)
             self._read_conn = None
         if self._open and self.writer == "process":
-            await loop.run_in_executor(self._writer_pool, _process_close)
+            with contextlib.suppress(BrokenProcessPool):  # a dead writer has nothing to close
+                await loop.run_in_executor(self._writer_pool, _process_close)
         if self._write_conn is not None:
             await loop.run_in_executor(self._writer_pool, self._write_conn.close)
             self._write_conn = None

@@ -581,6 +581,7 @@ class TapService:
         ok = True
         try:
             await self.db.read(lambda c: c.execute("SELECT 1").fetchone())
+            await asyncio.wait_for(self.db.write(barrier), 5.0)  # the writer is alive
             wal = self.config.db_path.with_name(self.config.db_path.name + "-wal")
             size = wal.stat().st_size if wal.exists() else 0
             checks["database"] = {"status": "ok", "wal_size_mb": round(size / 2**20, 3)}
