@@ -7,7 +7,8 @@ whose in-process consumers (``service.dispatcher.consumer(name)``) are the data 
 In simulation mode it first starts the wire-compatible fake venues on loopback and points the
 adapters at them -- the adapters themselves are the production code, only their URLs swapped.
 
-A small HTTP listener serves ``/healthz`` (per-book state as JSON) and ``/metrics``.
+A small HTTP listener serves ``/healthz`` (per-book state as JSON), ``/metrics`` and the
+WebSocket data bus ``/ws`` (:mod:`~tradehall.gateway.databus`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tradehall.core.metrics import CONTENT_TYPE_LATEST, new_registry, render
+from tradehall.gateway.databus import TradingSwitch, databus_routes
 from tradehall.gateway.dispatcher import AsyncDispatcher
 from tradehall.gateway.events import Event, EventIds
 from tradehall.gateway.fakes.binance import FakeBinance
@@ -106,6 +108,7 @@ class GatewayService:
         self.fakes: dict[str, FakeVenue] = {}
         self.adapters: dict[str, VenueAdapter] = {}
         self.dispatcher = AsyncDispatcher()
+        self.trading = TradingSwitch()
         self._tasks: list[asyncio.Task[None]] = []
 
     def sink(self, event: Event) -> None:
@@ -200,7 +203,13 @@ class GatewayService:
             self.refresh_gauges()
             return Response(render(self.registry), media_type=CONTENT_TYPE_LATEST)
 
-        return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
+        return Starlette(
+            routes=[
+                Route("/healthz", healthz),
+                Route("/metrics", metrics),
+                *databus_routes(self.dispatcher, self.trading),
+            ]
+        )
 
 
 _FAKES: dict[str, Callable[..., FakeVenue]] = {

@@ -1,0 +1,138 @@
+"""The ``/ws`` data bus and control messages, over real sockets against the Kraken fake.
+
+SC-005: a subscription is effective for the next event after its ack (well within 1 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tradehall.gateway.service import GatewayConfig, GatewayService
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[tuple[GatewayService, str]]:
+    config = GatewayConfig(
+        venues=("kraken",), symbols=("BTC-USD", "ETH-USD"), sim=True, sim_interval=0.01
+    )
+    service = GatewayService(config)
+    await service.start()
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(service.app(), host="127.0.0.1", port=port, log_level="error")
+    )
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
+            await asyncio.sleep(0.01)
+    yield service, f"ws://127.0.0.1:{port}/ws"
+    server.should_exit = True
+    await task
+    await service.stop()
+
+
+async def _next(ws: ClientConnection, wait: float = 5.0) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), wait))
+    return message
+
+
+async def _until_ack(ws: ClientConnection, ident: int) -> list[dict[str, Any]]:
+    """Messages up to and including the ack with ``ident``."""
+    seen = []
+    while True:
+        msg = await _next(ws)
+        seen.append(msg)
+        if msg.get("type") in ("ack", "error") and msg.get("id") == ident:
+            return seen
+
+
+async def test_subscribe_is_acked_and_effective_at_once_unsubscribe_stops_it(
+    gateway: tuple[GatewayService, str],
+) -> None:
+    service, url = gateway
+    async with websockets.connect(f"{url}?consumer=alpha") as ws:
+        sent = time.monotonic()
+        await ws.send(
+            json.dumps(
+                {
+                    "op": "subscribe",
+                    "provider": "kraken",
+                    "symbol": "BTC-USD",
+                    "event_types": ["trade", "ticker"],
+                    "id": 1,
+                }
+            )
+        )
+        assert (await _until_ack(ws, 1))[-1] == {"type": "ack", "op": "subscribe", "id": 1}
+        event = await _next(ws)
+        assert time.monotonic() - sent < 1.0  # SC-005
+        assert event["provider"] == "kraken" and event["symbol"] == "BTC-USD"
+        assert event["event_type"] in ("trade", "ticker")
+        assert isinstance(event.get("price", event.get("bid")), str)  # exact decimal text
+        for _ in range(20):
+            event = await _next(ws)
+            assert event["symbol"] == "BTC-USD" and event["event_type"] in ("trade", "ticker")
+        await ws.send(
+            json.dumps({"op": "unsubscribe", "provider": "kraken", "symbol": "BTC-USD", "id": 2})
+        )
+        await _until_ack(ws, 2)
+        await asyncio.sleep(0.2)  # anything already queued for the socket drains
+        while True:
+            try:
+                await asyncio.wait_for(ws.recv(), 0.05)
+            except TimeoutError:
+                break
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.5)  # the fake ticks every 10 ms: silence = gone
+    assert "alpha" not in service.dispatcher.consumers
+
+
+async def test_control_errors_trading_mode_and_duplicate_consumer(
+    gateway: tuple[GatewayService, str],
+) -> None:
+    service, url = gateway
+    async with websockets.connect(f"{url}?consumer=beta") as ws:
+        await ws.send("{nope")
+        assert (await _next(ws))["code"] == "invalid_request"
+        await ws.send(json.dumps({"op": "dance", "id": 7}))
+        assert (await _next(ws)) == {
+            "type": "error",
+            "code": "invalid_request",
+            "message": "op must be one of: subscribe, unsubscribe, merged_subscribe, "
+            "set_trading_mode",
+            "id": 7,
+        }
+        await ws.send(json.dumps({"op": "merged_subscribe", "symbol": "BTC-USD", "id": 8}))
+        assert (await _next(ws))["code"] == "not_implemented"
+        assert not service.trading.enabled("beta")
+        await ws.send(json.dumps({"op": "set_trading_mode", "enabled": True, "id": 9}))
+        assert (await _next(ws)) == {
+            "type": "ack",
+            "op": "set_trading_mode",
+            "id": 9,
+            "trading_enabled": True,
+        }
+        assert service.trading.enabled("beta")
+        await ws.send(json.dumps({"op": "set_trading_mode", "id": 10}))
+        assert (await _next(ws))["code"] == "invalid_request"
+        async with websockets.connect(f"{url}?consumer=beta") as dup:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(dup.recv(), 5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4002
