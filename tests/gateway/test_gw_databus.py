@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 import websockets
@@ -136,3 +137,34 @@ async def test_control_errors_trading_mode_and_duplicate_consumer(
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(dup.recv(), 5)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4002
+
+
+async def test_dispatch_metrics_and_the_dead_letter_endpoint(
+    gateway: tuple[GatewayService, str],
+) -> None:
+    service, _ = gateway
+    reader = service.dispatcher.consumer("reader")
+    reader.subscribe(provider="kraken")
+    stuck = service.dispatcher.consumer("stuck", capacity=1)  # never reads: trades overflow
+    stuck.subscribe(provider="kraken", event_types=["trade"])
+    async with asyncio.timeout(10):
+        while stuck.queue.stats.overflow < 3:
+            await reader.get()
+        for _ in range(5):
+            await reader.get()
+    transport = httpx.ASGITransport(app=service.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        metrics = (await client.get("/metrics")).text
+        dead = (await client.get("/deadletters")).json()
+    assert 'gateway_dispatch_delivered{consumer="reader"}' in metrics
+    assert 'gateway_dispatch_overflow{consumer="stuck"}' in metrics
+    count = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith("gateway_delivery_latency_seconds_count")
+    )
+    assert float(count.split()[-1]) >= 5
+    assert dead["total"] >= 3
+    assert {d["consumer"] for d in dead["recent"]} == {"stuck"}
+    assert {d["reason"] for d in dead["recent"]} == {"overflow"}
+    assert all(d["event"]["event_type"] == "trade" for d in dead["recent"])

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from types import TracebackType
 
 from tradehall.core.clock import Clock, SystemClock
@@ -107,6 +107,9 @@ class Consumer:
         while not self._closed:
             event = self.queue.pop(clock.monotonic())
             if event is not None:
+                observe = self._owner.on_deliver
+                if observe is not None:
+                    observe(self.name, event)
                 return event
             self._wake.clear()
             if len(self.queue) and self.queue.bucket.rate:
@@ -156,6 +159,8 @@ class AsyncDispatcher:
             lateness=lateness, max_buffer=max_buffer, dead_letter_limit=dead_letter_limit
         )
         self.consumers: dict[str, Consumer] = {}
+        # called with (consumer, event) as each event is handed over (latency metrics)
+        self.on_deliver: Callable[[str, Event], None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -92,6 +94,42 @@ class _Metrics:
         self.reconnects = Gauge(
             "gateway_reconnects", "WebSocket reconnects so far", ["provider"], registry=registry
         )
+        self.latency = Histogram(
+            "gateway_delivery_latency_seconds",
+            "Venue receive (ts_ingest) to consumer delivery",
+            ["event_type"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0),
+            registry=registry,
+        )
+        consumer = ["consumer"]
+        self.delivered = Gauge(
+            "gateway_dispatch_delivered", "Events delivered", consumer, registry=registry
+        )
+        self.coalesced = Gauge(
+            "gateway_dispatch_coalesced", "Events coalesced (latest-wins)", consumer,
+            registry=registry,
+        )  # fmt: skip
+        self.overflow = Gauge(
+            "gateway_dispatch_overflow", "Trades dropped to the dead letters", consumer,
+            registry=registry,
+        )  # fmt: skip
+        self.depth = Gauge(
+            "gateway_dispatch_queue_depth", "Events queued", consumer, registry=registry
+        )
+        self.throttled = Gauge(
+            "gateway_dispatch_throttled_seconds", "Time without tokens", consumer,
+            registry=registry,
+        )  # fmt: skip
+        self.reorder = Gauge(
+            "gateway_dispatch_reorder", "Per-stream ordering outcomes", ["outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self.buffered = Gauge(
+            "gateway_dispatch_buffered", "Events held for reordering", registry=registry
+        )
+        self.dead_letters = Gauge(
+            "gateway_dead_letters", "Events sent to the dead-letter queue", registry=registry
+        )
 
 
 class GatewayService:
@@ -109,6 +147,7 @@ class GatewayService:
         self.adapters: dict[str, VenueAdapter] = {}
         self.dispatcher = AsyncDispatcher()
         self.trading = TradingSwitch()
+        self.dispatcher.on_deliver = self._observe
         self._tasks: list[asyncio.Task[None]] = []
 
     def sink(self, event: Event) -> None:
@@ -116,6 +155,11 @@ class GatewayService:
         if self.on_event is not None:
             self.on_event(event)
         self.dispatcher.publish(event)
+
+    def _observe(self, consumer: str, event: Event) -> None:
+        # ts_ingest is wall-anchored monotonic time (ns); so is the adapters' clock
+        delay = (time.time_ns() - event.ts_ingest) / 1e9
+        self.metrics.latency.labels(event.event_type).observe(max(0.0, delay))
 
     async def start(self) -> None:
         config = self.config
@@ -194,6 +238,18 @@ class GatewayService:
                 s.runner for s in getattr(adapter, "sessions", {}).values()
             ]
             m.reconnects.labels(name).set(sum(max(0, r.connects - 1) for r in runners if r))
+        core = self.dispatcher.core
+        for name, queue in core.fanout.queues.items():
+            m.delivered.labels(name).set(queue.stats.delivered)
+            m.coalesced.labels(name).set(queue.stats.coalesced)
+            m.overflow.labels(name).set(queue.stats.overflow)
+            m.depth.labels(name).set(len(queue))
+            m.throttled.labels(name).set(queue.bucket.throttled)
+        stats = core.reorderer.stats
+        for outcome in ("released", "reordered", "late", "superseded", "gaps", "overflows"):
+            m.reorder.labels(outcome).set(getattr(stats, outcome))
+        m.buffered.set(core.reorderer.buffered)
+        m.dead_letters.set(core.dead_letters.total)
 
     def app(self) -> Starlette:
         async def healthz(request: Request) -> Response:
@@ -203,10 +259,26 @@ class GatewayService:
             self.refresh_gauges()
             return Response(render(self.registry), media_type=CONTENT_TYPE_LATEST)
 
+        async def dead_letters(request: Request) -> Response:
+            items = list(self.dispatcher.core.dead_letters)[-100:]
+            body = {
+                "total": self.dispatcher.core.dead_letters.total,
+                "recent": [
+                    {
+                        "consumer": d.consumer,
+                        "reason": d.reason,
+                        "event": msgspec.to_builtins(d.event),
+                    }
+                    for d in items
+                ],
+            }
+            return Response(msgspec.json.encode(body), media_type="application/json")
+
         return Starlette(
             routes=[
                 Route("/healthz", healthz),
                 Route("/metrics", metrics),
+                Route("/deadletters", dead_letters),
                 *databus_routes(self.dispatcher, self.trading),
             ]
         )
