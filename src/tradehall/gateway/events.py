@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "NBBO",
     "SCHEMA_VERSION",
     "AnyEvent",
     "BookSnapshot",
@@ -37,6 +38,8 @@ __all__ = [
     "ExecState",
     "KlineSummary",
     "Level",
+    "MergedBookSnapshot",
+    "MergedLevel",
     "Side",
     "Ticker",
     "Trade",
@@ -158,7 +161,47 @@ class ExecReport(Event, frozen=True, kw_only=True, tag="exec_report"):
     reason: str = ""
 
 
-AnyEvent = BookSnapshot | BookUpdate | BookStatus | Trade | Ticker | KlineSummary | ExecReport
+MergedLevel = tuple[Decimal, Decimal, tuple[tuple[str, Decimal], ...]]
+"""One consolidated level: (price, total quantity, ((provider, quantity), ...))."""
+
+
+class MergedBookSnapshot(Event, frozen=True, kw_only=True, tag="merged_book_snapshot"):
+    """A consolidated book across ``providers`` at the close of merge window ``merge_id``.
+
+    The header's ``provider`` is ``"merged"``; levels carry the per-venue breakdown.
+    """
+
+    merge_id: str
+    providers: tuple[str, ...]
+    bids: tuple[MergedLevel, ...]
+    asks: tuple[MergedLevel, ...]
+    window_events: int
+
+
+class NBBO(Event, frozen=True, kw_only=True, tag="nbbo"):
+    """Best bid and offer across ``providers`` (with the venues quoting them) for ``merge_id``."""
+
+    merge_id: str
+    providers: tuple[str, ...]
+    bid: Decimal | None
+    bid_qty: Decimal
+    bid_providers: tuple[str, ...]
+    ask: Decimal | None
+    ask_qty: Decimal
+    ask_providers: tuple[str, ...]
+
+
+AnyEvent = (
+    BookSnapshot
+    | BookUpdate
+    | BookStatus
+    | Trade
+    | Ticker
+    | KlineSummary
+    | ExecReport
+    | MergedBookSnapshot
+    | NBBO
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyEvent)

@@ -14,13 +14,14 @@ it goes to the consumer that owns the order (``owner``), and only to it.
 * *FIFO entries*: trades (and any other non-coalescible type) go in as they come; the queue is
   bounded by ``capacity`` entries: a trade that finds it full is **not** coalesced but dropped,
   counted (``overflow``) and put in the bounded, inspectable :class:`DeadLetters`;
-* *coalescing slots*: Ticker, KlineSummary, BookStatus and book events keep at most one pending
-  entry per stream, placed in the FIFO where its first pending event arrived; later events of
-  that stream update the slot in place (latest wins). Book events merge rather than replace, so
-  a lagging consumer's book stays correct: diff + diff = one diff (absolute levels, later wins,
-  ``seq_first`` of the first), snapshot + diff = a snapshot with the diff applied, anything +
-  snapshot = the snapshot. Events of another epoch cannot merge: the newer one takes a fresh
-  slot and the stale pending one is discarded (adapters always send a new epoch's snapshot first).
+* *coalescing slots*: Ticker, KlineSummary, BookStatus, merged events and book events keep at most
+  one pending entry per stream, placed in the FIFO where its first pending event arrived; later
+  events of that stream update the slot in place (latest wins). Book events merge rather than
+  replace, so a lagging consumer's book stays correct: diff + diff = one diff (absolute levels,
+  later wins, ``seq_first`` of the first), snapshot + diff = a snapshot with the diff applied,
+  anything + snapshot = the snapshot. Events of another epoch cannot merge: the newer one takes a
+  fresh slot and the stale pending one is discarded (adapters always send a new epoch's snapshot
+  first).
 
 A consumer that keeps up never sees coalescing: its slot is taken before the next event arrives.
 
@@ -43,6 +44,7 @@ from decimal import Decimal
 import msgspec
 
 from tradehall.gateway.events import (
+    NBBO,
     BookSnapshot,
     BookStatus,
     BookUpdate,
@@ -50,6 +52,7 @@ from tradehall.gateway.events import (
     ExecReport,
     KlineSummary,
     Level,
+    MergedBookSnapshot,
     Ticker,
 )
 from tradehall.gateway.reorder import StreamKey, stream_key
@@ -66,7 +69,7 @@ __all__ = [
 ]
 
 WILDCARD = "*"
-COALESCED = (Ticker, KlineSummary, BookStatus, BookSnapshot, BookUpdate)
+COALESCED = (Ticker, KlineSummary, BookStatus, BookSnapshot, BookUpdate, MergedBookSnapshot, NBBO)
 
 
 class TokenBucket:
