@@ -107,23 +107,27 @@ def test_unknown_route_is_404_with_error_body(api: Api, path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "allowed"),
     [
-        ("GET", "/brokers"),
-        ("GET", "/orders"),
-        ("PUT", "/brokers"),
-        ("DELETE", "/brokers"),
-        ("PATCH", "/orders/00000000-0000-4000-8000-000000000000"),
-        ("POST", "/stocks/ABC/price"),
-        ("DELETE", "/stocks/ABC/book"),
-        ("PUT", "/webhooks"),
-        ("POST", "/healthz"),
-        ("POST", "/brokers/abc/balance"),
+        ("GET", "/brokers", "POST"),
+        ("GET", "/orders", "POST"),
+        ("PUT", "/brokers", "POST"),
+        ("DELETE", "/brokers", "POST"),
+        ("PATCH", "/orders/00000000-0000-4000-8000-000000000000", "GET"),
+        ("POST", "/stocks/ABC/price", "GET"),
+        ("DELETE", "/stocks/ABC/book", "GET"),
+        ("PUT", "/webhooks", "POST"),
+        ("POST", "/healthz", "GET"),
+        ("POST", "/brokers/abc/balance", "GET"),
     ],
 )
-def test_wrong_method_is_405_with_error_body(api: Api, method: str, path: str) -> None:
+def test_wrong_method_is_405_with_error_body(
+    api: Api, method: str, path: str, allowed: str
+) -> None:
     resp = api.client.request(method, path)
     assert resp.status_code == 405, resp.text
+    # RFC 9110 §15.5.6: a 405 lists the supported methods
+    assert allowed in [m.strip().upper() for m in resp.headers["allow"].split(",")]
     body = loads(resp.text)
     assert set(body) == {"error", "message"}
     assert isinstance(body["error"], str) and isinstance(body["message"], str)
