@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -29,9 +30,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-async def gateway() -> AsyncIterator[tuple[GatewayService, str]]:
+async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[tuple[GatewayService, str]]:
+    venues = getattr(request, "param", ("kraken",))
     config = GatewayConfig(
-        venues=("kraken",), symbols=("BTC-USD", "ETH-USD"), sim=True, sim_interval=0.01
+        venues=venues,
+        symbols=("BTC-USD", "ETH-USD"),
+        sim=True,
+        sim_interval=0.01,
+        merge_max_events=40,
+        merge_max_age=10.0,
     )
     service = GatewayService(config)
     await service.start()
@@ -120,8 +127,13 @@ async def test_control_errors_trading_mode_and_duplicate_consumer(
             "set_trading_mode",
             "id": 7,
         }
-        await ws.send(json.dumps({"op": "merged_subscribe", "symbol": "BTC-USD", "id": 8}))
-        assert (await _next(ws))["code"] == "not_implemented"
+        await ws.send(
+            json.dumps(
+                {"op": "merged_subscribe", "symbol": "BTC-USD", "providers": ["kraken"], "id": 8}
+            )
+        )
+        bad = await _next(ws)
+        assert bad["code"] == "invalid_request" and "two providers" in bad["message"]
         assert not service.trading.enabled("beta")
         await ws.send(json.dumps({"op": "set_trading_mode", "enabled": True, "id": 9}))
         assert (await _next(ws)) == {
@@ -168,3 +180,44 @@ async def test_dispatch_metrics_and_the_dead_letter_endpoint(
     assert {d["consumer"] for d in dead["recent"]} == {"stuck"}
     assert {d["reason"] for d in dead["recent"]} == {"overflow"}
     assert all(d["event"]["event_type"] == "trade" for d in dead["recent"])
+
+
+@pytest.mark.parametrize("gateway", [("kraken", "coinbase")], indirect=True)
+async def test_merged_subscribe_streams_complete_windows_only(
+    gateway: tuple[GatewayService, str],
+) -> None:
+    service, url = gateway
+    async with websockets.connect(url) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "op": "merged_subscribe",
+                    "symbol": "BTC-USD",
+                    "providers": ["kraken", "coinbase"],
+                    "id": 1,
+                }
+            )
+        )
+        await _until_ack(ws, 1)
+        merged: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):
+            while len(merged) < 6:
+                event = await _next(ws)
+                assert event["provider"] == "merged" and event["symbol"] == "BTC-USD"
+                merged.append(event)
+    kinds = [e["event_type"] for e in merged]
+    assert set(kinds) == {"merged_book_snapshot", "nbbo"}
+    snap = next(e for e in merged if e["event_type"] == "merged_book_snapshot")
+    assert snap["providers"] == ["coinbase", "kraken"]
+    assert snap["window_events"] == 40  # windows close at the count threshold here
+    venues = {p for level in snap["bids"] for p, _ in level[2]}
+    assert venues == {"coinbase", "kraken"}  # the per-venue breakdown
+    for _price, total, parts in snap["bids"]:
+        assert sum(map(Decimal, (q for _, q in parts))) == Decimal(total)
+    nbbo = next(
+        e for e in merged if e["event_type"] == "nbbo" and e["merge_id"] == snap["merge_id"]
+    )
+    assert nbbo["bid"] == snap["bids"][0][0] and nbbo["ask"] == snap["asks"][0][0]
+    assert set(nbbo["bid_providers"]) <= {"coinbase", "kraken"}
+    stats = service.orchestrator.subscriptions["BTC-USD"].stats
+    assert stats.emitted >= 3

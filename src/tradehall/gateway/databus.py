@@ -9,13 +9,15 @@ else ``ws-<n>``). Client -> server: JSON control messages, one per text frame, e
     {"op": "subscribe", "provider": "kraken", "symbol": "BTC-USD", "event_types": ["trade"], "id":1}
     {"op": "unsubscribe", "provider": "kraken", "symbol": "BTC-USD", "id": 2}
     {"op": "set_trading_mode", "enabled": true, "id": 3}
+    {"op": "merged_subscribe", "symbol": "BTC-USD", "providers": ["kraken", "coinbase"], "id": 4}
 
 ``provider``/``symbol`` default to ``"*"`` (any), ``event_types`` to all market data. Replies:
 ``{"type": "ack", "op": ..., "id": ...}`` (with ``trading_enabled`` for ``set_trading_mode``) or
 ``{"type": "error", "code": "invalid_request" | "not_implemented", "message": ..., "id": ...}``.
 Routing changes are applied to the routing table before the ack is sent, so they are effective
-for the next event published. ``merged_subscribe`` is acknowledged as ``not_implemented`` (the
-orchestrator is not built yet).
+for the next event published. ``merged_subscribe`` adds the merged subscription to the
+orchestrator (:mod:`~tradehall.gateway.orchestrator`; at least two providers, fixed per symbol)
+and subscribes the consumer to its ``merged_book_snapshot``/``nbbo`` events (provider ``merged``).
 
 Server -> client: the canonical events, one JSON object per text frame (``event_type`` tags them,
 decimals are strings), from the consumer's queue: a client that reads slowly gets its market data
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Callable, Sequence
 
 import msgspec
 from starlette.routing import WebSocketRoute
@@ -38,10 +41,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tradehall.gateway.dispatcher import AsyncDispatcher, Consumer
 from tradehall.gateway.events import encode
 from tradehall.gateway.fanout import WILDCARD
+from tradehall.gateway.orchestrator import MERGED
 
 __all__ = ["TradingSwitch", "databus_routes"]
 
 _encoder = msgspec.json.Encoder()
+MergeFn = Callable[[str, Sequence[str]], None]  # start merging a symbol (ValueError: refused)
 
 
 class _Control(msgspec.Struct, forbid_unknown_fields=True):
@@ -49,6 +54,7 @@ class _Control(msgspec.Struct, forbid_unknown_fields=True):
     provider: str = WILDCARD
     symbol: str = WILDCARD
     event_types: list[str] = []
+    providers: list[str] = []
     enabled: bool | None = None
     id: int | str | None = None
 
@@ -67,10 +73,17 @@ class TradingSwitch:
 
 
 class _Session:
-    def __init__(self, ws: WebSocket, consumer: Consumer, switch: TradingSwitch) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        consumer: Consumer,
+        switch: TradingSwitch,
+        merge: MergeFn | None,
+    ) -> None:
         self.ws = ws
         self.consumer = consumer
         self.switch = switch
+        self.merge = merge
         self.lock = asyncio.Lock()  # acks and events share the socket
 
     async def send(self, text: str) -> None:
@@ -102,8 +115,15 @@ class _Session:
             self.switch.set(consumer.name, control.enabled)
             ack["trading_enabled"] = control.enabled
         elif control.op == "merged_subscribe":
-            await self.error("not_implemented", "merged subscriptions are not built", control.id)
-            return
+            if self.merge is None:
+                await self.error("not_implemented", "no orchestrator here", control.id)
+                return
+            try:
+                self.merge(control.symbol, control.providers)
+            except ValueError as exc:
+                await self.error("invalid_request", str(exc), control.id)
+                return
+            consumer.subscribe(MERGED, control.symbol, control.event_types)
         else:
             await self.error(
                 "invalid_request",
@@ -118,7 +138,9 @@ class _Session:
             await self.send(encode(event).decode())
 
 
-def databus_routes(dispatcher: AsyncDispatcher, switch: TradingSwitch) -> list[WebSocketRoute]:
+def databus_routes(
+    dispatcher: AsyncDispatcher, switch: TradingSwitch, merge: MergeFn | None = None
+) -> list[WebSocketRoute]:
     """The ``/ws`` route for a Starlette app."""
     counter = itertools.count(1)
 
@@ -129,7 +151,7 @@ def databus_routes(dispatcher: AsyncDispatcher, switch: TradingSwitch) -> list[W
             await ws.close(code=4002, reason=f"consumer {name} is already connected")
             return
         consumer = dispatcher.consumer(name)
-        session = _Session(ws, consumer, switch)
+        session = _Session(ws, consumer, switch, merge)
         writer = asyncio.create_task(session.pump())
         try:
             while True:

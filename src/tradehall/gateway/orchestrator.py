@@ -21,7 +21,7 @@ Pure and synchronous: callers pass ``now`` (monotonic seconds) and publish what 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -121,6 +121,14 @@ class Orchestrator:
         )
         self.subscriptions[symbol] = sub
         return sub
+
+    def seed(
+        self, symbol: str, provider: str, bids: Sequence[Level], asks: Sequence[Level]
+    ) -> None:
+        """Load a provider's current (verified) book, e.g. when a merge starts on live books."""
+        sub = self.subscriptions[symbol]
+        sub.books[provider].load(bids, asks)
+        sub.valid.add(provider)
 
     def on_event(self, event: Event, now: float) -> list[Event]:
         """Feed one canonical event; returns merged events of a window it closed (if any)."""

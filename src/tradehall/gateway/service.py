@@ -36,6 +36,7 @@ from tradehall.gateway.fakes.binance import FakeBinance
 from tradehall.gateway.fakes.coinbase import FakeCoinbase
 from tradehall.gateway.fakes.kraken import FakeKraken
 from tradehall.gateway.fakes.server import FakeVenue
+from tradehall.gateway.orchestrator import Orchestrator
 from tradehall.gateway.venues.base import AdapterSettings, VenueAdapter
 from tradehall.gateway.venues.binance import BinanceAdapter
 from tradehall.gateway.venues.coinbase import CoinbaseAdapter
@@ -63,6 +64,8 @@ class GatewayConfig:
     kraken_ws_url: str = "wss://ws.kraken.com/v2"
     tradehall_url: str = "http://127.0.0.1:8080"
     tradehall_symbols: Mapping[str, str] = field(default_factory=dict)  # overrides BTC-USD=BTCUSD
+    merge_max_events: int = 1000  # a merge window closes after this many fragments ...
+    merge_max_age: float = 10.0  # ... or this many seconds
 
 
 class _Metrics:
@@ -148,13 +151,36 @@ class GatewayService:
         self.dispatcher = AsyncDispatcher()
         self.trading = TradingSwitch()
         self.dispatcher.on_deliver = self._observe
+        self.orchestrator = Orchestrator(
+            max_events=config.merge_max_events, max_age=config.merge_max_age, ids=self.ids
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     def sink(self, event: Event) -> None:
         self.metrics.events.labels(event.provider, event.event_type).inc()
         if self.on_event is not None:
             self.on_event(event)
-        self.dispatcher.publish(event)
+        dispatcher = self.dispatcher
+        dispatcher.publish(event)
+        if self.orchestrator.subscriptions:
+            for merged in self.orchestrator.on_event(event, dispatcher.clock.monotonic()):
+                dispatcher.publish(merged)
+
+    def merged_subscribe(self, symbol: str, providers: Sequence[str]) -> None:
+        """Start merging ``symbol`` across ``providers``, seeded with the books already live."""
+        self.orchestrator.merge(symbol, providers)
+        for provider in providers:
+            adapter = self.adapters.get(provider)
+            asm = adapter.assemblers.get(symbol) if adapter is not None else None
+            if asm is not None and asm.state.value == "LIVE":
+                self.orchestrator.seed(symbol, provider, asm.book.top_bids(), asm.book.top_asks())
+
+    async def _merge_windows(self) -> None:
+        clock = self.dispatcher.clock
+        while True:
+            await clock.sleep(0.05)
+            for merged in self.orchestrator.tick(clock.monotonic(), time.time_ns()):
+                self.dispatcher.publish(merged)
 
     def _observe(self, consumer: str, event: Event) -> None:
         # ts_ingest is wall-anchored monotonic time (ns); so is the adapters' clock
@@ -164,6 +190,7 @@ class GatewayService:
     async def start(self) -> None:
         config = self.config
         await self.dispatcher.start()
+        self._tasks.append(asyncio.create_task(self._merge_windows(), name="merge-windows"))
         urls: dict[str, dict[str, str]] = {
             "binance": {"ws_url": config.binance_ws_url, "rest_url": config.binance_rest_url},
             "coinbase": {"ws_url": config.coinbase_ws_url},
@@ -279,7 +306,7 @@ class GatewayService:
                 Route("/healthz", healthz),
                 Route("/metrics", metrics),
                 Route("/deadletters", dead_letters),
-                *databus_routes(self.dispatcher, self.trading),
+                *databus_routes(self.dispatcher, self.trading, self.merged_subscribe),
             ]
         )
 
