@@ -92,6 +92,7 @@ SETTINGS: list[Setting] = [
         _parse_url,
         "our exchange's base URL (http://host:port); set: adds the tradehall venue",
     ),
+    Setting("redis_url", "", str, "publish market data on this Redis (redis://host:port/db)"),
     Setting(
         "tradehall_symbols",
         "",
@@ -143,6 +144,7 @@ def build_config(values: dict[str, Any]) -> GatewayConfig:
         kraken_ws_url=values["kraken_ws_url"],
         tradehall_url=values["tradehall_url"] or "http://127.0.0.1:8080",
         tradehall_symbols=values["tradehall_symbols"],
+        redis_url=values["redis_url"],
     )
 
 

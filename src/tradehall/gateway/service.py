@@ -37,6 +37,7 @@ from tradehall.gateway.fakes.coinbase import FakeCoinbase
 from tradehall.gateway.fakes.kraken import FakeKraken
 from tradehall.gateway.fakes.server import FakeVenue
 from tradehall.gateway.orchestrator import Orchestrator
+from tradehall.gateway.redisbus import RedisPublisher
 from tradehall.gateway.venues.base import AdapterSettings, VenueAdapter
 from tradehall.gateway.venues.binance import BinanceAdapter
 from tradehall.gateway.venues.coinbase import CoinbaseAdapter
@@ -66,6 +67,7 @@ class GatewayConfig:
     tradehall_symbols: Mapping[str, str] = field(default_factory=dict)  # overrides BTC-USD=BTCUSD
     merge_max_events: int = 1000  # a merge window closes after this many fragments ...
     merge_max_age: float = 10.0  # ... or this many seconds
+    redis_url: str = ""  # set: publish market data on Redis pub/sub for other processes
 
 
 class _Metrics:
@@ -150,6 +152,7 @@ class GatewayService:
         self.adapters: dict[str, VenueAdapter] = {}
         self.dispatcher = AsyncDispatcher()
         self.trading = TradingSwitch()
+        self.redis: RedisPublisher | None = None
         self.dispatcher.on_deliver = self._observe
         self.orchestrator = Orchestrator(
             max_events=config.merge_max_events, max_age=config.merge_max_age, ids=self.ids
@@ -190,6 +193,9 @@ class GatewayService:
     async def start(self) -> None:
         config = self.config
         await self.dispatcher.start()
+        if config.redis_url:
+            self.redis = RedisPublisher(self.dispatcher, config.redis_url)
+            await self.redis.start()
         self._tasks.append(asyncio.create_task(self._merge_windows(), name="merge-windows"))
         urls: dict[str, dict[str, str]] = {
             "binance": {"ws_url": config.binance_ws_url, "rest_url": config.binance_rest_url},
@@ -237,6 +243,8 @@ class GatewayService:
                 await task
         for fake in self.fakes.values():
             await fake.stop()
+        if self.redis is not None:
+            await self.redis.stop()
         await self.dispatcher.stop()
 
     def health(self) -> dict[str, Any]:
