@@ -1,0 +1,353 @@
+"""Order routing: idempotent by ``client_order_id``, trading switch, reconciliation (spec §7).
+
+:class:`OrderRouter.submit` takes an :class:`OrderRequest` from a consumer and returns an
+:class:`OrderOutcome`:
+
+1. **Trading switch**: a consumer whose switch is off is refused (``refused``), nothing is stored
+   or sent.
+2. **Idempotency**: the ``client_order_id`` is claimed in SQLite (:class:`OrderStore`) *before*
+   anything is sent; a per-id lock serialises concurrent submits in this process. A repeat of a
+   finished id returns the stored outcome (``duplicate=True``) and sends nothing -- also after a
+   restart, since the store is a file.
+3. **Unknown outcomes** (timeout, transport error, 5xx) are never retried blindly: the router
+   asks the venue for the order by its client id (:meth:`OrderVenue.lookup`). Found: that is the
+   outcome. Not found: the outcome stays ``unknown`` and is reconciled again on the next submit
+   of the same id (or at startup via :meth:`OrderRouter.reconcile_pending`) -- never re-sent.
+4. Every outcome known from the venue becomes an ``ExecReport`` handed to ``on_report`` with the
+   owning consumer (the dispatcher's lossless lane: ``dispatcher.publish(report, owner=...)``).
+
+:class:`TradehallOrders` is the venue for our exchange's REST API: the client order id travels as
+the order's ``document_number`` (``^[a-zA-Z0-9]{1,32}$``), which is how a lost answer is found
+again (``GET /brokers/{broker}/orders``). Binance/Kraken/Coinbase order APIs are not built yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal, Protocol
+
+import aiosqlite
+import httpx
+import msgspec
+import structlog
+
+from tradehall.gateway.databus import TradingSwitch
+from tradehall.gateway.events import EventIds, ExecReport, ExecState, Side
+
+__all__ = [
+    "OrderOutcome",
+    "OrderRequest",
+    "OrderRouter",
+    "OrderStore",
+    "OrderVenue",
+    "TradehallOrders",
+    "UnknownOutcomeError",
+    "VenueRejectedError",
+]
+
+# Lazy: binds on first use, after the CLI has configured logging.
+log = structlog.get_logger(component="gateway.orders")
+_CLIENT_ID = re.compile(r"^[a-zA-Z0-9]{1,32}$")
+
+
+class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
+    client_order_id: str
+    consumer: str
+    venue: str
+    symbol: str
+    side: Side
+    type: Literal["limit", "market"]
+    quantity: Decimal
+    price: Decimal | None = None
+    expires_at: str | None = None  # time in force: good till this RFC 3339 instant
+
+
+class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    client_order_id: str
+    status: Literal["accepted", "rejected", "refused", "unknown"]
+    state: ExecState | None = None
+    venue_order_id: str = ""
+    reason: str = ""
+    duplicate: bool = False
+
+
+class UnknownOutcomeError(Exception):
+    """The venue may or may not have the order (timeout, transport error, 5xx)."""
+
+
+class VenueRejectedError(Exception):
+    """The venue refused the order; nothing exists there."""
+
+
+class OrderVenue(Protocol):
+    async def place(self, request: OrderRequest) -> tuple[str, ExecState]:
+        """Send the order; ``(venue order id, state)``; raises the errors above."""
+        ...
+
+    async def lookup(self, request: OrderRequest) -> tuple[str, ExecState] | None:
+        """Find the order by its client id; ``None`` if the venue has no such order."""
+        ...
+
+
+class OrderStore:
+    """``client_order_id`` -> request and outcome, in SQLite (survives restarts)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS orders (client_order_id TEXT PRIMARY KEY,"
+            " request BLOB NOT NULL, outcome BLOB)"
+        )
+        await self._db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        assert self._db is not None, "OrderStore.open() first"
+        return self._db
+
+    async def get(self, cid: str) -> tuple[OrderRequest, OrderOutcome | None] | None:
+        async with self.db.execute(
+            "SELECT request, outcome FROM orders WHERE client_order_id = ?", (cid,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        request = msgspec.json.decode(row[0], type=OrderRequest)
+        outcome = msgspec.json.decode(row[1], type=OrderOutcome) if row[1] else None
+        return request, outcome
+
+    async def claim(self, request: OrderRequest) -> None:
+        await self.db.execute(
+            "INSERT INTO orders (client_order_id, request) VALUES (?, ?)",
+            (request.client_order_id, msgspec.json.encode(request)),
+        )
+        await self.db.commit()
+
+    async def finish(self, outcome: OrderOutcome) -> None:
+        await self.db.execute(
+            "UPDATE orders SET outcome = ? WHERE client_order_id = ?",
+            (msgspec.json.encode(outcome), outcome.client_order_id),
+        )
+        await self.db.commit()
+
+    async def unfinished(self) -> list[OrderRequest]:
+        """Requests sent (or about to be) whose outcome is not known."""
+        async with self.db.execute("SELECT request, outcome FROM orders ORDER BY rowid") as cursor:
+            rows = await cursor.fetchall()
+        out = []
+        for request, outcome in rows:
+            known = msgspec.json.decode(outcome, type=OrderOutcome) if outcome else None
+            if known is None or known.status == "unknown":
+                out.append(msgspec.json.decode(request, type=OrderRequest))
+        return out
+
+
+ReportSink = Callable[[ExecReport, str], None]
+
+
+class OrderRouter:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        store: OrderStore,
+        venues: Mapping[str, OrderVenue],
+        switch: TradingSwitch,
+        on_report: ReportSink,
+        *,
+        ids: EventIds | None = None,
+        clock_ns: Callable[[], int] | None = None,
+    ) -> None:
+        self.store = store
+        self.venues = dict(venues)
+        self.switch = switch
+        self.on_report = on_report
+        self.ids = ids or EventIds()
+        self._now_ns = clock_ns or _time_ns
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.sent = 0
+        self.refused = 0
+
+    async def submit(self, request: OrderRequest) -> OrderOutcome:
+        cid = request.client_order_id
+        if not self.switch.enabled(request.consumer):
+            self.refused += 1
+            return OrderOutcome(client_order_id=cid, status="refused", reason="trading disabled")
+        if not _CLIENT_ID.match(cid):
+            return OrderOutcome(
+                client_order_id=cid,
+                status="rejected",
+                reason="client_order_id must match ^[a-zA-Z0-9]{1,32}$",
+            )
+        if request.venue not in self.venues:
+            return OrderOutcome(client_order_id=cid, status="rejected", reason="unknown venue")
+        lock = self._locks.setdefault(cid, asyncio.Lock())
+        async with lock:
+            stored = await self.store.get(cid)
+            if stored is not None:
+                original, outcome = stored
+                if outcome is not None and outcome.status != "unknown":
+                    return msgspec.structs.replace(outcome, duplicate=True)
+                return await self._reconcile(original)  # sent before: never send again
+            await self.store.claim(request)
+            venue = self.venues[request.venue]
+            try:
+                self.sent += 1
+                venue_id, state = await venue.place(request)
+            except VenueRejectedError as exc:
+                outcome = OrderOutcome(
+                    client_order_id=cid,
+                    status="rejected",
+                    state=ExecState.REJECTED,
+                    reason=str(exc),
+                )
+                await self._finish(request, outcome)
+                return outcome
+            except UnknownOutcomeError as exc:
+                log.warning("order_outcome_unknown", client_order_id=cid, error=str(exc)[:200])
+                return await self._reconcile(request)
+            outcome = OrderOutcome(
+                client_order_id=cid, status="accepted", state=state, venue_order_id=venue_id
+            )
+            await self._finish(request, outcome)
+            return outcome
+
+    async def reconcile_pending(self) -> list[OrderOutcome]:
+        """At startup: settle every order whose outcome was not known when we stopped."""
+        return [await self._reconcile(request) for request in await self.store.unfinished()]
+
+    async def _reconcile(self, request: OrderRequest) -> OrderOutcome:
+        cid = request.client_order_id
+        try:
+            found = await self.venues[request.venue].lookup(request)
+        except UnknownOutcomeError as exc:
+            found, reason = None, f"lookup failed: {exc}"
+        else:
+            reason = "not found at the venue"
+        if found is None:
+            outcome = OrderOutcome(client_order_id=cid, status="unknown", reason=reason)
+            await self.store.finish(outcome)
+            return outcome
+        venue_id, state = found
+        outcome = OrderOutcome(
+            client_order_id=cid, status="accepted", state=state, venue_order_id=venue_id
+        )
+        await self._finish(request, outcome)
+        return outcome
+
+    async def _finish(self, request: OrderRequest, outcome: OrderOutcome) -> None:
+        await self.store.finish(outcome)
+        if outcome.state is None:
+            return
+        report = ExecReport(
+            event_id=self.ids.new_id(),
+            provider=request.venue,
+            symbol=request.symbol,
+            ts_ingest=self._now_ns(),
+            trace_id=request.client_order_id,
+            client_order_id=request.client_order_id,
+            venue_order_id=outcome.venue_order_id,
+            state=outcome.state,
+            side=request.side,
+            price=request.price,
+            reason=outcome.reason,
+        )
+        self.on_report(report, request.consumer)
+
+
+def _time_ns() -> int:
+    return time.time_ns()
+
+
+_STATES = {
+    "pending": ExecState.ACK,
+    "partially_filled": ExecState.PARTIAL,
+    "filled": ExecState.FILLED,
+    "cancelled": ExecState.CANCELLED,
+    "expired": ExecState.EXPIRED,
+}
+
+
+class _Order(msgspec.Struct):
+    order_id: str
+    status: str
+    document_number: str = ""
+
+
+class _Page(msgspec.Struct):
+    orders: list[_Order]
+    total: int
+
+
+class TradehallOrders:
+    """Our exchange's REST order API as an :class:`OrderVenue`."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        symbol_map: Callable[[str], str],
+        brokers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.http = http
+        self.symbol_map = symbol_map
+        self.brokers = dict(brokers or {})
+
+    def broker(self, consumer: str) -> str:
+        return self.brokers.get(consumer, consumer)
+
+    async def place(self, request: OrderRequest) -> tuple[str, ExecState]:
+        body: dict[str, object] = {
+            "type": request.type,
+            "broker_id": self.broker(request.consumer),
+            "document_number": request.client_order_id,
+            "side": "bid" if request.side is Side.BUY else "ask",
+            "symbol": self.symbol_map(request.symbol),
+            "quantity": int(request.quantity),
+        }
+        if request.type == "limit":
+            body["price"] = float(request.price) if request.price is not None else None
+            body["expires_at"] = request.expires_at
+        try:
+            resp = await self.http.post("/orders", json=body)
+        except httpx.TransportError as exc:  # timeouts included: the order may exist
+            raise UnknownOutcomeError(type(exc).__name__) from exc
+        if resp.status_code >= 500:
+            raise UnknownOutcomeError(f"HTTP {resp.status_code}")
+        if resp.status_code != 201:
+            raise VenueRejectedError(resp.text[:200])
+        order = msgspec.json.decode(resp.content, type=_Order)
+        return order.order_id, _STATES.get(order.status, ExecState.ACK)
+
+    async def lookup(self, request: OrderRequest) -> tuple[str, ExecState] | None:
+        broker = self.broker(request.consumer)
+        page = 1
+        while True:
+            try:
+                resp = await self.http.get(
+                    f"/brokers/{broker}/orders", params={"page": page, "limit": 100}
+                )
+            except httpx.TransportError as exc:
+                raise UnknownOutcomeError(type(exc).__name__) from exc
+            if resp.status_code != 200:
+                raise UnknownOutcomeError(f"HTTP {resp.status_code}")
+            data = msgspec.json.decode(resp.content, type=_Page)
+            for order in data.orders:
+                if order.document_number == request.client_order_id:
+                    return order.order_id, _STATES.get(order.status, ExecState.ACK)
+            if page * 100 >= data.total or not data.orders:
+                return None
+            page += 1
