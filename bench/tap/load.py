@@ -202,6 +202,9 @@ async def worker(
         i += 1
         choices = [c for c in rng.sample(cells[0], min(8, len(cells[0]))) if c not in wallet.used]
         if not choices:
+            choices = [c for c in cells[0] if c not in wallet.used]
+        if not choices:  # this wallet has a bet on every open cell: let time open new columns
+            await asyncio.sleep(0.05)
             continue
         cell = choices[0]
         wallet.used.add(cell)
