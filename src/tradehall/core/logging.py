@@ -35,9 +35,28 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
+
+
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is at that moment.
+
+    structlog's print logger keeps the stream it was created with; test runners swap
+    ``sys.stderr`` per test, and a cached logger would then write to a closed stream.
+    """
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _stderr_logger(*_args: object) -> _StderrLogger:
+    return _StderrLogger()
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

@@ -88,6 +88,21 @@ def _symbol(request: Request, service: ExchangeService) -> str:
     return symbol
 
 
+def _by_method(handlers: dict[str, Handler]) -> Handler:
+    if len(handlers) == 1:
+        return next(iter(handlers.values()))
+    get = handlers.get("GET")
+
+    async def dispatch(request: Request) -> Response:
+        handler = handlers.get(request.method)
+        if handler is None and request.method == "HEAD" and get is not None:
+            handler = get  # Starlette answers HEAD with the GET handler, body dropped
+        assert handler is not None  # the Route only admits its own methods
+        return await handler(request)
+
+    return dispatch
+
+
 def create_app(service: ExchangeService, *, manage_service: bool = True) -> Starlette:
     """An ASGI app serving ``service``; with ``manage_service`` it starts/stops it on lifespan."""
     settings = service.settings
@@ -286,9 +301,13 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
         ("/openapi.json", "GET", openapi),
         ("/docs", "GET", docs),
     ]
+    # One Route per path carrying all its methods, so a 405 lists every allowed one in Allow.
+    by_path: dict[str, dict[str, Handler]] = {}
+    for path, method, handler in table:
+        by_path.setdefault(path, {})[method] = endpoint(f"{method} {path}", handler)
     routes = [
-        Route(path, endpoint(f"{method} {path}", handler), methods=[method])
-        for path, method, handler in table
+        Route(path, _by_method(handlers), methods=list(handlers))
+        for path, handlers in by_path.items()
     ] + market_data_routes(market)
 
     async def http_error(request: Request, exc: Exception) -> Response:
