@@ -5,6 +5,8 @@ ExecReports delivered to the owning consumer through the dispatcher."""
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+import websockets
 from test_gw_tradehall import FAR, Exchange, exchange  # noqa: F401 -- the fixture
 
 from tradehall.gateway.databus import TradingSwitch
@@ -24,9 +28,17 @@ from tradehall.gateway.orders import (
     TradehallOrders,
     UnknownOutcomeError,
 )
+from tradehall.gateway.service import GatewayConfig, GatewayService
 from tradehall.gateway.venues.tradehall import tradehall_symbols
 
 SYMBOLS = tradehall_symbols(["BTC-USD", "ETH-USD"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class TimeoutOnce(httpx.AsyncBaseTransport):
@@ -190,3 +202,59 @@ async def test_rejections_are_reported(rig: Rig) -> None:
     assert isinstance(report, ExecReport) and report.state is ExecState.REJECTED
     bad = await rig.router.submit(_request("not-alnum!", consumer="carol"))
     assert bad.status == "rejected" and rig.transport.posts == 1
+
+
+async def test_orders_over_the_websocket_bus_with_exec_reports_back(
+    exchange: Exchange,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = GatewayConfig(
+        venues=("tradehall",),
+        symbols=("BTC-USD",),
+        tradehall_url=exchange.base,
+        orders_db=str(tmp_path / "orders.sqlite"),
+    )
+    service = GatewayService(config)
+    await service.start()
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(service.app(), host="127.0.0.1", port=port, log_level="error")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
+                await asyncio.sleep(0.01)
+        order = {
+            "op": "order",
+            "client_order_id": "ws1",
+            "venue": "tradehall",
+            "symbol": "BTC-USD",
+            "side": "sell",
+            "type": "limit",
+            "quantity": "2",
+            "price": "160.50",
+            "expires_at": FAR,
+        }
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws?consumer=alice") as ws:
+            await ws.send(json.dumps(order | {"id": 1}))
+            refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert refused["type"] == "order_result" and refused["status"] == "refused"
+            await ws.send(json.dumps({"op": "set_trading_mode", "enabled": True, "id": 2}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ack"
+            await ws.send(json.dumps(order | {"id": 3}))
+            messages = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]
+            result = next(m for m in messages if m.get("type") == "order_result")
+            report = next(m for m in messages if m.get("event_type") == "exec_report")
+            assert result["status"] == "accepted" and result["state"] == "ACK"
+            assert report["client_order_id"] == "ws1" and report["state"] == "ACK"
+            assert report["venue_order_id"] == result["venue_order_id"]
+            await ws.send(json.dumps(order | {"id": 4}))
+            again = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert again["duplicate"] is True
+        resp = await exchange.http.get("/brokers/alice/orders")
+        assert [o["document_number"] for o in resp.json()["orders"]] == ["ws1"]
+    finally:
+        server.should_exit = True
+        await task
+        await service.stop()

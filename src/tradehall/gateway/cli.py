@@ -93,6 +93,7 @@ SETTINGS: list[Setting] = [
         "our exchange's base URL (http://host:port); set: adds the tradehall venue",
     ),
     Setting("redis_url", "", str, "publish market data on this Redis (redis://host:port/db)"),
+    Setting("orders_db", "", str, "SQLite file of the order router (empty: no order entry)"),
     Setting(
         "tradehall_symbols",
         "",
@@ -145,6 +146,7 @@ def build_config(values: dict[str, Any]) -> GatewayConfig:
         tradehall_url=values["tradehall_url"] or "http://127.0.0.1:8080",
         tradehall_symbols=values["tradehall_symbols"],
         redis_url=values["redis_url"],
+        orders_db=values["orders_db"],
     )
 
 

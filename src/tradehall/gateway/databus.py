@@ -23,8 +23,15 @@ Server -> client: the canonical events, one JSON object per text frame (``event_
 decimals are strings), from the consumer's queue: a client that reads slowly gets its market data
 coalesced (latest-wins) and its trades bounded, and slows nobody else.
 
-:class:`TradingSwitch` keeps each consumer's order-entry switch (off unless turned on); the order
-router (issue 8) refuses orders of a consumer whose switch is off.
+:class:`~tradehall.gateway.orders.TradingSwitch` keeps each consumer's order-entry switch (off
+unless turned on); the order router refuses orders of a consumer whose switch is off.
+
+Orders (when the service has an order router): ``{"op": "order", "client_order_id": "abc1",
+"venue": "tradehall", "symbol": "BTC-USD", "side": "buy", "type": "limit", "quantity": "3",
+"price": "150.25", "expires_at": "2030-01-01T00:00:00Z", "id": 5}`` is answered with
+``{"type": "order_result", "id": 5, "client_order_id": ..., "status": "accepted" | "rejected" |
+"refused" | "unknown", "state": ..., "venue_order_id": ..., "reason": ..., "duplicate": ...}``;
+the order's ExecReports arrive on the same connection (it is the owning consumer).
 """
 
 from __future__ import annotations
@@ -32,24 +39,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+from typing import Literal
 
 import msgspec
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tradehall.gateway.dispatcher import AsyncDispatcher, Consumer
-from tradehall.gateway.events import encode
+from tradehall.gateway.events import Side, encode
 from tradehall.gateway.fanout import WILDCARD
 from tradehall.gateway.orchestrator import MERGED
+from tradehall.gateway.orders import OrderOutcome, OrderRequest, TradingSwitch
 
-__all__ = ["TradingSwitch", "databus_routes"]
+__all__ = ["TradingSwitch", "databus_routes"]  # TradingSwitch lives in orders (re-exported)
 
 _encoder = msgspec.json.Encoder()
 MergeFn = Callable[[str, Sequence[str]], None]  # start merging a symbol (ValueError: refused)
+SubmitFn = Callable[[OrderRequest], Awaitable[OrderOutcome]]
 
 
-class _Control(msgspec.Struct, forbid_unknown_fields=True):
+class _Control(msgspec.Struct):
     op: str
     provider: str = WILDCARD
     symbol: str = WILDCARD
@@ -59,17 +70,17 @@ class _Control(msgspec.Struct, forbid_unknown_fields=True):
     id: int | str | None = None
 
 
-class TradingSwitch:
-    """Per-consumer order-entry switch; every consumer starts disabled."""
-
-    def __init__(self) -> None:
-        self._enabled: dict[str, bool] = {}
-
-    def set(self, consumer: str, enabled: bool) -> None:
-        self._enabled[consumer] = enabled
-
-    def enabled(self, consumer: str) -> bool:
-        return self._enabled.get(consumer, False)
+class _OrderMsg(msgspec.Struct, kw_only=True):
+    op: str
+    client_order_id: str
+    venue: str
+    symbol: str
+    side: Side
+    type: Literal["limit", "market"]
+    quantity: Decimal
+    price: Decimal | None = None
+    expires_at: str | None = None
+    id: int | str | None = None
 
 
 class _Session:
@@ -79,11 +90,13 @@ class _Session:
         consumer: Consumer,
         switch: TradingSwitch,
         merge: MergeFn | None,
+        submit: SubmitFn | None,
     ) -> None:
         self.ws = ws
         self.consumer = consumer
         self.switch = switch
         self.merge = merge
+        self.submit = submit
         self.lock = asyncio.Lock()  # acks and events share the socket
 
     async def send(self, text: str) -> None:
@@ -103,6 +116,9 @@ class _Session:
             await self.error("invalid_request", f"invalid control message: {exc}", None)
             return
         consumer = self.consumer
+        if control.op == "order":
+            await self.order(raw, control.id)
+            return
         ack: dict[str, object] = {"type": "ack", "op": control.op, "id": control.id}
         if control.op == "subscribe":
             consumer.subscribe(control.provider, control.symbol, control.event_types)
@@ -127,11 +143,36 @@ class _Session:
         else:
             await self.error(
                 "invalid_request",
-                "op must be one of: subscribe, unsubscribe, merged_subscribe, set_trading_mode",
+                "op must be one of: subscribe, unsubscribe, merged_subscribe, set_trading_mode,"
+                " order",
                 control.id,
             )
             return
         await self.reply(ack)
+
+    async def order(self, raw: str, ident: int | str | None) -> None:
+        if self.submit is None:
+            await self.error("not_implemented", "order entry is not configured", ident)
+            return
+        try:
+            msg = msgspec.json.decode(raw, type=_OrderMsg)
+        except msgspec.ValidationError as exc:
+            await self.error("invalid_request", f"invalid order: {exc}", ident)
+            return
+        request = OrderRequest(
+            client_order_id=msg.client_order_id,
+            consumer=self.consumer.name,  # ExecReports come back on this connection
+            venue=msg.venue,
+            symbol=msg.symbol,
+            side=msg.side,
+            type=msg.type,
+            quantity=msg.quantity,
+            price=msg.price,
+            expires_at=msg.expires_at,
+        )
+        outcome = await self.submit(request)
+        reply = msgspec.to_builtins(outcome)
+        await self.reply({"type": "order_result", "id": ident, **reply})
 
     async def pump(self) -> None:
         async for event in self.consumer:
@@ -139,7 +180,10 @@ class _Session:
 
 
 def databus_routes(
-    dispatcher: AsyncDispatcher, switch: TradingSwitch, merge: MergeFn | None = None
+    dispatcher: AsyncDispatcher,
+    switch: TradingSwitch,
+    merge: MergeFn | None = None,
+    submit: SubmitFn | None = None,
 ) -> list[WebSocketRoute]:
     """The ``/ws`` route for a Starlette app."""
     counter = itertools.count(1)
@@ -151,7 +195,7 @@ def databus_routes(
             await ws.close(code=4002, reason=f"consumer {name} is already connected")
             return
         consumer = dispatcher.consumer(name)
-        session = _Session(ws, consumer, switch, merge)
+        session = _Session(ws, consumer, switch, merge, submit)
         writer = asyncio.create_task(session.pump())
         try:
             while True:

@@ -36,7 +36,6 @@ import httpx
 import msgspec
 import structlog
 
-from tradehall.gateway.databus import TradingSwitch
 from tradehall.gateway.events import EventIds, ExecReport, ExecState, Side
 
 __all__ = [
@@ -46,6 +45,7 @@ __all__ = [
     "OrderStore",
     "OrderVenue",
     "TradehallOrders",
+    "TradingSwitch",
     "UnknownOutcomeError",
     "VenueRejectedError",
 ]
@@ -53,6 +53,19 @@ __all__ = [
 # Lazy: binds on first use, after the CLI has configured logging.
 log = structlog.get_logger(component="gateway.orders")
 _CLIENT_ID = re.compile(r"^[a-zA-Z0-9]{1,32}$")
+
+
+class TradingSwitch:
+    """Per-consumer order-entry switch; every consumer starts disabled."""
+
+    def __init__(self) -> None:
+        self._enabled: dict[str, bool] = {}
+
+    def set(self, consumer: str, enabled: bool) -> None:
+        self._enabled[consumer] = enabled
+
+    def enabled(self, consumer: str) -> bool:
+        return self._enabled.get(consumer, False)
 
 
 class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -29,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tradehall.core.metrics import CONTENT_TYPE_LATEST, new_registry, render
-from tradehall.gateway.databus import TradingSwitch, databus_routes
+from tradehall.gateway.databus import databus_routes
 from tradehall.gateway.dispatcher import AsyncDispatcher
 from tradehall.gateway.events import Event, EventIds
 from tradehall.gateway.fakes.binance import FakeBinance
@@ -37,12 +38,21 @@ from tradehall.gateway.fakes.coinbase import FakeCoinbase
 from tradehall.gateway.fakes.kraken import FakeKraken
 from tradehall.gateway.fakes.server import FakeVenue
 from tradehall.gateway.orchestrator import Orchestrator
+from tradehall.gateway.orders import (
+    OrderOutcome,
+    OrderRequest,
+    OrderRouter,
+    OrderStore,
+    OrderVenue,
+    TradehallOrders,
+    TradingSwitch,
+)
 from tradehall.gateway.redisbus import RedisPublisher
 from tradehall.gateway.venues.base import AdapterSettings, VenueAdapter
 from tradehall.gateway.venues.binance import BinanceAdapter
 from tradehall.gateway.venues.coinbase import CoinbaseAdapter
 from tradehall.gateway.venues.kraken import KrakenAdapter
-from tradehall.gateway.venues.tradehall import TradehallAdapter, tradehall_symbols
+from tradehall.gateway.venues.tradehall import TradehallAdapter, market_ws_url, tradehall_symbols
 
 __all__ = ["GatewayConfig", "GatewayService"]
 
@@ -68,6 +78,7 @@ class GatewayConfig:
     merge_max_events: int = 1000  # a merge window closes after this many fragments ...
     merge_max_age: float = 10.0  # ... or this many seconds
     redis_url: str = ""  # set: publish market data on Redis pub/sub for other processes
+    orders_db: str = ""  # set (SQLite path): order entry via the tradehall venue's REST API
 
 
 class _Metrics:
@@ -152,6 +163,8 @@ class GatewayService:
         self.adapters: dict[str, VenueAdapter] = {}
         self.dispatcher = AsyncDispatcher()
         self.trading = TradingSwitch()
+        self.router: OrderRouter | None = None
+        self._order_http: httpx.AsyncClient | None = None
         self.redis: RedisPublisher | None = None
         self.dispatcher.on_deliver = self._observe
         self.orchestrator = Orchestrator(
@@ -168,6 +181,35 @@ class GatewayService:
         if self.orchestrator.subscriptions:
             for merged in self.orchestrator.on_event(event, dispatcher.clock.monotonic()):
                 dispatcher.publish(merged)
+
+    async def _start_orders(self) -> None:
+        config = self.config
+        store = OrderStore(config.orders_db)
+        await store.open()
+        venues: dict[str, OrderVenue] = {}
+        if "tradehall" in config.venues:
+            base = market_ws_url(config.tradehall_url).removesuffix("/ws/market")
+            base = base.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+            self._order_http = httpx.AsyncClient(base_url=base, timeout=5.0)
+            symbols = tradehall_symbols(config.symbols, config.tradehall_symbols)
+            venues["tradehall"] = TradehallOrders(self._order_http, symbol_map=symbols.to_venue)
+        self.router = OrderRouter(
+            store, venues, self.trading, self.dispatcher.publish, ids=self.ids
+        )
+        for outcome in await self.router.reconcile_pending():
+            log.info(
+                "order_reconciled", client_order_id=outcome.client_order_id, status=outcome.status
+            )
+
+    async def submit_order(self, request: OrderRequest) -> OrderOutcome:
+        """Order entry for consumers (the ``/ws`` ``order`` op); refused when not configured."""
+        if self.router is None:
+            return OrderOutcome(
+                client_order_id=request.client_order_id,
+                status="rejected",
+                reason="order entry is not configured (--orders-db)",
+            )
+        return await self.router.submit(request)
 
     def merged_subscribe(self, symbol: str, providers: Sequence[str]) -> None:
         """Start merging ``symbol`` across ``providers``, seeded with the books already live."""
@@ -197,6 +239,8 @@ class GatewayService:
             self.redis = RedisPublisher(self.dispatcher, config.redis_url)
             await self.redis.start()
         self._tasks.append(asyncio.create_task(self._merge_windows(), name="merge-windows"))
+        if config.orders_db:
+            await self._start_orders()
         urls: dict[str, dict[str, str]] = {
             "binance": {"ws_url": config.binance_ws_url, "rest_url": config.binance_rest_url},
             "coinbase": {"ws_url": config.coinbase_ws_url},
@@ -245,6 +289,10 @@ class GatewayService:
             await fake.stop()
         if self.redis is not None:
             await self.redis.stop()
+        if self.router is not None:
+            await self.router.store.close()
+        if self._order_http is not None:
+            await self._order_http.aclose()
         await self.dispatcher.stop()
 
     def health(self) -> dict[str, Any]:
@@ -314,7 +362,9 @@ class GatewayService:
                 Route("/healthz", healthz),
                 Route("/metrics", metrics),
                 Route("/deadletters", dead_letters),
-                *databus_routes(self.dispatcher, self.trading, self.merged_subscribe),
+                *databus_routes(
+                    self.dispatcher, self.trading, self.merged_subscribe, self.submit_order
+                ),
             ]
         )
 
