@@ -136,14 +136,24 @@ def base_config(tmp_path: Path, **overrides: Any) -> TapConfig:
     return replace(config, **overrides)
 
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+_REDIS: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _project_redis(redis_url: str) -> None:
+    """The Redis server the project starts for this worker (``tests/conftest.py``)."""
+    _REDIS["url"] = redis_url
+
+
+def project_redis_url() -> str:
+    return _REDIS["url"]
 
 
 @contextlib.asynccontextmanager
 async def running(
     tmp_path: Path,
     backend: str = "memory",
-    redis_url: str = REDIS_URL,
+    redis_url: str | None = None,
     prefix: str | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
@@ -153,7 +163,7 @@ async def running(
     client = None
     prefix = prefix or f"test-{uuid.uuid4().hex}:"
     if backend == "redis":
-        client = rs.connect_redis(redis_url)
+        client = rs.connect_redis(redis_url or project_redis_url())
         service = TapService(
             config,
             clock=clock,

@@ -1,4 +1,4 @@
-"""The Redis backend against the real server on 127.0.0.1:6379 (random key prefix per test)."""
+"""The Redis backend against the project's own Redis server (random key prefix per test)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,10 @@ from tradehall.tap import ledger
 from tradehall.tap import redis_stores as rs
 from tradehall.tap.hub import BROADCAST, Client, Hub
 
-from .conftest import REDIS_URL
-
 
 @pytest.fixture
-async def redis_prefix() -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    client = rs.connect_redis(REDIS_URL)
+async def redis_prefix(redis_url: str) -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    client = rs.connect_redis(redis_url)
     prefix = f"test-{uuid.uuid4().hex}:"
     yield client, prefix
     keys = [k async for k in client.scan_iter(match=prefix + "*")]
