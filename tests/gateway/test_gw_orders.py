@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
 import websockets
@@ -258,3 +259,40 @@ async def test_orders_over_the_websocket_bus_with_exec_reports_back(
         server.should_exit = True
         await task
         await service.stop()
+
+
+async def test_open_orders_are_followed_to_their_final_state_in_order(rig: Rig) -> None:
+    rig.switch.set("alice", True)
+    feed = rig.dispatcher.consumer("alice")
+    placed = await rig.router.submit(_request("follow1", qty=5))
+    other = await rig.router.submit(
+        msgspec.structs.replace(_request("follow2", qty=1), price=Decimal("170.00"))
+    )
+    assert await rig.router.poll() == 0  # nothing changed yet
+    await rig.exchange.order("bob", "BTC-USD", "bid", 2, "150.25")
+    assert await rig.router.poll() == 1
+    await rig.exchange.order("bob", "BTC-USD", "bid", 3, "150.25")
+    resp = await rig.exchange.http.delete(f"/orders/{other.venue_order_id}")
+    assert resp.status_code == 200
+    assert await rig.router.poll() == 2
+    assert rig.router.open == {}  # both final: no longer followed
+    reports = [await asyncio.wait_for(feed.get(), 2) for _ in range(5)]
+    seen = [
+        (r.client_order_id, r.state, r.last_qty, r.cum_qty)
+        for r in reports
+        if isinstance(r, ExecReport)
+    ]
+    assert seen == [
+        ("follow1", ExecState.ACK, 0, 0),
+        ("follow2", ExecState.ACK, 0, 0),
+        ("follow1", ExecState.PARTIAL, 2, 2),
+        ("follow1", ExecState.FILLED, 3, 5),
+        ("follow2", ExecState.CANCELLED, 0, 0),
+    ]
+    assert placed.venue_order_id == reports[0].venue_order_id  # type: ignore[union-attr]
+    # after a restart, open orders are followed again
+    third = await rig.router.submit(_request("follow3", qty=1))
+    assert third.state is ExecState.ACK
+    router2 = OrderRouter(rig.store, {"tradehall": rig.venue}, rig.switch, rig.dispatcher.publish)
+    await router2.load_open()
+    assert set(router2.open) == {"follow3"}

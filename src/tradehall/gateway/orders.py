@@ -15,6 +15,9 @@
    of the same id (or at startup via :meth:`OrderRouter.reconcile_pending`) -- never re-sent.
 4. Every outcome known from the venue becomes an ``ExecReport`` handed to ``on_report`` with the
    owning consumer (the dispatcher's lossless lane: ``dispatcher.publish(report, owner=...)``).
+   Orders still open (ACK/PARTIAL) are followed by :meth:`OrderRouter.poll`: every change of
+   state or filled quantity is one more ExecReport (``last_qty``/``cum_qty``), in order, until a
+   final state (FILLED, CANCELLED, EXPIRED). Open orders are reloaded at startup.
 
 :class:`TradehallOrders` is the venue for our exchange's REST API: the client order id travels as
 the order's ``document_number`` (``^[a-zA-Z0-9]{1,32}$``), which is how a lost answer is found
@@ -106,6 +109,10 @@ class OrderVenue(Protocol):
         """Find the order by its client id; ``None`` if the venue has no such order."""
         ...
 
+    async def status(self, request: OrderRequest, venue_order_id: str) -> tuple[ExecState, Decimal]:
+        """The order's current state and cumulative filled quantity."""
+        ...
+
 
 class OrderStore:
     """``client_order_id`` -> request and outcome, in SQLite (survives restarts)."""
@@ -119,6 +126,10 @@ class OrderStore:
         await self._db.execute(
             "CREATE TABLE IF NOT EXISTS orders (client_order_id TEXT PRIMARY KEY,"
             " request BLOB NOT NULL, outcome BLOB)"
+        )
+        # orders followed to a final state (the stored outcome stays the original answer)
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS closed (client_order_id TEXT PRIMARY KEY)"
         )
         await self._db.commit()
 
@@ -156,6 +167,24 @@ class OrderStore:
         )
         await self.db.commit()
 
+    async def open_orders(self) -> list[tuple[OrderRequest, OrderOutcome]]:
+        """Accepted orders whose first known state was not final (to keep following them)."""
+        async with self.db.execute(
+            "SELECT request, outcome FROM orders WHERE outcome IS NOT NULL AND client_order_id"
+            " NOT IN (SELECT client_order_id FROM closed) ORDER BY rowid"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        out = []
+        for request, outcome in rows:
+            known = msgspec.json.decode(outcome, type=OrderOutcome)
+            if known.state in (ExecState.ACK, ExecState.PARTIAL):
+                out.append((msgspec.json.decode(request, type=OrderRequest), known))
+        return out
+
+    async def mark_closed(self, cid: str) -> None:
+        await self.db.execute("INSERT OR IGNORE INTO closed VALUES (?)", (cid,))
+        await self.db.commit()
+
     async def unfinished(self) -> list[OrderRequest]:
         """Requests sent (or about to be) whose outcome is not known."""
         async with self.db.execute("SELECT request, outcome FROM orders ORDER BY rowid") as cursor:
@@ -191,6 +220,8 @@ class OrderRouter:
         self.ids = ids or EventIds()
         self._now_ns = clock_ns or _time_ns
         self._locks: dict[str, asyncio.Lock] = {}
+        # client_order_id -> (request, venue order id, last state, cumulative filled quantity)
+        self.open: dict[str, tuple[OrderRequest, str, ExecState, Decimal]] = {}
         self.sent = 0
         self.refused = 0
 
@@ -238,6 +269,39 @@ class OrderRouter:
             await self._finish(request, outcome)
             return outcome
 
+    async def load_open(self) -> None:
+        """At startup: keep following the orders that were still open (see :meth:`poll`)."""
+        for request, outcome in await self.store.open_orders():
+            assert outcome.state is not None
+            self.open[request.client_order_id] = (
+                request,
+                outcome.venue_order_id,
+                outcome.state,
+                Decimal(0),
+            )
+
+    async def poll(self) -> int:
+        """Ask the venue about every open order; report each change of state or fill, in order.
+
+        Returns how many reports were emitted. A failed query is retried on the next poll.
+        """
+        emitted = 0
+        for cid, (request, venue_id, state, cum) in list(self.open.items()):
+            try:
+                new_state, new_cum = await self.venues[request.venue].status(request, venue_id)
+            except UnknownOutcomeError:
+                continue
+            if (new_state, new_cum) == (state, cum):
+                continue
+            self._report(request, venue_id, new_state, last=new_cum - cum, cum=new_cum)
+            emitted += 1
+            if new_state in (ExecState.ACK, ExecState.PARTIAL):
+                self.open[cid] = (request, venue_id, new_state, new_cum)
+            else:
+                del self.open[cid]
+                await self.store.mark_closed(cid)
+        return emitted
+
     async def reconcile_pending(self) -> list[OrderOutcome]:
         """At startup: settle every order whose outcome was not known when we stopped."""
         return [await self._reconcile(request) for request in await self.store.unfinished()]
@@ -263,8 +327,28 @@ class OrderRouter:
 
     async def _finish(self, request: OrderRequest, outcome: OrderOutcome) -> None:
         await self.store.finish(outcome)
-        if outcome.state is None:
+        state = outcome.state
+        if state is None:
             return
+        self._report(request, outcome.venue_order_id, state, reason=outcome.reason)
+        if state in (ExecState.ACK, ExecState.PARTIAL):
+            self.open[request.client_order_id] = (
+                request,
+                outcome.venue_order_id,
+                state,
+                Decimal(0),
+            )
+
+    def _report(
+        self,
+        request: OrderRequest,
+        venue_order_id: str,
+        state: ExecState,
+        *,
+        last: Decimal = Decimal(0),
+        cum: Decimal = Decimal(0),
+        reason: str = "",
+    ) -> None:
         report = ExecReport(
             event_id=self.ids.new_id(),
             provider=request.venue,
@@ -272,11 +356,13 @@ class OrderRouter:
             ts_ingest=self._now_ns(),
             trace_id=request.client_order_id,
             client_order_id=request.client_order_id,
-            venue_order_id=outcome.venue_order_id,
-            state=outcome.state,
+            venue_order_id=venue_order_id,
+            state=state,
             side=request.side,
+            last_qty=last,
+            cum_qty=cum,
             price=request.price,
-            reason=outcome.reason,
+            reason=reason,
         )
         self.on_report(report, request.consumer)
 
@@ -298,6 +384,7 @@ class _Order(msgspec.Struct):
     order_id: str
     status: str
     document_number: str = ""
+    filled_quantity: int = 0
 
 
 class _Page(msgspec.Struct):
@@ -344,6 +431,16 @@ class TradehallOrders:
             raise VenueRejectedError(resp.text[:200])
         order = msgspec.json.decode(resp.content, type=_Order)
         return order.order_id, _STATES.get(order.status, ExecState.ACK)
+
+    async def status(self, request: OrderRequest, venue_order_id: str) -> tuple[ExecState, Decimal]:
+        try:
+            resp = await self.http.get(f"/orders/{venue_order_id}")
+        except httpx.TransportError as exc:
+            raise UnknownOutcomeError(type(exc).__name__) from exc
+        if resp.status_code != 200:
+            raise UnknownOutcomeError(f"HTTP {resp.status_code}")
+        order = msgspec.json.decode(resp.content, type=_Order)
+        return _STATES.get(order.status, ExecState.ACK), Decimal(order.filled_quantity)
 
     async def lookup(self, request: OrderRequest) -> tuple[str, ExecState] | None:
         broker = self.broker(request.consumer)

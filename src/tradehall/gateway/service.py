@@ -79,6 +79,7 @@ class GatewayConfig:
     merge_max_age: float = 10.0  # ... or this many seconds
     redis_url: str = ""  # set: publish market data on Redis pub/sub for other processes
     orders_db: str = ""  # set (SQLite path): order entry via the tradehall venue's REST API
+    orders_poll: float = 1.0  # seconds between status queries of open orders
 
 
 class _Metrics:
@@ -196,10 +197,19 @@ class GatewayService:
         self.router = OrderRouter(
             store, venues, self.trading, self.dispatcher.publish, ids=self.ids
         )
+        await self.router.load_open()
+        self._tasks.append(asyncio.create_task(self._poll_orders(), name="order-poller"))
         for outcome in await self.router.reconcile_pending():
             log.info(
                 "order_reconciled", client_order_id=outcome.client_order_id, status=outcome.status
             )
+
+    async def _poll_orders(self) -> None:
+        clock = self.dispatcher.clock
+        while True:
+            await clock.sleep(self.config.orders_poll)
+            if self.router is not None:
+                await self.router.poll()
 
     async def submit_order(self, request: OrderRequest) -> OrderOutcome:
         """Order entry for consumers (the ``/ws`` ``order`` op); refused when not configured."""
