@@ -124,7 +124,7 @@ async def test_control_errors_trading_mode_and_duplicate_consumer(
             "type": "error",
             "code": "invalid_request",
             "message": "op must be one of: subscribe, unsubscribe, merged_subscribe, "
-            "set_trading_mode, order",
+            "set_trading_mode, order, cancel",
             "id": 7,
         }
         await ws.send(

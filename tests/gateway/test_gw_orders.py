@@ -253,8 +253,20 @@ async def test_orders_over_the_websocket_bus_with_exec_reports_back(
             await ws.send(json.dumps(order | {"id": 4}))
             again = json.loads(await asyncio.wait_for(ws.recv(), 5))
             assert again["duplicate"] is True
+            await ws.send(json.dumps({"op": "set_trading_mode", "enabled": False, "id": 5}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ack"
+            await ws.send(json.dumps({"op": "cancel", "client_order_id": "ws1", "id": 6}))
+            messages = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]
+            cancelled = next(m for m in messages if m.get("type") == "cancel_result")
+            report = next(m for m in messages if m.get("event_type") == "exec_report")
+            assert cancelled["status"] == "accepted" and cancelled["state"] == "CANCELLED"
+            assert report["state"] == "CANCELLED" and report["client_order_id"] == "ws1"
+            await ws.send(json.dumps({"op": "cancel", "client_order_id": "ws1", "id": 7}))
+            gone = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert gone["status"] == "rejected" and gone["reason"] == "no such open order"
         resp = await exchange.http.get("/brokers/alice/orders")
-        assert [o["document_number"] for o in resp.json()["orders"]] == ["ws1"]
+        orders = resp.json()["orders"]
+        assert [(o["document_number"], o["status"]) for o in orders] == [("ws1", "cancelled")]
     finally:
         server.should_exit = True
         await task
@@ -296,3 +308,7 @@ async def test_open_orders_are_followed_to_their_final_state_in_order(rig: Rig) 
     router2 = OrderRouter(rig.store, {"tradehall": rig.venue}, rig.switch, rig.dispatcher.publish)
     await router2.load_open()
     assert set(router2.open) == {"follow3"}
+    # only the owner can cancel
+    assert (await router2.cancel("bob", "follow3")).status == "rejected"
+    assert (await router2.cancel("alice", "follow3")).state is ExecState.CANCELLED
+    assert router2.open == {}

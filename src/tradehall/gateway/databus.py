@@ -32,6 +32,8 @@ Orders (when the service has an order router): ``{"op": "order", "client_order_i
 ``{"type": "order_result", "id": 5, "client_order_id": ..., "status": "accepted" | "rejected" |
 "refused" | "unknown", "state": ..., "venue_order_id": ..., "reason": ..., "duplicate": ...}``;
 the order's ExecReports arrive on the same connection (it is the owning consumer).
+``{"op": "cancel", "client_order_id": "abc1", "id": 6}`` cancels an open order of this
+connection's consumer (also with the trading switch off) and is answered by ``cancel_result``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ __all__ = ["TradingSwitch", "databus_routes"]  # TradingSwitch lives in orders (
 _encoder = msgspec.json.Encoder()
 MergeFn = Callable[[str, Sequence[str]], None]  # start merging a symbol (ValueError: refused)
 SubmitFn = Callable[[OrderRequest], Awaitable[OrderOutcome]]
+CancelFn = Callable[[str, str], Awaitable[OrderOutcome]]  # (consumer, client_order_id)
 
 
 class _Control(msgspec.Struct):
@@ -67,6 +70,12 @@ class _Control(msgspec.Struct):
     event_types: list[str] = []
     providers: list[str] = []
     enabled: bool | None = None
+    id: int | str | None = None
+
+
+class _CancelMsg(msgspec.Struct, kw_only=True):
+    op: str
+    client_order_id: str
     id: int | str | None = None
 
 
@@ -91,12 +100,14 @@ class _Session:
         switch: TradingSwitch,
         merge: MergeFn | None,
         submit: SubmitFn | None,
+        cancel_order: CancelFn | None = None,
     ) -> None:
         self.ws = ws
         self.consumer = consumer
         self.switch = switch
         self.merge = merge
         self.submit = submit
+        self.cancel_order = cancel_order
         self.lock = asyncio.Lock()  # acks and events share the socket
 
     async def send(self, text: str) -> None:
@@ -118,6 +129,9 @@ class _Session:
         consumer = self.consumer
         if control.op == "order":
             await self.order(raw, control.id)
+            return
+        if control.op == "cancel":
+            await self.cancel(raw, control.id)
             return
         ack: dict[str, object] = {"type": "ack", "op": control.op, "id": control.id}
         if control.op == "subscribe":
@@ -144,7 +158,7 @@ class _Session:
             await self.error(
                 "invalid_request",
                 "op must be one of: subscribe, unsubscribe, merged_subscribe, set_trading_mode,"
-                " order",
+                " order, cancel",
                 control.id,
             )
             return
@@ -174,6 +188,18 @@ class _Session:
         reply = msgspec.to_builtins(outcome)
         await self.reply({"type": "order_result", "id": ident, **reply})
 
+    async def cancel(self, raw: str, ident: int | str | None) -> None:
+        if self.cancel_order is None:
+            await self.error("not_implemented", "order entry is not configured", ident)
+            return
+        try:
+            msg = msgspec.json.decode(raw, type=_CancelMsg)
+        except msgspec.ValidationError as exc:
+            await self.error("invalid_request", f"invalid cancel: {exc}", ident)
+            return
+        outcome = await self.cancel_order(self.consumer.name, msg.client_order_id)
+        await self.reply({"type": "cancel_result", "id": ident, **msgspec.to_builtins(outcome)})
+
     async def pump(self) -> None:
         async for event in self.consumer:
             await self.send(encode(event).decode())
@@ -184,6 +210,7 @@ def databus_routes(
     switch: TradingSwitch,
     merge: MergeFn | None = None,
     submit: SubmitFn | None = None,
+    cancel_order: CancelFn | None = None,
 ) -> list[WebSocketRoute]:
     """The ``/ws`` route for a Starlette app."""
     counter = itertools.count(1)
@@ -195,7 +222,7 @@ def databus_routes(
             await ws.close(code=4002, reason=f"consumer {name} is already connected")
             return
         consumer = dispatcher.consumer(name)
-        session = _Session(ws, consumer, switch, merge, submit)
+        session = _Session(ws, consumer, switch, merge, submit, cancel_order)
         writer = asyncio.create_task(session.pump())
         try:
             while True:

@@ -113,6 +113,10 @@ class OrderVenue(Protocol):
         """The order's current state and cumulative filled quantity."""
         ...
 
+    async def cancel(self, request: OrderRequest, venue_order_id: str) -> None:
+        """Ask the venue to cancel (the resulting state is then reported by :meth:`status`)."""
+        ...
+
 
 class OrderStore:
     """``client_order_id`` -> request and outcome, in SQLite (survives restarts)."""
@@ -268,6 +272,33 @@ class OrderRouter:
             )
             await self._finish(request, outcome)
             return outcome
+
+    async def cancel(self, consumer: str, client_order_id: str) -> OrderOutcome:
+        """Cancel an open order of ``consumer`` (allowed with the trading switch off: it only
+        reduces risk); the CANCELLED ExecReport follows at once."""
+        entry = self.open.get(client_order_id)
+        if entry is None or entry[0].consumer != consumer:
+            return OrderOutcome(
+                client_order_id=client_order_id, status="rejected", reason="no such open order"
+            )
+        request, venue_id, _, _ = entry
+        try:
+            await self.venues[request.venue].cancel(request, venue_id)
+        except VenueRejectedError as exc:
+            return OrderOutcome(client_order_id=client_order_id, status="rejected", reason=str(exc))
+        except UnknownOutcomeError as exc:
+            return OrderOutcome(client_order_id=client_order_id, status="unknown", reason=str(exc))
+        try:
+            state, _ = await self.venues[request.venue].status(request, venue_id)
+        except UnknownOutcomeError:
+            state = ExecState.CANCELLED  # the DELETE succeeded; the poll will confirm
+        await self.poll()  # report what the venue says now (CANCELLED, or a fill that won)
+        return OrderOutcome(
+            client_order_id=client_order_id,
+            status="accepted",
+            state=state,
+            venue_order_id=venue_id,
+        )
 
     async def load_open(self) -> None:
         """At startup: keep following the orders that were still open (see :meth:`poll`)."""
@@ -441,6 +472,16 @@ class TradehallOrders:
             raise UnknownOutcomeError(f"HTTP {resp.status_code}")
         order = msgspec.json.decode(resp.content, type=_Order)
         return _STATES.get(order.status, ExecState.ACK), Decimal(order.filled_quantity)
+
+    async def cancel(self, request: OrderRequest, venue_order_id: str) -> None:
+        try:
+            resp = await self.http.delete(f"/orders/{venue_order_id}")
+        except httpx.TransportError as exc:
+            raise UnknownOutcomeError(type(exc).__name__) from exc
+        if resp.status_code >= 500:
+            raise UnknownOutcomeError(f"HTTP {resp.status_code}")
+        if resp.status_code != 200:
+            raise VenueRejectedError(resp.text[:200])
 
     async def lookup(self, request: OrderRequest) -> tuple[str, ExecState] | None:
         broker = self.broker(request.consumer)

@@ -221,6 +221,16 @@ class GatewayService:
             )
         return await self.router.submit(request)
 
+    async def cancel_order(self, consumer: str, client_order_id: str) -> OrderOutcome:
+        """Cancel an open order of ``consumer`` (the ``/ws`` ``cancel`` op)."""
+        if self.router is None:
+            return OrderOutcome(
+                client_order_id=client_order_id,
+                status="rejected",
+                reason="order entry is not configured (--orders-db)",
+            )
+        return await self.router.cancel(consumer, client_order_id)
+
     def merged_subscribe(self, symbol: str, providers: Sequence[str]) -> None:
         """Start merging ``symbol`` across ``providers``, seeded with the books already live."""
         self.orchestrator.merge(symbol, providers)
@@ -373,7 +383,11 @@ class GatewayService:
                 Route("/metrics", metrics),
                 Route("/deadletters", dead_letters),
                 *databus_routes(
-                    self.dispatcher, self.trading, self.merged_subscribe, self.submit_order
+                    self.dispatcher,
+                    self.trading,
+                    self.merged_subscribe,
+                    self.submit_order,
+                    self.cancel_order,
                 ),
             ]
         )
