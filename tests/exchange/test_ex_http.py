@@ -313,3 +313,40 @@ async def test_slow_body_times_out(exchange: ExchangeHarness) -> None:
     assert response.status_code == 408
     assert response.json()["error"] == "request_timeout"
     assert "slow" not in exchange.service.engine.brokers
+
+
+async def test_deliveries_dropped_by_a_full_queue_are_requeued_later(
+    receiver: WebhookReceiver,
+) -> None:
+    clock = VirtualClock()
+    settings = ExchangeSettings(webhook_allow_http=True, webhook_queue_limit=2)
+    dispatcher = WebhookDispatcher(clock=clock, queue_limit=2, rng=random.Random(1))
+    service = ExchangeService(settings, clock=clock, ids=SequentialIds(), dispatcher=dispatcher)
+    await service.start()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(service, manage_service=False)),
+            base_url="http://exchange.test",
+        ) as client:
+            ex = ExchangeHarness(service, client, clock)
+            await ex.broker("b")
+            await subscribe(ex, "b", receiver.url, "order.cancelled")
+            for _ in range(5):  # five cancellations at once: the queue of 2 drops three
+                placed = loads(
+                    (
+                        await ex.order(
+                            broker_id="b", side="bid", symbol="X", quantity=1, price="1.00"
+                        )
+                    ).text
+                )
+                service.cancel(placed["order_id"])
+            assert len(service._dropped) == 3
+            await dispatcher.drain()
+            for _ in range(3):
+                await clock.advance(5)  # the redelivery loop runs on the virtual clock
+                await dispatcher.drain()
+            got = await receiver.wait_for(5)
+    finally:
+        await service.stop()
+    assert len({r.headers["x-delivery-id"] for r in got}) == 5
+    assert not service.machine.outbox

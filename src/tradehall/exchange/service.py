@@ -63,6 +63,7 @@ EventListener = Callable[[list[EngineEvent]], None]
 ExecutedHook = Callable[[Executed], Callable[[], None] | None]
 log = get_logger("exchange")
 _SETTLED_OUTCOMES = frozenset({"delivered", "rejected", "failed"})
+REDELIVER_INTERVAL = 5.0  # seconds between attempts to re-queue deliveries dropped by overload
 
 
 class RecoveryReport:
@@ -103,8 +104,9 @@ class ExchangeService:
             queue_limit=settings.webhook_queue_limit,
             signing_secret=settings.webhook_signing_secret,
             registry=self.registry,
-            on_settled=self._on_settled,
         )
+        # Injected dispatchers (tests) report to the outbox too.
+        self.dispatcher.on_settled = self._on_settled
         self.journal = journal
         self.recovery = RecoveryReport()
         self._listeners: list[EventListener] = []
@@ -112,6 +114,7 @@ class ExchangeService:
         self._tasks: list[asyncio.Task[object]] = []
         self._last_durable: asyncio.Future[None] | None = None
         self._settled: list[str] = []
+        self._dropped: dict[str, Delivery] = {}  # dropped by a full queue, in drop order
         self._snapshot_seq = 0
         self._snapshotting = False
         self._halted: str | None = None
@@ -229,8 +232,11 @@ class ExchangeService:
         return publish
 
     def _on_settled(self, delivery: Delivery, outcome: DeliveryOutcome) -> None:
-        # Abandoned (shutdown) and dropped (queue full) deliveries stay in the outbox and are
-        # attempted again after the next restart.
+        # Abandoned (shutdown) deliveries stay in the outbox for the next start; dropped ones
+        # (queue full) stay there too and are re-queued by the redelivery loop once there is room.
+        if outcome == "dropped":
+            self._dropped[delivery.delivery_id] = delivery
+            return
         if outcome not in _SETTLED_OUTCOMES:
             return
         if not self._settled:
@@ -242,6 +248,26 @@ class ExchangeService:
         if ids and self._halted is None:
             with contextlib.suppress(ServiceUnavailable):
                 self._run(DeliverySettled(ids))
+
+    def redeliver_dropped(self) -> int:
+        """Re-queue dropped deliveries while the dispatcher has room (half its limit)."""
+        room = self.settings.webhook_queue_limit // 2 - self.dispatcher.pending
+        batch: list[Delivery] = []
+        for delivery_id in list(self._dropped):
+            if len(batch) >= room:
+                break
+            delivery = self._dropped.pop(delivery_id)
+            if delivery_id in self.machine.outbox:  # not settled in the meantime
+                batch.append(delivery)
+        if batch:
+            self.dispatcher.submit(batch)
+        return len(batch)
+
+    async def _redeliver_loop(self) -> None:
+        while True:
+            await self.clock.sleep(REDELIVER_INTERVAL)
+            if self._dropped:
+                self.redeliver_dropped()
 
     def _halt(self, reason: str) -> None:
         if self._halted is None:
@@ -333,6 +359,7 @@ class ExchangeService:
             self.recovery.redelivered = len(pending)
             self.dispatcher.submit(pending)
         self._tasks.append(asyncio.create_task(self._expiry_loop(), name="expiry-sweep"))
+        self._tasks.append(asyncio.create_task(self._redeliver_loop(), name="webhook-redelivery"))
 
     async def stop(self) -> None:
         """Stop the sweep, flush the journal, snapshot, and abandon in-flight deliveries."""

@@ -176,7 +176,7 @@ class WebhookDispatcher:
         self._secret = signing_secret
         self._rng = rng if rng is not None else random.Random()
         self._transport = transport
-        self._on_settled = on_settled
+        self.on_settled = on_settled  # public: the service attaches its outbox hook
         self._metrics = _Metrics(
             registry if registry is not None else prometheus_client.CollectorRegistry()
         )
@@ -402,9 +402,9 @@ class WebhookDispatcher:
         self._metrics.deliveries.labels(outcome).inc()
         if entry.waiter is not None and not entry.waiter.done():
             entry.waiter.set_result(None)
-        if self._on_settled is not None:
+        if self.on_settled is not None:
             try:
-                self._on_settled(entry.delivery, outcome)
+                self.on_settled(entry.delivery, outcome)
             except Exception:
                 _log.exception(
                     "webhook_on_settled_error",
