@@ -7,7 +7,7 @@ Command path (all synchronous up to the journal append, so each command is one a
    and then awaits :meth:`ExchangeService.durable` before sending it -- nothing is acknowledged
    before it is on disk;
 3. once the record is durable, in journal order, its webhook deliveries go to the dispatcher and
-   its events to listeners (market data). So no receiver ever sees an event that a crash could
+   its market-data messages to subscribers. So no receiver ever sees an event that a crash could
    take back, and nothing is sent from inside a matching pass.
 
 Without a journal (``data_dir=":memory:"``) step 2 is skipped and step 3 runs immediately.
@@ -45,7 +45,6 @@ from tradehall.exchange.commands import (
 )
 from tradehall.exchange.engine import Engine, OrderRequest
 from tradehall.exchange.errors import ExchangeError, ServiceUnavailable
-from tradehall.exchange.events import EngineEvent
 from tradehall.exchange.journal import FileJournal, Journal
 from tradehall.exchange.machine import ExchangeMachine, Executed
 from tradehall.exchange.metrics import ExchangeMetrics
@@ -56,9 +55,8 @@ from tradehall.exchange.snapshots import latest_snapshot, prune_snapshots, write
 from tradehall.exchange.subscriptions import Subscription
 from tradehall.exchange.webhook_delivery import Delivery, DeliveryOutcome, WebhookDispatcher
 
-__all__ = ["EventListener", "ExchangeService", "RecoveryReport"]
+__all__ = ["ExchangeService", "RecoveryReport"]
 
-EventListener = Callable[[list[EngineEvent]], None]
 # Runs synchronously right after each command; may return work to run once it is durable.
 ExecutedHook = Callable[[Executed], Callable[[], None] | None]
 log = get_logger("exchange")
@@ -109,7 +107,6 @@ class ExchangeService:
         self.dispatcher.on_settled = self._on_settled
         self.journal = journal
         self.recovery = RecoveryReport()
-        self._listeners: list[EventListener] = []
         self.on_executed: ExecutedHook | None = None  # market data (marketdata.py)
         self._tasks: list[asyncio.Task[object]] = []
         self._last_durable: asyncio.Future[None] | None = None
@@ -183,10 +180,6 @@ class ExchangeService:
         elif future is not None and future.exception() is not None:
             raise ServiceUnavailable("The journal could not be written; the command is not durable")
 
-    def add_listener(self, listener: EventListener) -> None:
-        """Call ``listener`` with every durable command's events, in journal order."""
-        self._listeners.append(listener)
-
     def _run(self, command: Command) -> object:
         if self._halted is not None:
             raise ServiceUnavailable(self._halted)
@@ -224,8 +217,6 @@ class ExchangeService:
         def publish() -> None:
             if executed.deliveries:
                 self.dispatcher.submit(executed.deliveries)
-            for listener in self._listeners:
-                listener(executed.events)
             if after is not None:
                 after()
 
