@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import structlog
 
 from tradehall.core.clock import Clock, SystemClock
+from tradehall.core.timefmt import parse_rfc3339_ns
 from tradehall.gateway.assembler import Action, BookAssembler, BookState, Outcome, Sequencing
 from tradehall.gateway.backoff import Backoff
 from tradehall.gateway.book import OrderBook
@@ -33,7 +34,7 @@ from tradehall.gateway.events import (
 from tradehall.gateway.kline import KlineBuilder
 from tradehall.gateway.symbols import SymbolMap
 
-__all__ = ["AdapterSettings", "EventSink", "VenueAdapter"]
+__all__ = ["AdapterSettings", "EventSink", "VenueAdapter", "venue_time_ns"]
 
 EventSink = Callable[[Event], None]
 
@@ -209,3 +210,11 @@ class VenueAdapter:
                     epoch=asm.epoch,
                 )
             )
+
+
+def venue_time_ns(text: str) -> int | None:
+    """A venue's RFC 3339 timestamp as epoch ns; ``None`` when absent or malformed."""
+    try:
+        return parse_rfc3339_ns(text) if text else None
+    except ValueError:
+        return None

@@ -31,12 +31,11 @@ import structlog
 from websockets.asyncio.client import ClientConnection
 
 from tradehall.core.clock import Clock
-from tradehall.core.timefmt import parse_rfc3339_ns
 from tradehall.gateway.assembler import Action, BookState, Diff, Resync, Sequencing, Snapshot
 from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.events import EventIds, Level, Side, Ticker, Trade
 from tradehall.gateway.symbols import COINBASE
-from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapter
+from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapter, venue_time_ns
 
 __all__ = ["CoinbaseAdapter", "ProductSession"]
 
@@ -96,13 +95,6 @@ _envelope = msgspec.json.Decoder(_Envelope)
 _l2 = msgspec.json.Decoder(list[_L2Event])
 _trades = msgspec.json.Decoder(list[_TradesEvent])
 _tickers = msgspec.json.Decoder(list[_TickerEvent])
-
-
-def _ts(text: str) -> int | None:
-    try:
-        return parse_rfc3339_ns(text) if text else None
-    except ValueError:
-        return None
 
 
 class ProductSession:
@@ -196,7 +188,7 @@ class ProductSession:
         channel = env.channel
         if channel == "l2_data":
             for event in _l2.decode(env.events):
-                self._on_l2(event, seq, _ts(env.timestamp), ingest)
+                self._on_l2(event, seq, venue_time_ns(env.timestamp), ingest)
         elif channel == "market_trades":
             for batch in _trades.decode(env.events):
                 for trade in batch.trades:
@@ -282,7 +274,7 @@ class CoinbaseAdapter(VenueAdapter):
             provider=self.provider,
             symbol=symbol,
             seq_provider=trade_id,
-            ts_provider=_ts(msg.time),
+            ts_provider=venue_time_ns(msg.time),
             ts_ingest=ingest,
             trace_id=self.trace,
             price=msg.price,

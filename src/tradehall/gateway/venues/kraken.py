@@ -24,13 +24,12 @@ import structlog
 from websockets.asyncio.client import ClientConnection
 
 from tradehall.core.clock import Clock
-from tradehall.core.timefmt import parse_rfc3339_ns
 from tradehall.gateway.assembler import Action, Diff, Resync, Sequencing, Snapshot
 from tradehall.gateway.book import OrderBook, kraken_checksum
 from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.events import EventIds, Side, Ticker, Trade
 from tradehall.gateway.symbols import KRAKEN
-from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapter
+from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapter, venue_time_ns
 
 __all__ = ["KrakenAdapter"]
 
@@ -87,13 +86,6 @@ _books = msgspec.json.Decoder(list[_Book])
 _trades = msgspec.json.Decoder(list[_Trade])
 _tickers = msgspec.json.Decoder(list[_Ticker])
 _statuses = msgspec.json.Decoder(list[_Status])
-
-
-def _ts(text: str) -> int | None:
-    try:
-        return parse_rfc3339_ns(text) if text else None
-    except ValueError:
-        return None
 
 
 class KrakenAdapter(VenueAdapter):
@@ -257,7 +249,7 @@ class KrakenAdapter(VenueAdapter):
         bids = [(lv.price, lv.qty) for lv in book.bids]
         asks = [(lv.price, lv.qty) for lv in book.asks]
         now = self.clock.monotonic()
-        ts = _ts(book.timestamp)
+        ts = venue_time_ns(book.timestamp)
         if is_snapshot:
             outcome = asm.on_snapshot(Snapshot(bids, asks, checksum=book.checksum), None, now)
         else:
@@ -278,7 +270,7 @@ class KrakenAdapter(VenueAdapter):
             provider=self.provider,
             symbol=symbol,
             seq_provider=msg.trade_id,
-            ts_provider=_ts(msg.timestamp),
+            ts_provider=venue_time_ns(msg.timestamp),
             ts_ingest=ingest,
             trace_id=self.trace,
             price=msg.price,

@@ -42,12 +42,11 @@ import structlog
 from websockets.asyncio.client import ClientConnection
 
 from tradehall.core.clock import Clock
-from tradehall.core.timefmt import parse_rfc3339_ns
 from tradehall.gateway.assembler import Action, Diff, Resync, Sequencing, Snapshot
 from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.events import EventIds, Level, Side, Ticker, Trade
 from tradehall.gateway.symbols import SymbolMap, VenueSymbol
-from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapter
+from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapter, venue_time_ns
 
 __all__ = ["TradehallAdapter", "market_ws_url", "parse_symbol_overrides", "tradehall_symbols"]
 
@@ -187,13 +186,6 @@ _frame = msgspec.json.Decoder(list[_Message])
 
 def _levels(levels: list[_Level]) -> list[Level]:
     return [(lv.price, Decimal(lv.total_quantity)) for lv in levels]
-
-
-def _ts(text: str) -> int | None:
-    try:
-        return parse_rfc3339_ns(text) if text else None
-    except ValueError:
-        return None
 
 
 class TradehallAdapter(VenueAdapter):
@@ -396,7 +388,7 @@ class TradehallAdapter(VenueAdapter):
             provider=self.provider,
             symbol=symbol,
             seq_provider=msg.sequence,
-            ts_provider=_ts(msg.executed_at),
+            ts_provider=venue_time_ns(msg.executed_at),
             ts_ingest=ingest,
             trace_id=self.trace,
             price=msg.price,
