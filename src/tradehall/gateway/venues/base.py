@@ -141,6 +141,14 @@ class VenueAdapter:
     def emit(self, event: Event) -> None:
         self.sink(event)
 
+    def resync_all(self, reason: str) -> None:
+        """After a lost connection, every book that had started must start again."""
+        now = self.clock.monotonic()
+        for symbol, asm in self.assemblers.items():
+            if asm.epoch:
+                asm.resync("disconnect", now)
+                self.status(symbol, f"disconnect: {reason}")
+
     def status(self, symbol: str, reason: str, trace_id: str | None = None) -> None:
         asm = self.assemblers[symbol]
         if asm.state is not BookState.LIVE:

@@ -204,16 +204,12 @@ class BinanceAdapter(VenueAdapter):
                 self.book_outcome(symbol, Outcome(Action.LIVE), ts_ingest=self.now_ns())
 
     def on_disconnect(self, reason: str) -> None:
-        now = self.clock.monotonic()
         for task in self._fetches.values():
             task.cancel()
         self._fetches.clear()
         if self.runner.stopping:
             return
-        for symbol, asm in self.assemblers.items():
-            if asm.epoch:
-                asm.resync("disconnect", now)
-                self.status(symbol, f"disconnect: {reason}")
+        self.resync_all(reason)
 
     # -- frames ----------------------------------------------------------------------------------
 

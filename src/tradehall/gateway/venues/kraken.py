@@ -208,11 +208,7 @@ class KrakenAdapter(VenueAdapter):
         self._outbox.clear()
         if self.runner.stopping:
             return
-        now = self.clock.monotonic()
-        for symbol, asm in self.assemblers.items():
-            if asm.epoch:
-                asm.resync("disconnect", now)
-                self.status(symbol, f"disconnect: {reason}")
+        self.resync_all(reason)
 
     # -- frames ----------------------------------------------------------------------------------
 
