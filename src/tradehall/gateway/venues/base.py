@@ -23,6 +23,7 @@ from tradehall.core.timefmt import parse_rfc3339_ns
 from tradehall.gateway.assembler import Action, BookAssembler, BookState, Outcome, Sequencing
 from tradehall.gateway.backoff import Backoff
 from tradehall.gateway.book import OrderBook
+from tradehall.gateway.connection import WsRunner, WsSession
 from tradehall.gateway.events import (
     BookSnapshot,
     BookStatus,
@@ -126,6 +127,19 @@ class VenueAdapter:
     def new_backoff(self) -> Backoff:
         s = self.settings
         return Backoff(s.backoff_base, s.backoff_cap, rng=self.rng)
+
+    def new_runner(self, session: WsSession, name: str | None = None) -> WsRunner:
+        """A connection runner for ``session`` with this adapter's clock, back-off and timeouts."""
+        s = self.settings
+        return WsRunner(
+            name or self.provider,
+            session,
+            clock=self.clock,
+            backoff=self.new_backoff(),
+            idle_timeout=s.idle_timeout,
+            max_age=s.max_age,
+            tick=s.tick,
+        )
 
     def book(self, symbol: str) -> OrderBook:
         return self.assemblers[symbol].book

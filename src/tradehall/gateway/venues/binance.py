@@ -39,7 +39,6 @@ from tradehall.gateway.assembler import (
     Sequencing,
     Snapshot,
 )
-from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.events import EventIds, Side, Ticker, Trade
 from tradehall.gateway.symbols import BINANCE
 from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapter
@@ -136,16 +135,7 @@ class BinanceAdapter(VenueAdapter):
         self._own_http = http is None
         self._fetches: dict[str, asyncio.Task[None]] = {}
         self.shutdown_notices = 0
-        s = self.settings
-        self.runner = WsRunner(
-            self.provider,
-            self,
-            clock=self.clock,
-            backoff=self.new_backoff(),
-            idle_timeout=s.idle_timeout,
-            max_age=s.max_age,
-            tick=s.tick,
-        )
+        self.runner = self.new_runner(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from websockets.asyncio.client import ClientConnection
 
 from tradehall.core.clock import Clock
 from tradehall.gateway.assembler import Action, BookState, Diff, Resync, Sequencing, Snapshot
-from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.events import EventIds, Level, Side, Ticker, Trade
 from tradehall.gateway.symbols import COINBASE
 from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapter, venue_time_ns
@@ -107,15 +106,7 @@ class ProductSession:
         self.last_seq: int | None = None
         self.gaps = 0
         self.outbox: list[str] = []
-        self.runner = WsRunner(
-            f"coinbase:{self.product}",
-            self,
-            clock=adapter.clock,
-            backoff=adapter.new_backoff(),
-            idle_timeout=adapter.settings.idle_timeout,
-            max_age=adapter.settings.max_age,
-            tick=adapter.settings.tick,
-        )
+        self.runner = adapter.new_runner(self, f"coinbase:{self.product}")
 
     def url(self) -> str:
         return self.adapter.ws_url

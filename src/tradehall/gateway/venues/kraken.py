@@ -26,7 +26,6 @@ from websockets.asyncio.client import ClientConnection
 from tradehall.core.clock import Clock
 from tradehall.gateway.assembler import Action, Diff, Resync, Sequencing, Snapshot
 from tradehall.gateway.book import OrderBook, kraken_checksum
-from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.events import EventIds, Side, Ticker, Trade
 from tradehall.gateway.symbols import KRAKEN
 from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapter, venue_time_ns
@@ -127,16 +126,7 @@ class KrakenAdapter(VenueAdapter):
         self._last_sent = 0.0
         self.errors: list[str] = []
         self.maintenance_notices = 0
-        s = self.settings
-        self.runner = WsRunner(
-            self.provider,
-            self,
-            clock=self.clock,
-            backoff=self.new_backoff(),
-            idle_timeout=s.idle_timeout,
-            max_age=s.max_age,
-            tick=s.tick,
-        )
+        self.runner = self.new_runner(self)
 
     @staticmethod
     def _checksum_for(symbol: str) -> _Crc:

@@ -43,7 +43,6 @@ from websockets.asyncio.client import ClientConnection
 
 from tradehall.core.clock import Clock
 from tradehall.gateway.assembler import Action, Diff, Resync, Sequencing, Snapshot
-from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.events import EventIds, Level, Side, Ticker, Trade
 from tradehall.gateway.symbols import SymbolMap, VenueSymbol
 from tradehall.gateway.venues.base import AdapterSettings, EventSink, VenueAdapter, venue_time_ns
@@ -227,16 +226,7 @@ class TradehallAdapter(VenueAdapter):
         self._trade_seq: dict[str, int | None] = dict.fromkeys(self.symbols)
         self.errors: list[str] = []
         self.missed_trades = 0
-        s = self.settings
-        self.runner = WsRunner(
-            self.provider,
-            self,
-            clock=self.clock,
-            backoff=self.new_backoff(),
-            idle_timeout=s.idle_timeout,
-            max_age=s.max_age,
-            tick=s.tick,
-        )
+        self.runner = self.new_runner(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
