@@ -36,6 +36,7 @@ from tradehall.core.logging import configure, get_logger
 from tradehall.tap.breaker import BreakerConfig
 from tradehall.tap.contract import S3Settings
 from tradehall.tap.feed import BinanceSource, NoSource, PriceSource, SimSource
+from tradehall.tap.gatewayfeed import GATEWAY_URL, GatewaySource
 from tradehall.tap.grid import GridConfig
 from tradehall.tap.hub import Bus, Hub, MemoryBus
 from tradehall.tap.service import TapConfig, TapService
@@ -52,8 +53,8 @@ __all__ = ["SETTINGS", "build", "config_from", "register"]
 
 
 def _source(text: str) -> str:
-    if text not in ("sim", "binance", "none"):
-        raise ValueError("expected sim, binance or none")
+    if text not in ("sim", "binance", "gateway", "none"):
+        raise ValueError("expected sim, binance, gateway or none")
     return text
 
 
@@ -99,8 +100,11 @@ SETTINGS = [
     Setting("data_dir", "./data/tap", Path, "directory for the SQLite database"),
     Setting("redis_url", "", str, "Redis URL for shared sessions/nonces/limits/pub-sub"),
     Setting("redis_prefix", "tap:", str, "prefix for every Redis key and channel"),
-    Setting("price_source", "sim", _source, "price feed: sim, binance or none"),
+    Setting("price_source", "sim", _source, "price feed: sim, binance, gateway or none"),
     Setting("binance_url", "wss://stream.binance.com:9443/ws/btcusdt@trade", str, "trade stream"),
+    Setting("gateway_url", GATEWAY_URL, str, "the gateway's data bus (--price-source gateway)"),
+    Setting("gateway_symbol", "BTC-USD", str, "canonical symbol taken from the gateway"),
+    Setting("gateway_provider", "*", str, "gateway provider (venue) to follow; * = every venue"),
     Setting("sim_interval", "1s", parse_duration, "simulated feed tick interval"),
     Setting("chain_id", "1", parse_positive_int, "chain id expected in signed logins"),
     Setting("admin_token", "", str, "bearer token for /api/admin/* (empty disables them)"),
@@ -183,6 +187,13 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         source = SimSource(clock, interval_s=values["sim_interval"])
     elif values["price_source"] == "binance":
         source = BinanceSource(clock, values["binance_url"])
+    elif values["price_source"] == "gateway":
+        source = GatewaySource(
+            clock,
+            values["gateway_url"],
+            symbol=values["gateway_symbol"],
+            provider=values["gateway_provider"],
+        )
     else:
         source = NoSource()
     sessions: SessionStore
