@@ -21,7 +21,8 @@
 
 :class:`TradehallOrders` is the venue for our exchange's REST API: the client order id travels as
 the order's ``document_number`` (``^[a-zA-Z0-9]{1,32}$``), which is how a lost answer is found
-again (``GET /brokers/{broker}/orders``). Binance/Kraken/Coinbase order APIs are not built yet.
+again (``GET /brokers/{broker}/orders``). Binance, Kraken and Coinbase are in
+:mod:`tradehall.gateway.venue_orders`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import httpx
 import msgspec
 import structlog
 
+from tradehall.core.clock import Clock
 from tradehall.gateway.events import EventIds, ExecReport, ExecState, Side
 
 __all__ = [
@@ -332,6 +334,15 @@ class OrderRouter:
                 del self.open[cid]
                 await self.store.mark_closed(cid)
         return emitted
+
+    async def follow(self, clock: Clock, every: float = 1.0) -> None:
+        """Poll the open orders every ``every`` seconds of ``clock`` (runs until cancelled)."""
+        while True:
+            await clock.sleep(every)
+            try:
+                await self.poll()
+            except Exception as exc:  # a venue bug must not stop following the others
+                log.error("order_poll_failed", error=repr(exc)[:200])
 
     async def reconcile_pending(self) -> list[OrderOutcome]:
         """At startup: settle every order whose outcome was not known when we stopped."""

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tradehall.core.clock import Clock
 from tradehall.core.metrics import CONTENT_TYPE_LATEST, new_registry, render
 from tradehall.gateway.databus import databus_routes
 from tradehall.gateway.dispatcher import AsyncDispatcher
@@ -36,6 +37,8 @@ from tradehall.gateway.events import Event, EventIds
 from tradehall.gateway.fakes.binance import FakeBinance
 from tradehall.gateway.fakes.coinbase import FakeCoinbase
 from tradehall.gateway.fakes.kraken import FakeKraken
+from tradehall.gateway.fakes.order_api import order_desk
+from tradehall.gateway.fakes.orderdesk import FakeOrderDesk
 from tradehall.gateway.fakes.server import FakeVenue
 from tradehall.gateway.orchestrator import Orchestrator
 from tradehall.gateway.orders import (
@@ -48,6 +51,7 @@ from tradehall.gateway.orders import (
     TradingSwitch,
 )
 from tradehall.gateway.redisbus import RedisPublisher
+from tradehall.gateway.venue_orders import BinanceOrders, CoinbaseOrders, KrakenOrders
 from tradehall.gateway.venues.base import AdapterSettings, VenueAdapter
 from tradehall.gateway.venues.binance import BinanceAdapter
 from tradehall.gateway.venues.coinbase import CoinbaseAdapter
@@ -80,6 +84,12 @@ class GatewayConfig:
     redis_url: str = ""  # set: publish market data on Redis pub/sub for other processes
     orders_db: str = ""  # set (SQLite path): order entry via the tradehall venue's REST API
     orders_poll: float = 1.0  # seconds between status queries of open orders
+    order_timeout: float = 5.0  # HTTP timeout of order requests (then: unknown, reconciled)
+    # private order APIs: base URLs and credentials (in simulation: fake desks, made-up keys)
+    binance_order_url: str = "https://api.binance.com"
+    kraken_order_url: str = "https://api.kraken.com"
+    coinbase_order_url: str = "https://api.coinbase.com"
+    credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # venue: key, secret
 
 
 class _Metrics:
@@ -153,7 +163,11 @@ class GatewayService:
     """Adapters (and fakes in simulation) under one lifecycle."""
 
     def __init__(
-        self, config: GatewayConfig, on_event: Callable[[Event], None] | None = None
+        self,
+        config: GatewayConfig,
+        on_event: Callable[[Event], None] | None = None,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.on_event = on_event
@@ -162,10 +176,11 @@ class GatewayService:
         self.ids = EventIds()
         self.fakes: dict[str, FakeVenue] = {}
         self.adapters: dict[str, VenueAdapter] = {}
-        self.dispatcher = AsyncDispatcher()
+        self.dispatcher = AsyncDispatcher(clock=clock)
         self.trading = TradingSwitch()
         self.router: OrderRouter | None = None
-        self._order_http: httpx.AsyncClient | None = None
+        self._order_http: list[httpx.AsyncClient] = []
+        self.order_desks: dict[str, FakeOrderDesk] = {}  # simulation: the fakes' order APIs
         self.redis: RedisPublisher | None = None
         self.dispatcher.on_deliver = self._observe
         self.orchestrator = Orchestrator(
@@ -191,25 +206,51 @@ class GatewayService:
         if "tradehall" in config.venues:
             base = market_ws_url(config.tradehall_url).removesuffix("/ws/market")
             base = base.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
-            self._order_http = httpx.AsyncClient(base_url=base, timeout=5.0)
+            http = httpx.AsyncClient(base_url=base, timeout=config.order_timeout)
+            self._order_http.append(http)
             symbols = tradehall_symbols(config.symbols, config.tradehall_symbols)
-            venues["tradehall"] = TradehallOrders(self._order_http, symbol_map=symbols.to_venue)
+            venues["tradehall"] = TradehallOrders(http, symbol_map=symbols.to_venue)
+        for name in VENUE_NAMES:
+            if name in config.venues:
+                venue = await self._venue_orders(name)
+                if venue is not None:
+                    venues[name] = venue
         self.router = OrderRouter(
-            store, venues, self.trading, self.dispatcher.publish, ids=self.ids
+            store,
+            venues,
+            self.trading,
+            self.dispatcher.publish,
+            ids=self.ids,
+            clock_ns=self.dispatcher.clock.time_ns,
         )
         await self.router.load_open()
-        self._tasks.append(asyncio.create_task(self._poll_orders(), name="order-poller"))
+        clock = self.dispatcher.clock
+        self._tasks.append(
+            asyncio.create_task(self.router.follow(clock, config.orders_poll), name="order-poller")
+        )
         for outcome in await self.router.reconcile_pending():
             log.info(
                 "order_reconciled", client_order_id=outcome.client_order_id, status=outcome.status
             )
 
-    async def _poll_orders(self) -> None:
-        clock = self.dispatcher.clock
-        while True:
-            await clock.sleep(self.config.orders_poll)
-            if self.router is not None:
-                await self.router.poll()
+    async def _venue_orders(self, name: str) -> OrderVenue | None:
+        """The order API client of a crypto venue: its fake desk in simulation, else the real
+        URL when credentials are configured (``None``: no order entry on that venue)."""
+        config = self.config
+        key, secret = config.credentials.get(name, ("", ""))
+        url = getattr(config, f"{name}_order_url")
+        if config.sim:
+            key, secret = key or f"sim-{name}-key", secret or _SIM_SECRET
+            desk = order_desk(name, api_key=key, api_secret=secret)
+            await desk.start()
+            self.order_desks[name] = desk
+            url = desk.base_url
+        elif not (key and secret):
+            return None
+        http = httpx.AsyncClient(base_url=url, timeout=config.order_timeout)
+        self._order_http.append(http)
+        client = _ORDER_CLIENTS[name]
+        return client(http, api_key=key, api_secret=secret)
 
     async def submit_order(self, request: OrderRequest) -> OrderOutcome:
         """Order entry for consumers (the ``/ws`` ``order`` op); refused when not configured."""
@@ -311,8 +352,10 @@ class GatewayService:
             await self.redis.stop()
         if self.router is not None:
             await self.router.store.close()
-        if self._order_http is not None:
-            await self._order_http.aclose()
+        for http in self._order_http:
+            await http.aclose()
+        for desk in self.order_desks.values():
+            await desk.stop()
         await self.dispatcher.stop()
 
     def health(self) -> dict[str, Any]:
@@ -398,6 +441,12 @@ _FAKES: dict[str, Callable[..., FakeVenue]] = {
     "coinbase": FakeCoinbase,
     "kraken": FakeKraken,
 }
+_ORDER_CLIENTS: dict[str, Callable[..., OrderVenue]] = {
+    "binance": BinanceOrders,
+    "coinbase": CoinbaseOrders,
+    "kraken": KrakenOrders,
+}
+_SIM_SECRET = "c2ltdWxhdGlvbiBzZWNyZXQgb2YgdGhlIGZha2UgdmVudWVz"  # base64: Kraken decodes it
 _ADAPTERS: dict[str, Callable[..., VenueAdapter]] = {
     "binance": BinanceAdapter,
     "coinbase": CoinbaseAdapter,
