@@ -17,7 +17,14 @@ from tradehall.core.config import ConfigError
 
 __all__ = ["main"]
 
-SYSTEMS = ("exchange", "gateway", "tap", "up")
+# subcommand -> module with its ``register``; "up" and "bots" belong to the platform package
+SYSTEMS = {
+    "exchange": "tradehall.exchange.cli",
+    "gateway": "tradehall.gateway.cli",
+    "tap": "tradehall.tap.cli",
+    "up": "tradehall.platform.up_cli",
+    "bots": "tradehall.platform.bots_cli",
+}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -26,10 +33,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tradehall {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for system in SYSTEMS if only is None else (only,):
+        name = SYSTEMS[system]
         try:
-            module = importlib.import_module(f"tradehall.{system}.cli")
+            module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name not in (f"tradehall.{system}.cli", f"tradehall.{system}"):
+            if exc.name not in (name, name.rpartition(".")[0]):
                 raise
             continue
         module.register(subparsers)

@@ -1,0 +1,104 @@
+"""What ``tradehall up`` starts (flags of each child), what it prints, and its CLI checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tradehall.cli import main
+from tradehall.platform.console import ChildLines, render_line, summary
+from tradehall.platform.plan import PlatformConfig, build_plan, connect_host, urls
+
+
+def flag(argv: list[str] | tuple[str, ...], name: str) -> str:
+    args = list(argv)
+    return args[args.index(name) + 1]
+
+
+def test_children_start_in_dependency_order_with_their_own_ports_and_dirs() -> None:
+    config = PlatformConfig(
+        sim=True, exchange_port=1001, gateway_port=1002, tap_port=1003, data_dir=Path("/d")
+    )
+    specs = build_plan(config)
+    assert [s.name for s in specs] == ["exchange", "gateway", "tap", "bots"]
+    exchange, gateway, tap, bots = (list(s.argv) for s in specs)
+    assert exchange[exchange.index("-m") + 1 :][:1] == ["tradehall"]
+    assert flag(exchange, "--port") == "1001"
+    assert flag(exchange, "--data-dir") == "/d/exchange"
+    assert flag(gateway, "--port") == "1002"
+    assert flag(gateway, "--tradehall-url") == "http://127.0.0.1:1001"  # exchange as a venue
+    assert "--sim" in gateway
+    assert flag(gateway, "--print-events") == "false"
+    assert flag(tap, "--port") == "1003"
+    assert flag(tap, "--price-source") == "gateway"
+    assert flag(tap, "--gateway-url") == "ws://127.0.0.1:1002/ws"
+    assert flag(tap, "--gateway-symbol") == "BTC-USD"
+    assert flag(tap, "--data-dir") == "/d/tap"
+    assert flag(tap, "--dev-self-fund") == "true"
+    assert flag(bots, "--exchange-url") == "http://127.0.0.1:1001"
+    assert "BTCUSD=" in flag(bots, "--listings")
+
+
+def test_live_mode_has_no_sim_flag_and_no_self_funding_and_no_bots_drops_them() -> None:
+    specs = build_plan(PlatformConfig(sim=False, bots=False, redis_url="redis://r:6379/0"))
+    assert [s.name for s in specs] == ["exchange", "gateway", "tap"]
+    gateway, tap = list(specs[1].argv), list(specs[2].argv)
+    assert "--sim" not in gateway
+    assert "--dev-self-fund" not in tap
+    assert flag(gateway, "--redis-url") == flag(tap, "--redis-url") == "redis://r:6379/0"
+
+
+def test_wildcard_hosts_are_reached_on_loopback() -> None:
+    assert connect_host("0.0.0.0") == "127.0.0.1"
+    assert connect_host("::") == "[::1]"
+    assert connect_host("10.0.0.5") == "10.0.0.5"
+    assert urls(PlatformConfig(host="0.0.0.0")).tap == "http://127.0.0.1:8090"
+    gateway = list(build_plan(PlatformConfig(host="0.0.0.0"))[1].argv)
+    assert flag(gateway, "--host") == "0.0.0.0"
+
+
+def test_summary_lists_every_url() -> None:
+    text = summary(PlatformConfig(sim=True), {"exchange": 11, "gateway": 12, "tap": 13})
+    for url in (
+        "http://127.0.0.1:8080/console?symbol=BTCUSD",
+        "http://127.0.0.1:8080/docs",
+        "http://127.0.0.1:8090/",
+        "ws://127.0.0.1:8085/ws",
+        "http://127.0.0.1:8085/metrics",
+        "http://127.0.0.1:8090/metrics",
+        "http://127.0.0.1:8080/metrics",
+    ):
+        assert url in text
+    assert "exchange 11, gateway 12, tap 13" in text
+    assert "Ctrl-C" in text
+
+
+def test_only_warnings_errors_and_unstructured_lines_reach_the_terminal() -> None:
+    info = json.dumps({"event": "started", "level": "info", "timestamp": "t", "port": 1})
+    warn = json.dumps({"event": "connect_failed", "level": "warning", "venue": "binance",
+                       "error": "no route to host", "timestamp": "t"})  # fmt: skip
+    assert render_line(info) is None
+    assert render_line(info, verbose=True) == "info started port=1"
+    assert render_line(warn) == 'warning connect_failed venue=binance error="no route to host"'
+    assert render_line("Traceback (most recent call last):") == "Traceback (most recent call last):"
+    assert render_line("INFO:     Started server process [1]") is None
+    assert render_line("   ") is None
+
+
+def test_child_lines_are_prefixed_with_the_child_name(capsys: pytest.CaptureFixture[str]) -> None:
+    ChildLines()("gateway", json.dumps({"event": "e", "level": "error"}))
+    assert capsys.readouterr().out == "gateway  | error e\n"
+
+
+def test_up_refuses_equal_ports(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["up", "--exchange-port", "9000", "--tap-port", "9000"]) == 2
+    assert "distinct" in capsys.readouterr().err
+
+
+def test_up_rejects_a_bad_setting_before_starting_anything(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["up", "--tap-price-venue", "nasdaq"]) == 2
+    assert "tap_price_venue" in capsys.readouterr().err
