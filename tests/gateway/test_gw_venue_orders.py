@@ -26,6 +26,7 @@ from tradehall.gateway.orders import (
     TradingSwitch,
     VenueRejectedError,
 )
+from tradehall.gateway.service import GatewayConfig, GatewayService
 from tradehall.gateway.signing import binance_signature, decimal_text, kraken_signature
 from tradehall.gateway.venue_orders import (
     BinanceOrders,
@@ -248,3 +249,47 @@ async def test_venue_duplicate_id_handling(rig: Rig) -> None:
         with pytest.raises(VenueRejectedError, match="Duplicate order"):
             await rig.client.place(request)
         assert len(rig.desk.orders) == 1
+
+
+async def test_service_in_simulation_routes_orders_to_every_fake_venue(tmp_path: Path) -> None:
+    """``--sim --orders-db``: each fake venue gets an order desk, the router signed clients, and
+    the poller runs on the service's clock."""
+    clock = VirtualClock()
+    config = GatewayConfig(
+        venues=VENUES,
+        symbols=("BTC-USD",),
+        sim=True,
+        sim_interval=0.05,
+        orders_db=str(tmp_path / "orders.sqlite"),
+        orders_poll=1.0,
+    )
+    service = GatewayService(config, clock=clock)
+    await service.start()
+    try:
+        feed = service.dispatcher.consumer("alice")
+        service.trading.set("alice", True)
+        for venue in VENUES:
+            outcome = await service.submit_order(
+                OrderRequest(
+                    client_order_id=f"s{venue}",
+                    consumer="alice",
+                    venue=venue,
+                    symbol="BTC-USD",
+                    side=Side.SELL,
+                    type="limit",
+                    quantity=Decimal("0.3"),
+                    price=Decimal("70000"),
+                )
+            )
+            assert outcome.status == "accepted", outcome
+            service.order_desks[venue].fill(f"s{venue}", Decimal("0.3"))
+        await clock.advance(1.0)
+        states: dict[str, list[ExecState]] = {}
+        for _ in range(2 * len(VENUES)):
+            report = await asyncio.wait_for(feed.get(), 5)
+            assert isinstance(report, ExecReport)
+            states.setdefault(report.provider, []).append(report.state)
+        assert states == {v: [ExecState.ACK, ExecState.FILLED] for v in VENUES}
+        assert all(desk.auth_failures == 0 for desk in service.order_desks.values())
+    finally:
+        await service.stop()

@@ -94,6 +94,15 @@ SETTINGS: list[Setting] = [
     ),
     Setting("redis_url", "", str, "publish market data on this Redis (redis://host:port/db)"),
     Setting("orders_db", "", str, "SQLite file of the order router (empty: no order entry)"),
+    Setting("orders_poll", "1s", parse_duration, "status query period of open orders"),
+    Setting("order_timeout", "5s", parse_duration, "order request timeout (then reconciled)"),
+    Setting("kraken_rest_url", "https://api.kraken.com", str, "Kraken REST base (orders)"),
+    Setting("coinbase_rest_url", "https://api.coinbase.com", str, "Coinbase REST base (orders)"),
+    *(
+        Setting(f"{venue}_api_{part}", "", str, f"{venue} API {part} (order entry; env preferred)")
+        for venue in VENUE_NAMES
+        for part in ("key", "secret")
+    ),
     Setting(
         "tradehall_symbols",
         "",
@@ -147,6 +156,15 @@ def build_config(values: dict[str, Any]) -> GatewayConfig:
         tradehall_symbols=values["tradehall_symbols"],
         redis_url=values["redis_url"],
         orders_db=values["orders_db"],
+        orders_poll=values["orders_poll"],
+        order_timeout=values["order_timeout"],
+        kraken_rest_url=values["kraken_rest_url"],
+        coinbase_rest_url=values["coinbase_rest_url"],
+        credentials={
+            venue: (values[f"{venue}_api_key"], values[f"{venue}_api_secret"])
+            for venue in VENUE_NAMES
+            if values[f"{venue}_api_key"]
+        },
     )
 
 

@@ -86,9 +86,8 @@ class GatewayConfig:
     orders_poll: float = 1.0  # seconds between status queries of open orders
     order_timeout: float = 5.0  # HTTP timeout of order requests (then: unknown, reconciled)
     # private order APIs: base URLs and credentials (in simulation: fake desks, made-up keys)
-    binance_order_url: str = "https://api.binance.com"
-    kraken_order_url: str = "https://api.kraken.com"
-    coinbase_order_url: str = "https://api.coinbase.com"
+    kraken_rest_url: str = "https://api.kraken.com"  # (Binance orders use binance_rest_url)
+    coinbase_rest_url: str = "https://api.coinbase.com"
     credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # venue: key, secret
 
 
@@ -238,7 +237,7 @@ class GatewayService:
         URL when credentials are configured (``None``: no order entry on that venue)."""
         config = self.config
         key, secret = config.credentials.get(name, ("", ""))
-        url = getattr(config, f"{name}_order_url")
+        url: str = getattr(config, f"{name}_rest_url")
         if config.sim:
             key, secret = key or f"sim-{name}-key", secret or _SIM_SECRET
             desk = order_desk(name, api_key=key, api_secret=secret)
