@@ -9,6 +9,7 @@ import pytest
 
 from tradehall.cli import main
 from tradehall.platform.console import ChildLines, render_line, summary
+from tradehall.platform.monitor import VenueMonitor
 from tradehall.platform.plan import PlatformConfig, build_plan, connect_host, urls
 
 
@@ -102,3 +103,31 @@ def test_up_rejects_a_bad_setting_before_starting_anything(
 ) -> None:
     assert main(["up", "--tap-price-venue", "nasdaq"]) == 2
     assert "tap_price_venue" in capsys.readouterr().err
+
+
+# -- the venue watch (pure: readings with explicit times) ------------------------------------
+
+
+def test_a_venue_without_live_books_is_reported_once_and_its_recovery_too() -> None:
+    monitor = VenueMonitor(lambda _: None, tap_venue="coinbase", grace=15.0)
+    down = {"coinbase": {"BTC-USD": "SYNCING"}, "tradehall": {"BTC-USD": "LIVE"}}
+    assert monitor.observe(down, 0.0) == []
+    assert monitor.observe(down, 14.0) == []
+    [message] = monitor.observe(down, 15.0)
+    assert "no market data from coinbase for 15 s (BTC-USD SYNCING)" in message
+    assert "--sim" in message and "breaker" in message
+    assert monitor.observe(down, 60.0) == []  # once per outage
+    up = {"coinbase": {"BTC-USD": "LIVE"}, "tradehall": {"BTC-USD": "LIVE"}}
+    assert monitor.observe(up, 61.0) == ["gateway: coinbase is live again"]
+    assert monitor.observe(up, 62.0) == []
+    assert monitor.observe(down, 70.0) == []  # a new outage starts its own grace period
+    assert len(monitor.observe(down, 85.0)) == 1
+
+
+def test_a_short_gap_is_not_reported_and_other_venues_do_not_mention_the_tap() -> None:
+    monitor = VenueMonitor(lambda _: None, tap_venue="coinbase", sim=True, grace=10.0)
+    assert monitor.observe({"kraken": {"BTC-USD": "RESYNCING"}}, 0.0) == []
+    assert monitor.observe({"kraken": {"BTC-USD": "LIVE"}}, 5.0) == []
+    assert monitor.observe({"kraken": {"BTC-USD": "SYNCING"}}, 6.0) == []
+    [message] = monitor.observe({"kraken": {"BTC-USD": "SYNCING"}}, 16.0)
+    assert "kraken" in message and "breaker" not in message and "--sim" not in message

@@ -29,6 +29,7 @@ from tradehall.core.config import (
 )
 from tradehall.platform.bots import DEFAULT_LISTINGS, Listing, seed_listings
 from tradehall.platform.console import ChildLines, summary
+from tradehall.platform.monitor import VenueMonitor
 from tradehall.platform.plan import PlatformConfig, build_plan, urls
 from tradehall.platform.supervisor import ChildSpec, StartupError, Supervisor
 
@@ -159,8 +160,11 @@ async def _main(config: PlatformConfig, verbose: bool, grace: float) -> int:
         _say("stopped; nothing is running")
         return 1
     print("\n" + summary(config, supervisor.pids()) + "\n", flush=True)
+    monitor = VenueMonitor(_say, tap_venue=config.tap_price_venue, sim=config.sim)
+    watching = asyncio.create_task(monitor.run(urls(config).gateway))
     failed = asyncio.create_task(supervisor.wait())
     await asyncio.wait({failed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    watching.cancel()
     if stop.is_set():
         failed.cancel()
         return await _shutdown(supervisor, start)
