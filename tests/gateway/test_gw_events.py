@@ -98,4 +98,4 @@ def test_symbol_maps_are_explicit_both_ways() -> None:
     with pytest.raises(UnknownSymbolError):
         BINANCE.to_canonical("BTCUSD")
     with pytest.raises(UnknownSymbolError):
-        KRAKEN.to_venue("DOGE-USD")
+        KRAKEN.to_venue("WIF-USD")  # not in the 50-symbol universe

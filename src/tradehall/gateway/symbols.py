@@ -9,7 +9,10 @@ canonical   Binance      Coinbase         Kraken v2
 ``BTC-USD`` ``BTCUSDT``  ``BTC-USD``      ``BTC/USD``
 ``ETH-USD`` ``ETHUSDT``  ``ETH-USD``      ``ETH/USD``
 ``SOL-USD`` ``SOLUSDT``  ``SOL-USD``      ``SOL/USD``
+``XXX-USD`` ``XXXUSDT``  ``XXX-USD``      ``XXX/USD``
 =========== ============ ================ ===============
+
+The table holds the 50 instruments of :data:`UNIVERSE` (each map lists every one explicitly).
 
 Binance has no deep USD spot book, so its USDT pair *stands in* for ``BTC-USD`` (a documented
 proxy: USDT trades close to, but not exactly at, one dollar). Binance stream names use the
@@ -29,6 +32,7 @@ __all__ = [
     "BINANCE",
     "COINBASE",
     "KRAKEN",
+    "UNIVERSE",
     "VENUES",
     "SymbolMap",
     "UnknownSymbolError",
@@ -92,28 +96,40 @@ class SymbolMap:
         return tuple(self._by_canonical)
 
 
-BINANCE = SymbolMap(
-    "binance",
-    [
-        VenueSymbol("BTC-USD", "BTCUSDT", 2, 5),
-        VenueSymbol("ETH-USD", "ETHUSDT", 2, 4),
-        VenueSymbol("SOL-USD", "SOLUSDT", 2, 3),
-    ],
-)
-COINBASE = SymbolMap(
-    "coinbase",
-    [
-        VenueSymbol("BTC-USD", "BTC-USD", 2, 8),
-        VenueSymbol("ETH-USD", "ETH-USD", 2, 8),
-        VenueSymbol("SOL-USD", "SOL-USD", 2, 8),
-    ],
-)
-KRAKEN = SymbolMap(
-    "kraken",
-    [
-        VenueSymbol("BTC-USD", "BTC/USD", 1, 8),
-        VenueSymbol("ETH-USD", "ETH/USD", 2, 8),
-        VenueSymbol("SOL-USD", "SOL/USD", 2, 8),
-    ],
-)
+#: The instruments the gateway knows, in this order (50: the SC-011 load is 50 symbols x 3
+#: venues). BTC, ETH and SOL carry the venues' real precisions; the rest share generic ones
+#: (prices to the cent, Binance quantities to 4 places, Coinbase/Kraken to 8).
+UNIVERSE: tuple[str, ...] = (
+    "BTC", "ETH", "SOL", "XRP", "ADA", "DOGE", "DOT", "AVAX", "LINK", "LTC",
+    "BCH", "ATOM", "UNI", "XLM", "ETC", "FIL", "AAVE", "ALGO", "NEAR", "APT",
+    "ARB", "OP", "SUI", "INJ", "TIA", "SEI", "MKR", "COMP", "SNX", "CRV",
+    "LDO", "GRT", "SAND", "MANA", "AXS", "APE", "SHIB", "PEPE", "FET", "RENDER",
+    "IMX", "HBAR", "ICP", "EGLD", "FLOW", "XTZ", "EOS", "KSM", "ZEC", "YFI",
+)  # fmt: skip
+_PRECISIONS = {  # venue: base -> (price places, quantity places); others use "*"
+    "binance": {"BTC": (2, 5), "ETH": (2, 4), "SOL": (2, 3), "*": (2, 4)},
+    "coinbase": {"*": (2, 8)},
+    "kraken": {"BTC": (1, 8), "*": (2, 8)},
+}
+_SPELLING = {"binance": "{}USDT", "coinbase": "{}-USD", "kraken": "{}/USD"}
+
+
+def _universe(provider: str) -> SymbolMap:
+    precisions = _PRECISIONS[provider]
+    return SymbolMap(
+        provider,
+        [
+            VenueSymbol(
+                f"{base}-USD",
+                _SPELLING[provider].format(base),
+                *precisions.get(base, precisions["*"]),
+            )
+            for base in UNIVERSE
+        ],
+    )
+
+
+BINANCE = _universe("binance")
+COINBASE = _universe("coinbase")
+KRAKEN = _universe("kraken")
 VENUES: dict[str, SymbolMap] = {m.provider: m for m in (BINANCE, COINBASE, KRAKEN)}

@@ -1,0 +1,206 @@
+"""SC-001/SC-011 end to end: 3 fake venues x 50 symbols, real adapters, dispatcher, 3 consumers.
+
+The fake venues run in a **child process** (so the gateway's CPU time is its own); the gateway
+process runs the production adapters, the dispatcher and the three consumers of
+:mod:`tradehall.gateway.loadrun` (wildcard, per provider, 150 per-symbol subscriptions).
+
+After every book is LIVE and a warm-up, it measures for ``--seconds``:
+
+* events emitted by the adapters per second (the offered load) and deliveries per second;
+* the gateway process's CPU time -> events per CPU-second (adapters + dispatcher + consumers);
+* ingest -> consumer latency (``ts_ingest`` at the adapter to hand-over to the consumer) p50,
+  p99, p99.9, max, over every delivery;
+
+then it pauses the venues, drains, checks every delivery (order, trades exact, the rest
+coalesced) and replays the measured window's real events through the synchronous dispatcher
+core (reorder + routing + 3 queues + drain) for events per second per core *through the
+dispatcher*.
+
+    .venv/bin/python bench/gateway/e2e_bench.py [--seconds 10] [--interval 0.02]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import subprocess
+import sys
+import time
+
+from tradehall.gateway.dispatcher import Dispatcher
+from tradehall.gateway.events import Event
+from tradehall.gateway.fakes.binance import FakeBinance
+from tradehall.gateway.fakes.coinbase import FakeCoinbase
+from tradehall.gateway.fakes.kraken import FakeKraken
+from tradehall.gateway.loadrun import CONSUMERS, LoadRecorder
+from tradehall.gateway.service import VENUE_NAMES, GatewayConfig, GatewayService
+from tradehall.gateway.symbols import UNIVERSE
+
+SYMBOLS = tuple(f"{base}-USD" for base in UNIVERSE)
+
+
+async def serve_fakes(interval: float) -> None:
+    """Child mode: run the three fakes, print their URLs, pause on "pause", exit on EOF."""
+    fakes = [cls(SYMBOLS, interval=interval) for cls in (FakeBinance, FakeCoinbase, FakeKraken)]
+    for fake in fakes:
+        await fake.start()
+    binance, coinbase, kraken = fakes
+    urls = {
+        "binance_ws_url": binance.base_ws,
+        "binance_rest_url": binance.base_http,
+        "coinbase_ws_url": coinbase.base_ws,
+        "kraken_ws_url": f"{kraken.base_ws}/v2",
+    }
+    print(json.dumps(urls), flush=True)
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        if line.strip() == "pause":
+            for fake in fakes:
+                fake.pause()
+    for fake in fakes:
+        await fake.stop()
+
+
+def pct(values: list[int], p: float) -> float:
+    return values[min(len(values) - 1, int(p * len(values)))] / 1e6
+
+
+async def run(seconds: float, interval: float) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--serve-fakes",
+        "--interval",
+        str(interval),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    urls = json.loads(await child.stdout.readline())
+    recorder = LoadRecorder(VENUE_NAMES, SYMBOLS)
+    window: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        recorder.on_event(event)
+        if recorder.measuring:
+            window.append(event)
+
+    config = GatewayConfig(venues=VENUE_NAMES, symbols=SYMBOLS, **urls)
+    service = GatewayService(config, on_event)
+    recorder.attach(service.dispatcher)
+    recorder.measuring = False
+    await service.start()
+    try:
+        t0 = time.monotonic()
+
+        def live() -> int:
+            books = service.health()["books"].values()
+            return sum(state == "LIVE" for per_venue in books for state in per_venue.values())
+
+        while live() < 150:  # noqa: ASYNC110 -- a bench, polling is fine
+            await asyncio.sleep(0.1)
+        print(f"150 books LIVE after {time.monotonic() - t0:.1f}s; warming up 3s")
+        await asyncio.sleep(3)
+        core = service.dispatcher.core
+        emitted0, ingested0 = recorder.emitted_count, core.ingested
+        delivered0 = sum(r.count for r in recorder.received.values())
+        gc.collect()
+        recorder.measuring = True
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        recorder.measuring = False
+        emitted = recorder.emitted_count - emitted0
+        ingested = core.ingested - ingested0
+        delivered = sum(r.count for r in recorder.received.values()) - delivered0
+        child.stdin.write(b"pause\n")
+        await child.stdin.drain()
+        last = -1
+        while recorder.emitted_count != last or recorder.pending() or core.reorderer.buffered:
+            last = recorder.emitted_count
+            await asyncio.sleep(0.5)
+        problems = recorder.verify()
+    finally:
+        await recorder.stop()
+        await service.stop()
+        child.stdin.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(child.wait(), 10)
+        if child.returncode is None:
+            child.kill()
+    lat = sorted(x for r in recorder.received.values() for x in r.latencies_ns)
+    print(
+        f"window {wall:.1f}s: adapters emitted {emitted:,} events ({emitted / wall:,.0f}/s), "
+        f"dispatcher ingested {ingested:,}, {delivered:,} deliveries to 3 consumers "
+        f"({delivered / wall:,.0f}/s)"
+    )
+    print(
+        f"gateway process CPU {cpu:.2f}s ({cpu / wall:.2f} cores): "
+        f"{ingested / cpu:,.0f} events in per CPU-second (adapters + dispatcher + consumers)"
+    )
+    print(
+        f"ingest -> consumer latency ms over {len(lat):,} deliveries: p50={pct(lat, 0.5):.3f} "
+        f"p99={pct(lat, 0.99):.3f} p99.9={pct(lat, 0.999):.3f} max={lat[-1] / 1e6:.3f}"
+    )
+    coalesced = {n: c.queue.stats.coalesced for n, c in recorder.consumers.items()}
+    print(
+        f"check: {len(problems)} problems {problems[:3]}; coalesced {coalesced}; "
+        f"reorder {core.reorderer.stats}; dead letters={core.dead_letters.total}"
+    )
+    replay(window)
+
+
+def replay(events: list[Event]) -> None:
+    """The measured window's events through the synchronous dispatcher core, CPU-timed."""
+    d = Dispatcher()
+    queues = [d.fanout.add_consumer(n, capacity=100_000) for n in CONSUMERS]
+    d.fanout.subscribe("everything")
+    for provider in VENUE_NAMES:
+        d.fanout.subscribe(
+            "by-provider", provider=provider, event_types=["book_snapshot", "book_update", "trade"]
+        )
+        for symbol in SYMBOLS:
+            d.fanout.subscribe("by-symbol", provider=provider, symbol=symbol)
+    delivered = 0
+    gc.collect()
+    cpu0 = time.process_time()
+    for start in range(0, len(events), 100):
+        for event in events[start : start + 100]:
+            d.ingest(event, 1.0)
+        for q in queues:
+            while q.pop(1.0) is not None:
+                delivered += 1
+    d.tick(10.0)
+    for q in queues:
+        while q.pop(10.0) is not None:
+            delivered += 1
+    cpu = time.process_time() - cpu0
+    print(
+        f"replay through the dispatcher core: {len(events):,} real events, {delivered:,} "
+        f"deliveries, {len(events) / cpu:,.0f} events/s per core"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--interval", type=float, default=0.02, help="fake market tick period")
+    parser.add_argument("--serve-fakes", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    if args.serve_fakes:
+        runner(serve_fakes(args.interval))
+    else:
+        runner(run(args.seconds, args.interval))
+
+
+if __name__ == "__main__":
+    main()
