@@ -1,4 +1,5 @@
-# Tradehall exchange image. Build: docker build -t tradehall:local .   (see docs/containers.md)
+# Tradehall image: the whole platform by default (tradehall up), or any one system by command.
+# Build: docker build -t tradehall:local .   (see docs/containers.md and docs/platform.md)
 #
 # Two stages on the same pinned base (tag and multi-architecture index digest; update both together):
 #   builder  installs the hash-locked dependencies, then the package, into /opt/venv
@@ -54,12 +55,17 @@ WORKDIR /data
 
 USER tradehall:tradehall
 
-EXPOSE 8080
+# Exchange (REST, console), Gateway (/ws data bus), Tap (app and API).
+EXPOSE 8080 8085 8090
 
-# Liveness via the contract's GET /healthz; any failure or non-2xx answer exits non-zero.
+# Liveness via the exchange's GET /healthz; any failure or non-2xx answer exits non-zero. Under
+# `tradehall up` the supervisor restarts a crashed system and exits (non-zero) if one keeps
+# crashing, so the exchange answering is a fair liveness signal for the whole container.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
 
-# SIGTERM (docker stop) triggers the graceful shutdown of contract section 8.
+# SIGTERM (docker stop): `tradehall up` stops bots, tap, gateway, then the exchange (which takes
+# its graceful shutdown of contract section 8), each within --stop-grace, and exits 0.
+# `docker run ... tradehall:local tradehall exchange --host 0.0.0.0` runs the exchange alone.
 STOPSIGNAL SIGTERM
-CMD ["tradehall", "exchange", "--host", "0.0.0.0", "--port", "8080"]
+CMD ["tradehall", "up", "--host", "0.0.0.0"]

@@ -13,9 +13,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-## run: start the platform with embedded defaults
+## run: start the whole platform (exchange, gateway, tap, bots) on simulated venues; Ctrl-C stops it
+## (live venues: .venv/bin/tradehall up; see docs/platform.md)
 run: $(STAMP)
-	$(BIN)/tradehall exchange --host 127.0.0.1 --port 8080
+	$(BIN)/tradehall up --sim
 
 ## test: lint, type-check and run the whole test suite
 test: $(STAMP)

@@ -69,7 +69,7 @@ def _listing_names(listings: Sequence[Listing]) -> str:
     return ", ".join(li.symbol for li in listings)
 
 
-def summary(config: PlatformConfig, pids: dict[str, int | None]) -> str:
+def summary(config: PlatformConfig, pids: dict[str, int | None], seconds: float = 0.0) -> str:
     """The startup summary: what runs where, and what to open first."""
     u = urls(config)
     mode = "simulated venues, no network needed" if config.sim else "live venues"
@@ -83,7 +83,8 @@ def summary(config: PlatformConfig, pids: dict[str, int | None]) -> str:
     ]
     if config.bots:
         rows.append(("Market maker", f"quoting {_listing_names(config.listings)}"))
-    lines = [f"Tradehall is up ({mode}).", ""]
+    took = f" in {seconds:.1f} s" if seconds else ""
+    lines = [f"Tradehall is up{took} ({mode}).", ""]
     lines += [f"  {label:<18} {value}" for label, value in rows]
     processes = ", ".join(f"{name} {pid}" for name, pid in pids.items())
     lines += [

@@ -172,9 +172,11 @@ class Supervisor:
             for child in self._children:
                 if self._stopping:
                     return
+                began = self.clock.monotonic()
                 await self._spawn(child)
                 await self._await_ready(child)
-                self._report(f"{child.spec.name} ready (pid {self._pid(child)})")
+                took = self.clock.monotonic() - began
+                self._report(f"{child.spec.name} ready in {took:.1f} s (pid {self._pid(child)})")
         except BaseException:
             await self.stop()
             raise

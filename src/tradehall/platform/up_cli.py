@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,7 @@ async def _main(config: PlatformConfig, verbose: bool, grace: float) -> int:
     _install_signals(stop, supervisor)
     mode = "simulated venues" if config.sim else "live venues"
     _say(f"starting {', '.join(s.name for s in specs)} ({mode}); data in {config.data_dir}/")
+    began = time.monotonic()
     start = asyncio.create_task(supervisor.start())
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -159,7 +161,8 @@ async def _main(config: PlatformConfig, verbose: bool, grace: float) -> int:
         _say(f"could not start: {exc}" + (f"; last output:\n{tail}" if tail else ""))
         _say("stopped; nothing is running")
         return 1
-    print("\n" + summary(config, supervisor.pids()) + "\n", flush=True)
+    took = time.monotonic() - began
+    print("\n" + summary(config, supervisor.pids(), took) + "\n", flush=True)
     monitor = VenueMonitor(_say, tap_venue=config.tap_price_venue, sim=config.sim)
     watching = asyncio.create_task(monitor.run(urls(config).gateway))
     failed = asyncio.create_task(supervisor.wait())
