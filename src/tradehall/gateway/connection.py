@@ -9,6 +9,9 @@ per-symbol timers. The runner:
 - runs a watchdog every ``tick`` seconds that calls :meth:`WsSession.check` (book staleness and
   resync timers) and drops the connection when nothing at all arrived for ``idle_timeout``
   (the venue's heartbeats/pings count) or the connection reached ``max_age`` (Binance cuts at 24 h);
+- yields to the event loop after every frame, so a burst already in the socket buffer does not
+  hold the consumers back (ingest -> consumer latency: p50 0.1 ms instead of 1-12 ms in the
+  SC-011 benchmark, for ~10-25 % more CPU per event);
 - reconnects at once, without back-off, when the session calls :meth:`WsRunner.reconnect_now`
   (a venue shutdown notice).
 
@@ -136,6 +139,9 @@ class WsRunner:
                             # One malformed frame must not take the feed down: log, count, go on.
                             self.bad_frames += 1
                             log.warning("bad_frame", venue=self.name, error=str(exc)[:200])
+                        # Frames already buffered are handed out without suspending: let the
+                        # consumers (and the other venues) run before parsing the next one.
+                        await asyncio.sleep(0)
                 finally:
                     watchdog.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
