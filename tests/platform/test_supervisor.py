@@ -16,6 +16,7 @@ from tradehall.platform.supervisor import (
     RestartPolicy,
     StartupError,
     Supervisor,
+    describe_exit,
 )
 
 FAST = RestartPolicy(initial=0.05, factor=2.0, max_delay=0.2, max_restarts=2, window=60.0)
@@ -43,6 +44,13 @@ def test_gives_up_after_max_restarts_within_the_window() -> None:
 def test_old_crashes_leave_the_window_and_the_backoff_resets() -> None:
     policy = RestartPolicy(initial=1.0, max_restarts=3, window=60.0)
     assert policy.next_delay([0.0, 1.0, 2.0, 100.0], 100.0) == 1.0
+
+
+def test_exit_statuses_are_described_in_words() -> None:
+    assert describe_exit(0) == "exit status 0"
+    assert describe_exit(3) == "exit status 3"
+    assert describe_exit(-9) == "killed by SIGKILL"
+    assert describe_exit(-15) == "killed by SIGTERM"
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -173,7 +181,7 @@ async def test_a_child_exiting_during_startup_stops_the_start(tmp_path: Path) ->
     with pytest.raises(StartupError) as info:
         await sup.start()
     assert info.value.name == "broken"
-    assert "exited with status 4" in str(info.value)
+    assert "broken exited during startup (exit status 4)" in str(info.value)
     assert "port 8080 is already in use" in info.value.tail
     a_pid = int((tmp_path / "a.ready").read_text())
     assert not alive(a_pid)  # what had started is stopped again
@@ -233,8 +241,8 @@ async def test_a_crashed_child_is_reported_and_restarted(tmp_path: Path) -> None
             break
         await _tick()
     assert sup.starts("flaky") == 2
-    crash = next(r for r in rec.reports if "exited unexpectedly" in r)
-    assert "flaky exited unexpectedly with status 7" in crash
+    crash = next(r for r in rec.reports if "stopped unexpectedly" in r)
+    assert "flaky stopped unexpectedly (exit status 7)" in crash
     assert "about to fail" in crash
     assert any(r.startswith("restarting flaky in 0.05 s") for r in rec.reports)
     assert sup.pids()["a"] == a_pid  # the others were not touched

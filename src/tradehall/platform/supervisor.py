@@ -34,7 +34,7 @@ from typing import IO
 
 from tradehall.core.clock import Clock, SystemClock
 
-__all__ = ["ChildSpec", "RestartPolicy", "StartupError", "Supervisor"]
+__all__ = ["ChildSpec", "RestartPolicy", "StartupError", "Supervisor", "describe_exit"]
 
 Probe = Callable[[], Awaitable[bool]]
 Report = Callable[[str], None]
@@ -42,6 +42,17 @@ LineSink = Callable[[str, str], None]
 
 _POLL = 0.1
 _TAIL = 15
+_REPORTED_TAIL = 8
+
+
+def describe_exit(status: int) -> str:
+    """``exit status 3`` or ``killed by SIGKILL`` for a process return code."""
+    if status >= 0:
+        return f"exit status {status}"
+    try:
+        return f"killed by {signal.Signals(-status).name}"
+    except ValueError:
+        return f"killed by signal {-status}"
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,7 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         grace: float = 15.0,
         clock: Clock | None = None,
+        render: Callable[[str], str | None] | None = None,
     ) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -143,6 +155,7 @@ class Supervisor:
         self.clock = clock or SystemClock()
         self._stopping = False
         self.failed: str | None = None  # set when the supervisor gave up on a child
+        self._render = render or (lambda line: line)
         self._done = asyncio.Event()
         self._watchers: list[asyncio.Task[None]] = []
 
@@ -260,9 +273,8 @@ class Supervisor:
         while True:
             if process.returncode is not None:
                 await self._drain(child)
-                raise StartupError(
-                    spec.name, f"exited with status {process.returncode}", child.tail
-                )
+                reason = f"exited during startup ({describe_exit(process.returncode)})"
+                raise StartupError(spec.name, reason, child.tail)
             with contextlib.suppress(Exception):
                 if await spec.ready():
                     return
@@ -289,8 +301,11 @@ class Supervisor:
             await self._drain(child)
             now = self.clock.monotonic()
             child.crashes.append(now)
-            tail = "\n".join(f"    {line}" for line in child.tail)
-            self._report(f"{name} exited unexpectedly with status {status}; last output:\n{tail}")
+            lines = [self._render(line) for line in child.tail]
+            tail = "\n".join(f"    {line}" for line in lines[-_REPORTED_TAIL:] if line)
+            self._report(
+                f"{name} stopped unexpectedly ({describe_exit(status)}); last output:\n{tail}"
+            )
             delay = self.policy.next_delay(child.crashes, now)
             if delay is None:
                 self.failed = name

@@ -29,7 +29,7 @@ from tradehall.core.config import (
     resolve,
 )
 from tradehall.platform.bots import DEFAULT_LISTINGS, Listing, seed_listings
-from tradehall.platform.console import ChildLines, summary
+from tradehall.platform.console import ChildLines, render_line, summary
 from tradehall.platform.monitor import VenueMonitor
 from tradehall.platform.plan import PlatformConfig, build_plan, urls
 from tradehall.platform.supervisor import ChildSpec, StartupError, Supervisor
@@ -142,6 +142,7 @@ async def _main(config: PlatformConfig, verbose: bool, grace: float) -> int:
         on_line=ChildLines(verbose=verbose),
         log_dir=config.data_dir / "logs",
         grace=grace,
+        render=lambda line: render_line(line, verbose=True),
     )
     stop = asyncio.Event()
     _install_signals(stop, supervisor)
@@ -157,7 +158,8 @@ async def _main(config: PlatformConfig, verbose: bool, grace: float) -> int:
         start.result()
     except StartupError as exc:
         stopped.cancel()
-        tail = "\n".join(f"    {line}" for line in exc.tail[-10:])
+        rendered = [render_line(line, verbose=True) for line in exc.tail[-10:]]
+        tail = "\n".join(f"    {line}" for line in rendered if line)
         _say(f"could not start: {exc}" + (f"; last output:\n{tail}" if tail else ""))
         _say("stopped; nothing is running")
         return 1
