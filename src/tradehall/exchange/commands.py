@@ -29,35 +29,35 @@ __all__ = [
 ]
 
 
-class RegisterBroker(msgspec.Struct, tag="broker", array_like=True, frozen=True):
+class RegisterBroker(msgspec.Struct, tag="broker", array_like=True, frozen=True, gc=False):
     broker_id: str
     cash: int
     holdings: list[tuple[str, int]]
 
 
-class SubmitOrder(msgspec.Struct, tag="order", array_like=True, frozen=True):
+class SubmitOrder(msgspec.Struct, tag="order", array_like=True, frozen=True, gc=False):
     request: OrderRequest
 
 
-class CancelOrder(msgspec.Struct, tag="cancel", array_like=True, frozen=True):
+class CancelOrder(msgspec.Struct, tag="cancel", array_like=True, frozen=True, gc=False):
     order_id: str
 
 
-class ExpireDue(msgspec.Struct, tag="expire", array_like=True, frozen=True):
+class ExpireDue(msgspec.Struct, tag="expire", array_like=True, frozen=True, gc=False):
     pass
 
 
-class UpsertWebhooks(msgspec.Struct, tag="hooks", array_like=True, frozen=True):
+class UpsertWebhooks(msgspec.Struct, tag="hooks", array_like=True, frozen=True, gc=False):
     broker_id: str
     url: str
     events: list[str]
 
 
-class DeleteWebhook(msgspec.Struct, tag="unhook", array_like=True, frozen=True):
+class DeleteWebhook(msgspec.Struct, tag="unhook", array_like=True, frozen=True, gc=False):
     webhook_id: str
 
 
-class DeliverySettled(msgspec.Struct, tag="settled", array_like=True, frozen=True):
+class DeliverySettled(msgspec.Struct, tag="settled", array_like=True, frozen=True, gc=False):
     """Webhook deliveries that need no further attempt (delivered, rejected or given up)."""
 
     delivery_ids: list[str]
@@ -74,7 +74,7 @@ Command = (
 )
 
 
-class Record(msgspec.Struct, array_like=True, frozen=True):
+class Record(msgspec.Struct, array_like=True, frozen=True, gc=False):
     seq: int
     command: Command
     clock: list[int]

@@ -16,6 +16,8 @@ for delivery after the command, never during it.
 
 from __future__ import annotations
 
+from sys import intern
+
 import msgspec
 
 from tradehall.core.clock import Clock
@@ -34,7 +36,16 @@ from tradehall.exchange.errors import (
 )
 from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled, TradeExecuted
 from tradehall.exchange.indexes import BrokerOrders, ExpiryIndex, TradeWindow, VwapFigures
-from tradehall.exchange.model import CANCELLED, EXPIRED, Broker, Holding, Order, Trade
+from tradehall.exchange.model import (
+    CANCELLED,
+    EXPIRED,
+    FILLED,
+    PARTIALLY_FILLED,
+    Broker,
+    Holding,
+    Order,
+    Trade,
+)
 from tradehall.exchange.state import (
     BrokerState,
     EngineState,
@@ -46,7 +57,7 @@ from tradehall.exchange.state import (
 __all__ = ["Engine", "OrderRequest", "Quote"]
 
 
-class OrderRequest(msgspec.Struct, frozen=True, array_like=True):
+class OrderRequest(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A field-validated order submission (see :mod:`~tradehall.exchange.requests`)."""
 
     type: str
@@ -59,7 +70,7 @@ class OrderRequest(msgspec.Struct, frozen=True, array_like=True):
     expires_at: int | None = None
 
 
-class Quote(msgspec.Struct, frozen=True):
+class Quote(msgspec.Struct, frozen=True, gc=False):
     """A dry-run sweep of one side of the book."""
 
     quantity_requested: int
@@ -130,49 +141,75 @@ class Engine:
 
     def submit(self, request: OrderRequest) -> tuple[Order, list[EngineEvent]]:
         """Validate, reserve, match and rest or finish one order (contract §3.5, §3.6)."""
-        reading, now = self._stamp()
+        reading = self._clock.time_ns()
+        last = self._last_ns
+        now = reading if reading > last else last + 1
         is_limit = request.type == "limit"
         expires_at = request.expires_at
         if is_limit and (expires_at is None or expires_at <= reading):
             raise ValidationError("expires_at must be a future timestamp")
-        market = self._market(request.symbol)  # listed once the fields are valid (contract §9)
+        market = self._markets.get(request.symbol)
+        if market is None:  # listed once the fields are valid (contract §9)
+            market = self._market(request.symbol)
         broker = self.brokers.get(request.broker_id)
         if broker is None:
             raise BrokerNotFound(request.broker_id)
-        self._check_funds(broker, request, market.book.opposite(request.side))
+        book = market.book
+        symbol = book.symbol  # the listed string: orders share it rather than keep a copy
+        is_bid = request.side == "bid"
+        own, opposite = (book.bids, book.asks) if is_bid else (book.asks, book.bids)
+        quantity, price = request.quantity, request.price
+        # Balance and holdings are checked before no_liquidity (contract §9).
+        if not is_bid:
+            holding = broker.holdings.get(symbol)
+            if holding is None or holding.quantity - holding.reserved < quantity:
+                raise InsufficientHoldings(broker.broker_id, request.symbol)
+        elif price is not None:
+            if broker.cash - broker.reserved_cash < price * quantity:
+                raise InsufficientBalance(broker.broker_id)
+        elif broker.cash - broker.reserved_cash < _sweep(opposite, quantity).total:
+            raise InsufficientBalance(broker.broker_id)
+        best = opposite.best_level
+        if best is None and not is_limit:
+            raise NoLiquidity(request.symbol)
 
-        self._keep(now)
-        self._seq += 1
+        self._last_ns = now
+        seq = self._seq = self._seq + 1
+        broker_id = broker.broker_id
         order = Order(
-            order_id=self._ids.new_id(),
-            seq=self._seq,
-            type="limit" if is_limit else "market",
-            broker_id=request.broker_id,
-            document_number=request.document_number,
-            side="bid" if request.side == "bid" else "ask",
-            symbol=request.symbol,
-            quantity=request.quantity,
-            price=request.price,
-            expires_at=expires_at,
-            created_at=now,
+            self._ids.new_id(),
+            seq,
+            "limit" if is_limit else "market",
+            broker_id,
+            intern(request.document_number),  # one copy per end client, not per order
+            "bid" if is_bid else "ask",
+            symbol,
+            quantity,
+            price,
+            expires_at,
+            now,
+            quantity,
         )
         if is_limit:
-            if order.side == "bid":
-                broker.reserved_cash += request.quantity * request.price  # type: ignore[operator]
+            if is_bid:
+                broker.reserved_cash += quantity * price  # type: ignore[operator]
             else:
-                broker.holdings[request.symbol].reserved += request.quantity
+                holding.reserved += quantity  # type: ignore[union-attr]
         self.orders[order.order_id] = order
         broker.updated_at = now
 
         events: list[EngineEvent] = []
-        self._match(order, market, now, events)
+        if best is not None and (
+            price is None or (price >= best.price if is_bid else price <= best.price)
+        ):
+            self._match(order, market, opposite, now, events)
         if order.remaining:
             if is_limit:
-                market.book.side(order.side).add(order)
+                own.add(order)
                 self._expiry.add(order)
             else:
                 order.close(CANCELLED, now)  # immediate-or-cancel leftover; no event
-        self._broker_orders[order.broker_id].add(order)
+        self._broker_orders[broker_id].add(order)
         return order, events
 
     def cancel(self, order_id: str) -> tuple[Order, list[EngineEvent]]:
@@ -180,7 +217,7 @@ class Engine:
         order = self.orders.get(order_id)
         if order is None:
             raise OrderNotFound(order_id)
-        if not order.is_active:
+        if not order.remaining:  # filled, cancelled or expired: nothing open
             raise OrderNotCancellable(order_id, order.status)
         now = self.now()
         return order, [self._close(order, CANCELLED, now, now)]
@@ -188,17 +225,15 @@ class Engine:
     def expire_due(self) -> list[EngineEvent]:
         """Expire every resting order whose deadline has passed, earliest first (§4.3)."""
         reading, now = self._stamp()
-        events: list[EngineEvent] = []
         due = self._expiry.pop_due(reading)
         if due:
             self._keep(now)
-        for order_id in due:
-            order = self.orders[order_id]
+        events: list[EngineEvent] = []
+        for order in due:
             assert order.expires_at is not None
-            events.append(self._close(order, EXPIRED, order.expires_at, now))
+            events.append(self._close(order, EXPIRED, order.expires_at, now, swept=True))
         return events
 
-    # ------------------------------------------------------------------ queries
     def broker(self, broker_id: str) -> Broker:
         broker = self.brokers.get(broker_id)
         if broker is None:
@@ -290,9 +325,13 @@ class Engine:
             engine._broker_orders[bs.broker_id] = BrokerOrders()
         for os_ in sorted(state.orders, key=lambda o: o.seq):
             order = _order_from_state(os_)
+            # Share the engine's strings rather than keep each order's decoded copies.
+            order.broker_id = engine.brokers[order.broker_id].broker_id
+            order.symbol = engine._market(order.symbol).book.symbol
+            order.document_number = intern(order.document_number)
             engine.orders[order.order_id] = order
             engine._broker_orders[order.broker_id].add(order)
-            if order.is_active and order.type == "limit":
+            if order.remaining and order.type == "limit":
                 engine._market(order.symbol).book.side(order.side).add(order)
                 engine._expiry.add(order)
         return engine
@@ -310,77 +349,150 @@ class Engine:
             raise SymbolNotFound(symbol)
         return market
 
-    @staticmethod
-    def _check_funds(broker: Broker, request: OrderRequest, opposite: BookSide) -> None:
-        # Balance and holdings are checked before no_liquidity (contract §9).
-        if request.side == "ask":
-            if broker.available_quantity(request.symbol) < request.quantity:
-                raise InsufficientHoldings(broker.broker_id, request.symbol)
-        elif request.price is not None:
-            if broker.available_cash < request.price * request.quantity:
-                raise InsufficientBalance(broker.broker_id)
-        elif broker.available_cash < _sweep(opposite, request.quantity).total:
-            raise InsufficientBalance(broker.broker_id)
-        if request.type == "market" and not opposite:
-            raise NoLiquidity(request.symbol)
+    def _match(
+        self,
+        order: Order,
+        market: _Market,
+        opposite: BookSide,
+        now: int,
+        events: list[EngineEvent],
+    ) -> None:
+        """Trade ``order`` against ``opposite`` best-first while it crosses and has quantity.
 
-    def _match(self, order: Order, market: _Market, now: int, events: list[EngineEvent]) -> None:
-        opposite = market.book.opposite(order.side)
+        One pass does everything a trade implies -- both orders' fills, the listing index, the
+        book and expiry index, settlement, the VWAP window and the three events -- inline, as
+        this loop is the engine's hot path.
+        """
         limit = order.price
         is_bid = order.side == "bid"
-        while order.remaining:
-            level = opposite.best()
+        at_own_price = limit is not None and not is_bid  # limit vs limit trades at the ask (§3.3)
+        symbol, side = order.symbol, order.side
+        brokers, listing, expiry = self.brokers, self._broker_orders, self._expiry
+        taker = brokers[order.broker_id]
+        new_id = self._ids.new_id
+        window_add = market.window.add
+        append = events.append
+        trades = 0
+        while True:
+            level = opposite.best_level
             if level is None:
                 break
-            if limit is not None and (limit < level.price if is_bid else level.price < limit):
+            level_price = level.price
+            if limit is not None and (limit < level_price if is_bid else level_price < limit):
                 break
-            resting = level.head()
-            quantity = min(order.remaining, resting.remaining)
-            # Limit vs limit trades at the ask; a market order takes the resting price (§3.3).
-            price = limit if (limit is not None and not is_bid) else level.price
-            buy, sell = (order, resting) if is_bid else (resting, order)
-            trade = Trade(self._ids.new_id(), price, quantity, now, buy.order_id, sell.order_id)
-            resting_status = resting.status
-            order.record_fill(trade)
-            resting.record_fill(trade)
-            self._broker_orders[resting.broker_id].moved(resting, resting_status)
-            opposite.consume_head(level, quantity)
-            if not resting.remaining:
-                self._expiry.discard(resting)
-            self._settle(buy, sell, price, quantity, now)
-            market.window.add(now, price, quantity)
-            self.trade_count += 1
-            events.append(
-                TradeExecuted(order.symbol, trade.trade_id, price, quantity, order.side, now)
+            queue = level.orders
+            resting = queue[0]
+            while not resting.remaining:  # the slot of an order cancelled by id: skip it
+                queue.popleft()
+                level.dead -= 1
+                resting = queue[0]
+            wanted, offered = order.remaining, resting.remaining
+            quantity = wanted if wanted < offered else offered
+            price: int = limit if at_own_price else level_price  # type: ignore[assignment]
+            notional = price * quantity
+            if is_bid:
+                buy, sell, buyer, seller = order, resting, taker, brokers[resting.broker_id]
+            else:
+                buy, sell, buyer, seller = resting, order, brokers[resting.broker_id], taker
+            trade_id = new_id()
+            trade = Trade(trade_id, price, quantity, now, buy.order_id, sell.order_id)
+
+            # Both fills, inline. Both orders are active, so pending/partially_filled ->
+            # partially_filled/filled are edges the transition table lists.
+            left = order.remaining = wanted - quantity
+            order.filled += quantity
+            order.notional += notional
+            log = order.trade_log
+            if log is None:
+                order.trade_log = [trade]
+            else:
+                log.append(trade)
+            order.status = PARTIALLY_FILLED if left else FILLED
+            left = resting.remaining = offered - quantity
+            resting.filled += quantity
+            resting.notional += notional
+            log = resting.trade_log
+            if log is None:
+                resting.trade_log = [trade]
+            else:
+                log.append(trade)
+            was = resting.status
+            resting.status = PARTIALLY_FILLED if left else FILLED
+            if resting.status != was:
+                listing[resting.broker_id].moved(resting, was)
+            level.total -= quantity
+            if not left:
+                queue.popleft()
+                level.count -= 1
+                if not level.count:
+                    opposite.drop_level(level)
+                expiry.discard(resting)
+
+            # Settlement: cash and shares move; the bid's reservation is released at its own
+            # price, so any price improvement returns to available cash.
+            buyer.cash -= notional
+            if buy.type == "limit":
+                buyer.reserved_cash -= buy.price * quantity  # type: ignore[operator]
+            holding = buyer.holdings.get(symbol)
+            if holding is None:
+                holding = buyer.holdings[symbol] = Holding()
+            holding.quantity += quantity
+            buyer.updated_at = now
+            seller.cash += notional
+            holding = seller.holdings[symbol]
+            holding.quantity -= quantity
+            if sell.type == "limit":
+                holding.reserved -= quantity
+            seller.updated_at = now
+            window_add(now, price, quantity)
+            trades += 1
+
+            append(TradeExecuted(symbol, trade_id, price, quantity, side, now))
+            append(
+                OrderFilled(
+                    trade_id,
+                    buy.broker_id,
+                    buy.order_id,
+                    symbol,
+                    "bid",
+                    price,
+                    quantity,
+                    buy.status,
+                    buy.filled,
+                    buy.remaining,
+                    now,
+                )
             )
-            events.append(_fill_event(buy, trade))
-            events.append(_fill_event(sell, trade))
+            append(
+                OrderFilled(
+                    trade_id,
+                    sell.broker_id,
+                    sell.order_id,
+                    symbol,
+                    "ask",
+                    price,
+                    quantity,
+                    sell.status,
+                    sell.filled,
+                    sell.remaining,
+                    now,
+                )
+            )
+            if not order.remaining:
+                break
+        self.trade_count += trades
 
-    def _settle(self, buy: Order, sell: Order, price: int, quantity: int, now: int) -> None:
-        amount = price * quantity
-        buyer = self.brokers[buy.broker_id]
-        buyer.cash -= amount
-        if buy.price is not None and buy.type == "limit":
-            # Released at the bid's own price; any price improvement returns to available cash.
-            buyer.reserved_cash -= buy.price * quantity
-        buyer.holding(buy.symbol).quantity += quantity
-        buyer.updated_at = now
-        seller = self.brokers[sell.broker_id]
-        seller.cash += amount
-        holding = seller.holdings[sell.symbol]
-        holding.quantity -= quantity
-        if sell.type == "limit":
-            holding.reserved -= quantity
-        seller.updated_at = now
-
-    def _close(self, order: Order, status: str, at: int, now: int) -> OrderClosed:
-        remaining = order.remaining
+    def _close(
+        self, order: Order, status: str, at: int, now: int, *, swept: bool = False
+    ) -> OrderClosed:
+        """End a resting order (cancel, or expiry when ``swept``: the index already let it go)."""
+        remaining, old_status = order.remaining, order.status
         order.close(status, at)
-        self._broker_orders[order.broker_id].moved(
-            order, "partially_filled" if order.filled else "pending"
-        )
-        self._markets[order.symbol].book.side(order.side).remove(order, remaining)
-        self._expiry.discard(order)
+        self._broker_orders[order.broker_id].moved(order, old_status)
+        book = self._markets[order.symbol].book
+        (book.bids if order.side == "bid" else book.asks).remove(order, remaining)
+        if not swept:
+            self._expiry.discard(order)
         broker = self.brokers[order.broker_id]
         assert order.price is not None
         if order.side == "bid":
@@ -389,34 +501,18 @@ class Engine:
             broker.holdings[order.symbol].reserved -= remaining
         broker.updated_at = now
         return OrderClosed(
-            event="order.cancelled" if status == CANCELLED else "order.expired",
-            broker_id=order.broker_id,
-            order_id=order.order_id,
-            symbol=order.symbol,
-            side=order.side,
-            price=order.price,
-            quantity=order.quantity,
-            filled_quantity=order.filled,
-            cancelled_quantity=order.cancelled_quantity,
-            status=order.status,
-            at=at,
+            "order.cancelled" if status == CANCELLED else "order.expired",
+            order.broker_id,
+            order.order_id,
+            order.symbol,
+            order.side,
+            order.price,
+            order.quantity,
+            order.filled,
+            order.cancelled_quantity,
+            order.status,
+            at,
         )
-
-
-def _fill_event(order: Order, trade: Trade) -> OrderFilled:
-    return OrderFilled(
-        trade_id=trade.trade_id,
-        broker_id=order.broker_id,
-        order_id=order.order_id,
-        symbol=order.symbol,
-        side=order.side,
-        price=trade.price,
-        quantity=trade.quantity,
-        order_status=order.status,
-        order_filled_quantity=order.filled,
-        order_remaining_quantity=order.remaining,
-        executed_at=trade.executed_at,
-    )
 
 
 def _sweep(side: BookSide, quantity: int) -> Quote:
@@ -474,12 +570,13 @@ def _order_from_state(s: OrderState) -> Order:
         price=s.price,
         expires_at=s.expires_at,
         created_at=s.created_at,
+        remaining=s.remaining,
     )
-    order.filled, order.remaining = s.filled, s.remaining
+    order.filled = s.filled
     order.cancelled_quantity, order.status = s.cancelled_quantity, s.status
     order.cancelled_at, order.expired_at, order.notional = s.cancelled_at, s.expired_at, s.notional
-    order.trades = [
+    order.trade_log = [
         Trade(t.trade_id, t.price, t.quantity, t.executed_at, t.buy_order_id, t.sell_order_id)
         for t in s.trades
-    ]
+    ] or None
     return order

@@ -1,10 +1,13 @@
 """Secondary indexes the engine keeps beside the books, each built so no hot path scans history.
 
-- :class:`ExpiryIndex`: resting limit orders by ``(expires_at, order_id)``. Orders enter when they
-  rest and leave the moment they leave the book (fill, cancel, expiry), so the sweep pops only what
-  is due: O(log n) per change, O(k log n) per sweep of k due orders.
-- :class:`BrokerOrders`: one broker's orders, newest-first pages with an optional status filter, in
-  O(log n + page) per query: every order in creation order, plus one sorted list per status.
+- :class:`ExpiryIndex`: resting limit orders bucketed by ``expires_at``, with a heap of the
+  deadlines. Adding is O(log d) for a new deadline (d = distinct deadlines), else O(1); an order
+  that leaves the book early (fill, cancel) is only counted out and skipped when its bucket comes
+  due, so removal is O(1); a sweep costs O(k + log d) for the k orders in the due buckets.
+- :class:`BrokerOrders`: one broker's orders in creation order, newest-first pages with an
+  optional status filter. Status counts are kept per block of 256 orders and per superblock of
+  65 536, so a status change is O(1) and a filtered page skips whole (super)blocks: at most a few
+  hundred steps plus the page, whatever the history.
 - :class:`TradeWindow`: the VWAP window of one symbol: running sums over a deque of recent trades,
   evicted from the left as time passes, so each trade is added and removed exactly once.
 """
@@ -12,85 +15,196 @@
 from __future__ import annotations
 
 from collections import deque
-from operator import attrgetter
-
-from sortedcontainers import SortedKeyList, SortedList
+from heapq import heapify, heappop, heappush
 
 from tradehall.exchange.model import ORDER_STATUSES, Order
 
 __all__ = ["BrokerOrders", "ExpiryIndex", "TradeWindow", "VwapFigures"]
 
 
-class ExpiryIndex:
-    """Resting orders ordered by deadline; ties broken by order id."""
+class _Bucket:
+    """The resting orders sharing one deadline, in creation order, and how many are live."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("live", "orders")
+
+    def __init__(self, first: Order, second: Order) -> None:
+        self.orders = [first, second]
+        self.live = 2
+
+
+class ExpiryIndex:
+    """Resting orders by deadline; within one deadline, in creation order.
+
+    The bucket of a deadline is the single :class:`Order` resting with it, or a :class:`_Bucket`
+    once a second one shares it (orders rest in creation order, so appending keeps it sorted). An
+    order leaving the book early is counted out of its bucket; its entry stays until the bucket
+    is swept or compacted (once dead entries outnumber live ones). A bucket with no live order is
+    deleted; its heap key is skipped when it reaches the top, and the heap is rebuilt once stale
+    keys outnumber live ones.
+    """
+
+    __slots__ = ("_buckets", "_heap", "_live")
 
     def __init__(self) -> None:
-        self._keys: SortedList = SortedList()
+        self._buckets: dict[int, Order | _Bucket] = {}
+        self._heap: list[int] = []
+        self._live = 0
 
     def __len__(self) -> int:
-        return len(self._keys)
+        """Number of resting orders indexed."""
+        return self._live
 
     def add(self, order: Order) -> None:
-        self._keys.add((order.expires_at, order.order_id))
+        """Index an order that just started resting (a limit order: ``expires_at`` is set)."""
+        deadline = order.expires_at
+        assert deadline is not None
+        buckets = self._buckets
+        bucket = buckets.get(deadline)
+        if bucket is None:
+            buckets[deadline] = order
+            heap = self._heap
+            heappush(heap, deadline)
+            if len(heap) > 64 and len(heap) > 2 * len(buckets):
+                self._heap = list(buckets)
+                heapify(self._heap)
+        elif isinstance(bucket, _Bucket):
+            orders = bucket.orders
+            order.expires_at = orders[0].expires_at  # share one int object per deadline
+            orders.append(order)
+            bucket.live += 1
+        else:
+            order.expires_at = bucket.expires_at
+            buckets[deadline] = _Bucket(bucket, order)
+        self._live += 1
 
     def discard(self, order: Order) -> None:
-        self._keys.discard((order.expires_at, order.order_id))
+        """Count out an order that left the book before its deadline (filled or cancelled)."""
+        self._live -= 1
+        deadline = order.expires_at
+        assert deadline is not None
+        bucket = self._buckets[deadline]
+        if isinstance(bucket, _Bucket):
+            live = bucket.live = bucket.live - 1
+            if not live:
+                del self._buckets[deadline]
+            elif len(bucket.orders) > 2 * live + 64:
+                bucket.orders = [o for o in bucket.orders if o.remaining]
+        else:
+            del self._buckets[deadline]
 
     def earliest(self) -> int | None:
-        return self._keys[0][0] if self._keys else None
+        """The earliest deadline of a resting order, if any."""
+        heap, buckets = self._heap, self._buckets
+        while heap and heap[0] not in buckets:
+            heappop(heap)
+        return heap[0] if heap else None
 
-    def pop_due(self, now: int) -> list[str]:
-        """Remove and return the ids of orders with ``expires_at <= now``, earliest first."""
-        keys = self._keys
-        due: list[str] = []
-        while keys and keys[0][0] <= now:
-            due.append(keys.pop(0)[1])
+    def pop_due(self, now: int) -> list[Order]:
+        """Remove and return the resting orders with ``expires_at <= now``.
+
+        Earliest deadline first, creation order within a deadline (contract §4.3). The caller
+        closes every returned order; they are already counted out here.
+        """
+        heap, buckets = self._heap, self._buckets
+        due: list[Order] = []
+        while heap and heap[0] <= now:
+            bucket = buckets.pop(heappop(heap), None)
+            if bucket is None:
+                continue
+            if isinstance(bucket, _Bucket):
+                due.extend(order for order in bucket.orders if order.remaining)
+            else:
+                due.append(bucket)
+        self._live -= len(due)
         return due
 
 
-_by_seq = attrgetter("seq")
+_BLOCK_SHIFT = 8  # 256 orders per block
+_SUPER_SHIFT = 16  # 65 536 orders per superblock
+_STATUS_INDEX = {status: i for i, status in enumerate(ORDER_STATUSES)}
 
 
 class BrokerOrders:
     """A broker's orders for listing: newest first, filterable by status, paginated."""
 
-    __slots__ = ("_all", "_by_status")
+    __slots__ = ("_all", "_blocks", "_supers")
 
     def __init__(self) -> None:
         self._all: list[Order] = []
-        self._by_status: dict[str, SortedKeyList] = {}
+        self._blocks: list[list[int]] = []  # per block: count of orders in each status
+        self._supers: list[list[int]] = []  # the same per superblock
 
     def add(self, order: Order) -> None:
         """Index a new order under its current status (creation order == ``seq`` order)."""
-        self._all.append(order)
-        self._status_list(order.status).add(order)
+        everything = self._all
+        pos = order.list_pos = len(everything)
+        everything.append(order)
+        if not pos & ((1 << _BLOCK_SHIFT) - 1):
+            self._blocks.append([0, 0, 0, 0, 0])
+            if not pos & ((1 << _SUPER_SHIFT) - 1):
+                self._supers.append([0, 0, 0, 0, 0])
+        index = _STATUS_INDEX[order.status]
+        self._blocks[pos >> _BLOCK_SHIFT][index] += 1
+        self._supers[pos >> _SUPER_SHIFT][index] += 1
 
     def moved(self, order: Order, old_status: str) -> None:
-        """Re-file an order whose status changed from ``old_status``."""
-        if order.status != old_status:
-            self._by_status[old_status].remove(order)
-            self._status_list(order.status).add(order)
+        """Re-count an order whose status changed from ``old_status`` (no-op if it did not)."""
+        status = order.status
+        if status != old_status:
+            old, new, pos = _STATUS_INDEX[old_status], _STATUS_INDEX[status], order.list_pos
+            counts = self._blocks[pos >> _BLOCK_SHIFT]
+            counts[old] -= 1
+            counts[new] += 1
+            counts = self._supers[pos >> _SUPER_SHIFT]
+            counts[old] -= 1
+            counts[new] += 1
 
     def page(self, status: str | None, page: int, limit: int) -> tuple[list[Order], int]:
         """One page, newest first, and the total number of matching orders."""
-        source: list[Order] | SortedKeyList
-        source = self._all if status is None else self._by_status.get(status, ())
-        total = len(source)
-        end = total - (page - 1) * limit
-        if end <= 0:
+        everything = self._all
+        if status is None:
+            total = len(everything)
+            end = total - (page - 1) * limit
+            if end <= 0:
+                return [], total
+            newest = everything[max(0, end - limit) : end]
+            newest.reverse()
+            return newest, total
+        index = _STATUS_INDEX.get(status)
+        if index is None:
+            return [], 0
+        total = sum(counts[index] for counts in self._supers)
+        skip = (page - 1) * limit
+        if skip >= total:
             return [], total
-        start = max(0, end - limit)
-        items = list(source[start:end])
-        items.reverse()
-        return items, total
+        return self._filtered(status, index, skip, limit), total
 
-    def _status_list(self, status: str) -> SortedKeyList:
-        found = self._by_status.get(status)
-        if found is None:
-            assert status in ORDER_STATUSES
-            found = self._by_status[status] = SortedKeyList(key=_by_seq)
+    def _filtered(self, status: str, index: int, skip: int, limit: int) -> list[Order]:
+        """Up to ``limit`` orders in ``status``, newest first, after skipping ``skip`` of them."""
+        everything, blocks, supers = self._all, self._blocks, self._supers
+        per_super = _SUPER_SHIFT - _BLOCK_SHIFT
+        found: list[Order] = []
+        for sup in reversed(range(len(supers))):
+            if skip >= supers[sup][index]:
+                skip -= supers[sup][index]
+                continue
+            for block in reversed(
+                range(sup << per_super, min(len(blocks), (sup + 1) << per_super))
+            ):
+                if skip >= blocks[block][index]:
+                    skip -= blocks[block][index]
+                    continue
+                end = min(len(everything), (block + 1) << _BLOCK_SHIFT)
+                for pos in reversed(range(block << _BLOCK_SHIFT, end)):
+                    order = everything[pos]
+                    if order.status != status:
+                        continue
+                    if skip:
+                        skip -= 1
+                        continue
+                    found.append(order)
+                    if len(found) == limit:
+                        return found
         return found
 
 

@@ -46,11 +46,18 @@ class ReplayDivergence(RuntimeError):
 
 
 class Recorder:
-    """Clock and id source for the engine: pass-through, recording, or replaying."""
+    """Clock and id source for the engine: pass-through, recording, or replaying.
+
+    Live commands bracket their run with :meth:`start` and :meth:`stop` (what
+    :meth:`ExchangeMachine.execute` does on every command, so these stay cheap);
+    :meth:`recording` and :meth:`replaying` are the context-manager forms.
+    """
 
     def __init__(self, clock: Clock, ids: IdSource) -> None:
         self._clock = clock
         self._ids = ids
+        self._read_clock = clock.time_ns
+        self._mint = ids.new_id
         self._times: list[int] | None = None
         self._new_ids: list[str] | None = None
         self._replay_times: Iterator[int] | None = None
@@ -62,9 +69,10 @@ class Recorder:
                 return next(self._replay_times)
             except StopIteration:
                 raise ReplayDivergence("replayed command read the clock more often") from None
-        now = self._clock.time_ns()
-        if self._times is not None:
-            self._times.append(now)
+        now = self._read_clock()
+        times = self._times
+        if times is not None:
+            times.append(now)
         return now
 
     def monotonic(self) -> float:
@@ -79,20 +87,29 @@ class Recorder:
                 return next(self._replay_ids)
             except StopIteration:
                 raise ReplayDivergence("replayed command asked for more ids") from None
-        new = self._ids.new_id()
-        if self._new_ids is not None:
-            self._new_ids.append(new)
+        new = self._mint()
+        new_ids = self._new_ids
+        if new_ids is not None:
+            new_ids.append(new)
         return new
+
+    def start(self, times: list[int], ids: list[str]) -> None:
+        """Record every clock reading and id from now on into ``times`` and ``ids``."""
+        self._times, self._new_ids = times, ids
+
+    def stop(self) -> None:
+        """Stop recording (back to pass-through)."""
+        self._times = self._new_ids = None
 
     @contextmanager
     def recording(self) -> Iterator[tuple[list[int], list[str]]]:
         times: list[int] = []
         ids: list[str] = []
-        self._times, self._new_ids = times, ids
+        self.start(times, ids)
         try:
             yield times, ids
         finally:
-            self._times = self._new_ids = None
+            self.stop()
 
     @contextmanager
     def replaying(self, times: list[int], ids: list[str]) -> Iterator[None]:
@@ -156,17 +173,20 @@ class ExchangeMachine:
     # ------------------------------------------------------------------ commands
     def execute(self, command: Command) -> Executed:
         """Run a live command, recording what it consumed; rejections are results too."""
-        events: list[EngineEvent] = []
-        deliveries: list[Delivery] = []
-        result: object = None
+        recorder = self.recorder
+        times: list[int] = []
+        ids: list[str] = []
         error: ExchangeError | None = None
-        with self.recorder.recording() as (times, ids):
-            try:
-                result = self._apply(command, events, deliveries)
-            except ExchangeError as exc:
-                error = exc
-        self.seq += 1
-        record = Record(self.seq, command, times, ids, error.code if error else None)
+        recorder.start(times, ids)
+        try:
+            result, events, deliveries = self._apply(command)
+        except ExchangeError as exc:
+            error = exc
+            result, events, deliveries = None, [], []
+        finally:
+            recorder.stop()
+        self.seq = seq = self.seq + 1
+        record = Record(seq, command, times, ids, None if error is None else error.code)
         return Executed(record, result, events, deliveries, error)
 
     def replay(self, record: Record) -> None:
@@ -176,7 +196,7 @@ class ExchangeMachine:
         rejected: str | None = None
         with self.recorder.replaying(record.clock, record.ids):
             try:
-                self._apply(record.command, [], [])
+                self._apply(record.command)
             except ExchangeError as exc:
                 rejected = exc.code
         if rejected != record.rejected:
@@ -185,36 +205,38 @@ class ExchangeMachine:
             )
         self.seq = record.seq
 
-    def _apply(
-        self, command: Command, events: list[EngineEvent], deliveries: list[Delivery]
-    ) -> object:
+    def _apply(self, command: Command) -> tuple[object, list[EngineEvent], list[Delivery]]:
+        """Run one command: its result, engine events and the webhook deliveries they call for."""
         engine = self.engine
         result: object
+        events: list[EngineEvent]
         if isinstance(command, SubmitOrder):
-            result, new_events = engine.submit(command.request)
+            result, events = engine.submit(command.request)
         elif isinstance(command, CancelOrder):
-            result, new_events = engine.cancel(command.order_id)
+            result, events = engine.cancel(command.order_id)
         elif isinstance(command, ExpireDue):
-            result, new_events = None, engine.expire_due()
+            result, events = None, engine.expire_due()
         elif isinstance(command, RegisterBroker):
-            return engine.register_broker(command.broker_id, command.cash, command.holdings)
+            broker = engine.register_broker(command.broker_id, command.cash, command.holdings)
+            return broker, [], []
         elif isinstance(command, UpsertWebhooks):
             engine.broker(command.broker_id)  # 404 before anything changes
-            return self.subscriptions.upsert(
+            upserted = self.subscriptions.upsert(
                 command.broker_id, command.url, command.events, engine.now()
             )
+            return upserted, [], []
         elif isinstance(command, DeleteWebhook):
-            return self.subscriptions.delete(command.webhook_id)
+            return self.subscriptions.delete(command.webhook_id), [], []
         else:
             for delivery_id in command.delivery_ids:
                 self.outbox.pop(delivery_id, None)
-            return None
-        events.extend(new_events)
-        produced = deliveries_for(new_events, self.subscriptions, self.recorder)
-        for delivery in produced:
+            return None, [], []
+        if not len(self.subscriptions):
+            return result, events, []
+        deliveries = deliveries_for(events, self.subscriptions, self.recorder)
+        for delivery in deliveries:
             self.outbox[delivery.delivery_id] = delivery
-        deliveries.extend(produced)
-        return result
+        return result, events, deliveries
 
     # ------------------------------------------------------------------ images
     def snapshot(self) -> MachineSnapshot:

@@ -1,7 +1,9 @@
 """The Exchange's domain records: brokers, holdings, orders and trades.
 
-Records are plain ``__slots__`` classes mutated only by the engine inside one command, so a
-command either changes them consistently or (on a rejected request) not at all. Prices and cash
+Records are mutated only by the engine inside one command, so a command either changes them
+consistently or (on a rejected request) not at all. Orders and trades, of which there are
+millions, are ``msgspec`` structs kept out of the cycle collector; brokers and holdings are plain
+``__slots__`` classes. Prices and cash
 are integer cents; times are integer nanoseconds since the epoch.
 
 Order states follow an explicit transition table (:data:`TRANSITIONS`); the engine moves an order
@@ -16,6 +18,8 @@ only through :meth:`Order.transition`, which refuses any move the table does not
 from __future__ import annotations
 
 from typing import Final, Literal
+
+import msgspec
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -54,93 +58,59 @@ class IllegalTransition(RuntimeError):
     """An engine bug: an order was asked to move along an edge the table does not allow."""
 
 
-class Trade:
+class Trade(msgspec.Struct, frozen=True, gc=False):
     """One execution between a buy order and a sell order, at one price, at one instant."""
 
-    __slots__ = ("buy_order_id", "executed_at", "price", "quantity", "sell_order_id", "trade_id")
-
-    def __init__(
-        self,
-        trade_id: str,
-        price: int,
-        quantity: int,
-        executed_at: int,
-        buy_order_id: str,
-        sell_order_id: str,
-    ) -> None:
-        self.trade_id = trade_id
-        self.price = price
-        self.quantity = quantity
-        self.executed_at = executed_at
-        self.buy_order_id = buy_order_id
-        self.sell_order_id = sell_order_id
+    trade_id: str
+    price: int
+    quantity: int
+    executed_at: int
+    buy_order_id: str
+    sell_order_id: str
 
 
-class Order:
+class Order(msgspec.Struct, gc=False, eq=False):
     """A limit or market order and everything that has happened to it.
 
     Invariant (contract §7.2): ``quantity == filled + remaining + cancelled_quantity``.
     ``notional`` is Σ price × quantity over the order's trades (for ``average_price``).
     ``seq`` is the engine's creation sequence number: it orders orders exactly as
     ``(created_at, order_id)`` does: the engine hands out strictly increasing ``created_at``.
+    An order is active exactly while ``remaining > 0`` (only active orders have anything left),
+    which is the cheap test the hot paths use. A new order has ``remaining == quantity``.
+
+    One of these exists per order ever placed, so it is built for size and speed: a C-level
+    struct outside the cycle collector (it references only strings, numbers and its own trade
+    list, so it can never be part of a cycle), compared by identity, its trade list allocated at
+    the first fill (``trade_log``); ``list_pos`` is its position in its broker's listing index.
     """
 
-    __slots__ = (
-        "broker_id",
-        "cancelled_at",
-        "cancelled_quantity",
-        "created_at",
-        "document_number",
-        "expired_at",
-        "expires_at",
-        "filled",
-        "notional",
-        "order_id",
-        "price",
-        "quantity",
-        "remaining",
-        "seq",
-        "side",
-        "status",
-        "symbol",
-        "trades",
-        "type",
-    )
+    order_id: str
+    seq: int
+    type: OrderType
+    broker_id: str
+    document_number: str
+    side: Side
+    symbol: str
+    quantity: int
+    price: int | None
+    expires_at: int | None
+    created_at: int
+    remaining: int
+    filled: int = 0
+    cancelled_quantity: int = 0
+    status: str = PENDING
+    cancelled_at: int | None = None
+    expired_at: int | None = None
+    notional: int = 0
+    list_pos: int = 0
+    trade_log: list[Trade] | None = None  # None until the first fill; read ``trades``
 
-    def __init__(
-        self,
-        *,
-        order_id: str,
-        seq: int,
-        type: OrderType,
-        broker_id: str,
-        document_number: str,
-        side: Side,
-        symbol: str,
-        quantity: int,
-        price: int | None,
-        expires_at: int | None,
-        created_at: int,
-    ) -> None:
-        self.order_id = order_id
-        self.seq = seq
-        self.type = type
-        self.broker_id = broker_id
-        self.document_number = document_number
-        self.side = side
-        self.symbol = symbol
-        self.quantity = quantity
-        self.price = price
-        self.expires_at = expires_at
-        self.created_at = created_at
-        self.filled = 0
-        self.remaining = quantity
-        self.cancelled_quantity = 0
-        self.status: str = PENDING
-        self.cancelled_at: int | None = None
-        self.expired_at: int | None = None
-        self.notional = 0
-        self.trades: list[Trade] = []
+    @property
+    def trades(self) -> list[Trade]:
+        """The order's trades, oldest first (a fresh empty list before the first fill)."""
+        trades = self.trade_log
+        return [] if trades is None else trades
 
     @property
     def is_active(self) -> bool:
@@ -161,11 +131,18 @@ class Order:
     def record_fill(self, trade: Trade) -> None:
         """Apply one trade to this order's quantities, status and history."""
         qty = trade.quantity
-        self.remaining -= qty
+        remaining = self.remaining = self.remaining - qty
         self.filled += qty
         self.notional += trade.price * qty
-        self.trades.append(trade)
-        self.transition(FILLED if self.remaining == 0 else PARTIALLY_FILLED)
+        trades = self.trade_log
+        if trades is None:
+            self.trade_log = [trade]
+        else:
+            trades.append(trade)
+        new_status = PARTIALLY_FILLED if remaining else FILLED
+        if new_status not in TRANSITIONS[self.status]:
+            raise IllegalTransition(f"order {self.order_id}: {self.status} -> {new_status}")
+        self.status = new_status
 
     def close(self, status: str, at: int) -> int:
         """End an active order as ``cancelled`` or ``expired``; return the quantity released."""
