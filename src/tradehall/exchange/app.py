@@ -1,10 +1,12 @@
-"""The Exchange's HTTP adapter: Starlette routes over the ``ExchangeService``.
+"""The Exchange's HTTP adapter: the contract endpoints behind a lean ASGI front, over Starlette.
 
-Handlers are thin: decode and validate (``requests``), run one synchronous service call, render
-(``schemas``) -- with no ``await`` between the command and the rendering, so a response always
-shows the state its own command produced. Errors are ``ExchangeError``
-instances mapped to ``{"error", "message"}`` bodies; anything else is a 500 that is logged and
-changes nothing further. Unknown routes and methods answer 404/405 in the same error shape.
+The contract routes (:mod:`~tradehall.exchange.endpoints`) are served by
+:class:`~tradehall.exchange.fastroutes.FastRoutes`, which handles the requests it recognises
+directly and hands everything else to the Starlette app built here. That app serves the same
+endpoints too (``HEAD``, and the single source of 404/405 answers with their ``Allow`` header)
+plus operations routes (metrics, OpenAPI, docs, admin) and market data (WebSocket, console).
+Errors are ``ExchangeError`` instances mapped to ``{"error", "message"}`` bodies; anything else is
+a 500 that is logged and changes nothing further.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import msgspec
-from prometheus_client import Counter
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,41 +25,36 @@ from starlette.routing import Route
 
 from tradehall.core.logging import get_logger
 from tradehall.core.metrics import CONTENT_TYPE_LATEST, render
-from tradehall.core.timefmt import format_ns
-from tradehall.exchange import requests as rq
 from tradehall.exchange import schemas as out
+from tradehall.exchange.endpoints import Endpoint, contract_endpoints, encode, error_body
 from tradehall.exchange.errors import (
     ExchangeError,
     MethodNotAllowed,
     PayloadTooLarge,
     RequestTimeout,
     RouteNotFound,
-    SymbolNotFound,
-    ValidationError,
 )
+from tradehall.exchange.fastroutes import MAX_BODY_BYTES, FastRoutes
 from tradehall.exchange.marketdata import MarketData
 from tradehall.exchange.marketdata_ws import market_data_routes
+from tradehall.exchange.metrics import CounterChild
 from tradehall.exchange.openapi import docs_page, openapi_document
 from tradehall.exchange.service import ExchangeService
 
 __all__ = ["create_app"]
 
 log = get_logger("exchange.http")
-_encoder = msgspec.json.Encoder(decimal_format="number")
 _JSON = "application/json"
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(_encoder.encode(body), status, media_type=_JSON)
+    return Response(encode(body), status, media_type=_JSON)
 
 
 def _error(exc: ExchangeError) -> Response:
-    return _json(out.ErrorOut(exc.code, exc.message), exc.status)
-
-
-MAX_BODY_BYTES = 1 << 20
+    return Response(error_body(exc), exc.status, media_type=_JSON)
 
 
 async def _read_body(request: Request, deadline_seconds: float) -> bytes:
@@ -81,13 +76,6 @@ async def _read_body(request: Request, deadline_seconds: float) -> bytes:
     return b"".join(chunks)
 
 
-def _symbol(request: Request, service: ExchangeService) -> str:
-    symbol: str = request.path_params["symbol"]
-    if not service.engine.has_symbol(symbol):
-        raise SymbolNotFound(symbol)
-    return symbol
-
-
 def _by_method(handlers: dict[str, Handler]) -> Handler:
     if len(handlers) == 1:
         return next(iter(handlers.values()))
@@ -103,16 +91,39 @@ def _by_method(handlers: dict[str, Handler]) -> Handler:
     return dispatch
 
 
-def create_app(service: ExchangeService, *, manage_service: bool = True) -> Starlette:
+def _adapt(service: ExchangeService, spec: Endpoint) -> Handler:
+    """A Starlette handler running ``spec`` (the slow path: HEAD, tests of the fallback)."""
+    param = spec.path[spec.path.find("{") + 1 : spec.path.find("}")] if "{" in spec.path else ""
+    read_timeout = service.settings.read_timeout
+
+    async def handler(request: Request) -> Response:
+        content_type, body = None, b""
+        if spec.reads_body:
+            body = await _read_body(request, read_timeout)
+            content_type = request.headers.get("content-type")
+        arg = request.path_params[param] if param else ""
+        status, payload = spec.fn(arg, request.query_params, content_type, body)
+        if spec.durable:
+            await service.durable()
+        if status == 204:
+            return Response(status_code=204)
+        return Response(payload, status, media_type=_JSON)
+
+    return handler
+
+
+def create_app(service: ExchangeService, *, manage_service: bool = True) -> FastRoutes:
     """An ASGI app serving ``service``; with ``manage_service`` it starts/stops it on lifespan."""
-    settings = service.settings
     metrics = service.metrics
     market = MarketData(service)  # /ws/market, /console (docs/exchange-market-data.md)
+    endpoints = contract_endpoints(service, market)
 
     def endpoint(route: str, handler: Handler) -> Handler:
         requests_total = metrics.requests
         latency = metrics.latency.labels(route)
-        counters: dict[tuple[str, int], Counter] = {}  # labels() locks and allocates: once each
+        counters: dict[
+            tuple[str, int], CounterChild
+        ] = {}  # labels() locks and allocates: once each
 
         async def wrapped(request: Request) -> Response:
             started = time.perf_counter()
@@ -133,122 +144,7 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
 
         return wrapped
 
-    # ------------------------------------------------------------------ brokers
-    async def create_broker(request: Request) -> Response:
-        body = rq.decode_body(
-            request.headers.get("content-type"), await _read_body(request, settings.read_timeout)
-        )
-        broker = service.register_broker(rq.parse_broker(body))
-        response = _json(out.render_broker(broker), 201)  # rendered before any other command
-        await service.durable()
-        return response
-
-    async def balance(request: Request) -> Response:
-        return _json(out.render_balance(service.engine.broker(request.path_params["broker_id"])))
-
-    async def broker_orders(request: Request) -> Response:
-        query = request.query_params
-        status = rq.status_filter(query.get("status"))
-        page = rq.query_int(query.get("page"), 1, 1, None, "page must be an integer >= 1")
-        limit = rq.query_int(
-            query.get("limit"), 20, 1, 100, "limit must be an integer between 1 and 100"
-        )
-        orders, total = service.engine.broker_orders(
-            request.path_params["broker_id"], status, page, limit
-        )
-        return _json(out.OrderListOut([out.render_summary(o) for o in orders], total, page, limit))
-
-    # ------------------------------------------------------------------ orders
-    async def submit_order(request: Request) -> Response:
-        body = rq.decode_body(
-            request.headers.get("content-type"), await _read_body(request, settings.read_timeout)
-        )
-        order = service.submit(rq.parse_order(body))
-        response = _json(out.render_order(order), 201)
-        await service.durable()
-        return response
-
-    async def get_order(request: Request) -> Response:
-        return _json(out.render_order(service.engine.order(request.path_params["order_id"])))
-
-    async def cancel_order(request: Request) -> Response:
-        response = _json(out.render_order(service.cancel(request.path_params["order_id"])))
-        await service.durable()
-        return response
-
-    # ------------------------------------------------------------------ market data
-    async def price(request: Request) -> Response:
-        symbol = _symbol(request, service)
-        figures = service.engine.vwap(symbol)
-        return _json(out.render_price(symbol, figures, settings.vwap_window_label))
-
-    async def book(request: Request) -> Response:
-        depth = rq.query_int(
-            request.query_params.get("depth"),
-            10,
-            1,
-            50,
-            "depth must be an integer between 1 and 50",
-        )
-        symbol = _symbol(request, service)
-        order_book = service.engine.book(symbol)
-        bids: list[out.LevelOut] = []
-        asks: list[out.LevelOut] = []
-        for levels, side in ((bids, order_book.bids), (asks, order_book.asks)):
-            for level in side.levels():
-                if len(levels) == depth:
-                    break
-                levels.append(out.LevelOut(out.money(level.price), level.total, level.count))
-        best_bid, best_ask = order_book.bids.best(), order_book.asks.best()
-        spread = out.money(best_ask.price - best_bid.price) if best_bid and best_ask else None
-        body = out.BookOut(symbol, bids, asks, spread, format_ns(service.clock.time_ns()))
-        if request.query_params.get("with_sequence") in ("1", "true"):  # to splice with WS diffs
-            return _json({**msgspec.structs.asdict(body), "sequence": market.book_sequence(symbol)})
-        return _json(body)
-
-    async def quote(request: Request) -> Response:
-        query = request.query_params
-        side = query.get("side")
-        if side is None:
-            raise ValidationError("side query parameter is required")
-        if side not in ("bid", "ask"):
-            raise ValidationError(f"Invalid side: '{side}'. Must be one of: bid, ask")
-        raw_quantity = query.get("quantity")
-        if raw_quantity is None:
-            raise ValidationError("quantity query parameter is required")
-        quantity = rq.query_int(raw_quantity, 0, 1, None, "quantity must be a positive integer")
-        symbol = _symbol(request, service)
-        result = service.engine.quote(symbol, side, quantity)
-        return _json(out.render_quote(symbol, side, result, service.clock.time_ns()))
-
-    # ------------------------------------------------------------------ webhooks
-    async def upsert_webhooks(request: Request) -> Response:
-        body = rq.decode_body(
-            request.headers.get("content-type"), await _read_body(request, settings.read_timeout)
-        )
-        parsed = rq.parse_webhook(body, allow_http=settings.webhook_allow_http)
-        subs, created = service.upsert_webhooks(parsed)
-        status = 201 if created else 200
-        response = _json(out.WebhookListOut([out.render_webhook(s) for s in subs]), status)
-        await service.durable()
-        return response
-
-    async def list_webhooks(request: Request) -> Response:
-        broker_id = request.query_params.get("broker_id")
-        if not broker_id:
-            raise ValidationError("broker_id query parameter is required")
-        subs = service.webhooks_of(broker_id)
-        return _json(out.WebhookListOut([out.render_webhook(s) for s in subs]))
-
-    async def delete_webhook(request: Request) -> Response:
-        service.delete_webhook(request.path_params["webhook_id"])
-        await service.durable()
-        return Response(status_code=204)
-
     # ------------------------------------------------------------------ operations
-    async def healthz(request: Request) -> Response:
-        return _json(out.HealthOut("ok"))
-
     async def admin_state(request: Request) -> Response:
         machine, recovery = service.machine, service.recovery
         return _json(
@@ -273,7 +169,7 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
     async def metrics_endpoint(request: Request) -> Response:
         return Response(render(service.registry), media_type=CONTENT_TYPE_LATEST)
 
-    openapi_bytes = _encoder.encode(openapi_document())
+    openapi_bytes = encode(openapi_document())
     docs_html = docs_page(openapi_document())
 
     async def openapi(request: Request) -> Response:
@@ -283,19 +179,8 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
         return HTMLResponse(docs_html)
 
     table: list[tuple[str, str, Handler]] = [
-        ("/brokers", "POST", create_broker),
-        ("/brokers/{broker_id}/balance", "GET", balance),
-        ("/brokers/{broker_id}/orders", "GET", broker_orders),
-        ("/orders", "POST", submit_order),
-        ("/orders/{order_id}", "GET", get_order),
-        ("/orders/{order_id}", "DELETE", cancel_order),
-        ("/stocks/{symbol}/price", "GET", price),
-        ("/stocks/{symbol}/book", "GET", book),
-        ("/stocks/{symbol}/quote", "GET", quote),
-        ("/webhooks", "POST", upsert_webhooks),
-        ("/webhooks", "GET", list_webhooks),
-        ("/webhooks/{webhook_id}", "DELETE", delete_webhook),
-        ("/healthz", "GET", healthz),
+        (spec.path, spec.method, _adapt(service, spec)) for spec in endpoints
+    ] + [
         ("/metrics", "GET", metrics_endpoint),
         ("/admin/state", "GET", admin_state),
         ("/openapi.json", "GET", openapi),
@@ -336,4 +221,4 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Star
         routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan
     )
     app.router.redirect_slashes = False
-    return app
+    return FastRoutes(app, service, endpoints)

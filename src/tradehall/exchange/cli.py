@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         http="httptools",
         lifespan="on",
         access_log=False,
+        # Per-request work uvicorn would otherwise do for nothing: nothing here reads the client
+        # address (so no X-Forwarded-For rewriting), and a Server header is optional.
+        proxy_headers=False,
+        server_header=False,
         log_level="warning" if settings.log_level != "debug" else "info",
         timeout_keep_alive=max(1, round(settings.idle_timeout)),
         timeout_graceful_shutdown=max(0, round(settings.shutdown_timeout)),

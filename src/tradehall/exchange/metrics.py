@@ -2,17 +2,28 @@
 
 Counters are updated on the command path (cheap increments); book depth and resting orders are
 read from the engine only when ``/metrics`` is scraped, through a custom collector, so keeping
-them costs the hot path nothing.
+them costs the hot path nothing. The per-request families (requests, latency, orders) are
+:class:`LoopCounter` / :class:`LoopHistogram`: updated only from the event loop thread, so their
+children are plain numbers without the lock ``prometheus_client`` takes on every increment, and
+they are turned into the same exposition (``_total``, ``_bucket``/``_count``/``_sum``) at scrape
+time.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from tradehall.core.metrics import LATENCY_BUCKETS
 from tradehall.exchange.events import EngineEvent, TradeExecuted
@@ -21,7 +32,96 @@ from tradehall.exchange.model import Order
 if TYPE_CHECKING:
     from tradehall.exchange.engine import Engine
 
-__all__ = ["ExchangeMetrics"]
+__all__ = ["ExchangeMetrics", "LoopCounter", "LoopHistogram"]
+
+
+class CounterChild:
+    """One label combination of a :class:`LoopCounter`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class LoopCounter(Collector):
+    """A labelled counter for event-loop-only updates (no lock), exported at scrape time."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: list[str], registry: CollectorRegistry
+    ) -> None:
+        self._name, self._doc, self._labelnames = name, documentation, labelnames
+        self._children: dict[tuple[str, ...], CounterChild] = {}
+        registry.register(self)
+
+    def labels(self, *values: object) -> CounterChild:
+        """The child for these label values (resolve once and keep it on hot paths)."""
+        key = tuple(str(v) for v in values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = CounterChild()
+        return child
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
+        for key, child in list(self._children.items()):
+            family.add_metric(list(key), child.value)
+        yield family
+
+
+class HistogramChild:
+    """One label combination of a :class:`LoopHistogram`."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # le: value <= bound
+        self.sum += value
+
+
+class LoopHistogram(Collector):
+    """A labelled histogram for event-loop-only updates (no lock), exported at scrape time."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: list[str],
+        buckets: tuple[float, ...],
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name, self._doc, self._labelnames = name, documentation, labelnames
+        self._bounds = tuple(sorted(buckets))
+        self._children: dict[tuple[str, ...], HistogramChild] = {}
+        registry.register(self)
+
+    def labels(self, *values: object) -> HistogramChild:
+        """The child for these label values (resolve once and keep it on hot paths)."""
+        key = tuple(str(v) for v in values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = HistogramChild(self._bounds)
+        return child
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
+        les = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
+        les.append("+Inf")
+        for key, child in list(self._children.items()):
+            cumulative, buckets = 0, []
+            for le, count in zip(les, child.counts, strict=True):
+                cumulative += count
+                buckets.append((le, float(cumulative)))
+            family.add_metric(list(key), buckets, child.sum)
+        yield family
 
 
 class _BookCollector(Collector):
@@ -52,24 +152,21 @@ class ExchangeMetrics:
     """The Exchange's metric families in one registry."""
 
     def __init__(self, registry: CollectorRegistry, engine: Callable[[], Engine]) -> None:
-        self.requests = Counter(
+        self.requests = LoopCounter(
             "tradehall_http_requests",
             "HTTP requests by route, method and status",
             ["route", "method", "status"],
-            registry=registry,
+            registry,
         )
-        self.latency = Histogram(
+        self.latency = LoopHistogram(
             "tradehall_http_request_duration_seconds",
             "HTTP request handling time",
             ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+            registry,
         )
-        self.orders = Counter(
-            "tradehall_orders",
-            "Accepted orders by type and side",
-            ["type", "side"],
-            registry=registry,
+        self.orders = LoopCounter(
+            "tradehall_orders", "Accepted orders by type and side", ["type", "side"], registry
         )
         self.orders_rejected = Counter(
             "tradehall_orders_rejected", "Order submissions refused", registry=registry
@@ -78,7 +175,7 @@ class ExchangeMetrics:
             "tradehall_orders_expired", "Orders expired by the sweep", registry=registry
         )
         self.trades = Counter("tradehall_trades", "Trades executed", registry=registry)
-        self._order_children: dict[tuple[str, str], Counter] = {}
+        self._order_children: dict[tuple[str, str], CounterChild] = {}
         registry.register(_BookCollector(engine))
 
     def observe(self, result: object, events: list[EngineEvent]) -> None:
@@ -90,6 +187,7 @@ class ExchangeMetrics:
                     result.type, result.side
                 )
             child.inc()
-        trades = sum(1 for event in events if isinstance(event, TradeExecuted))
-        if trades:
-            self.trades.inc(trades)
+        if events:
+            trades = sum(1 for event in events if isinstance(event, TradeExecuted))
+            if trades:
+                self.trades.inc(trades)

@@ -47,6 +47,19 @@ Timestamp = Annotated[
 ]
 
 money = cents_to_decimal
+_stamps: dict[int, str] = {}
+
+
+def stamp(ns: int) -> str:
+    """:func:`format_ns` through a cache by second: an order's response formats both its
+    creation time and its (often shared) expiry, which defeats a one-entry cache."""
+    second = ns // 1_000_000_000
+    text = _stamps.get(second)
+    if text is None:
+        if len(_stamps) >= 4096:
+            _stamps.clear()
+        text = _stamps[second] = format_ns(ns)
+    return text
 
 
 class ErrorOut(msgspec.Struct):
@@ -225,12 +238,12 @@ def _opt_money(cents: int | None) -> Decimal | None:
 
 
 def _opt_time(ns: int | None) -> str | None:
-    return None if ns is None else format_ns(ns)
+    return None if ns is None else stamp(ns)
 
 
 def render_broker(broker: Broker) -> BrokerOut:
     holdings = [HoldingOut(s, h.quantity) for s, h in sorted(broker.holdings.items())]
-    return BrokerOut(broker.broker_id, money(broker.cash), holdings, format_ns(broker.created_at))
+    return BrokerOut(broker.broker_id, money(broker.cash), holdings, stamp(broker.created_at))
 
 
 def render_balance(broker: Broker) -> BalanceOut:
@@ -244,14 +257,13 @@ def render_balance(broker: Broker) -> BalanceOut:
         money(broker.reserved_cash),
         money(broker.cash - broker.reserved_cash),
         holdings,
-        format_ns(broker.updated_at),
+        stamp(broker.updated_at),
     )
 
 
 def render_order(order: Order) -> LimitOrderOut | MarketOrderOut:
     trades = [
-        TradeOut(t.trade_id, money(t.price), t.quantity, format_ns(t.executed_at))
-        for t in order.trades
+        TradeOut(t.trade_id, money(t.price), t.quantity, stamp(t.executed_at)) for t in order.trades
     ]
     average = _opt_money(order.average_price)
     if order.price is not None and order.expires_at is not None:
@@ -267,8 +279,8 @@ def render_order(order: Order) -> LimitOrderOut | MarketOrderOut:
             order.remaining,
             order.cancelled_quantity,
             order.status,
-            format_ns(order.expires_at),
-            format_ns(order.created_at),
+            stamp(order.expires_at),
+            stamp(order.created_at),
             _opt_time(order.cancelled_at),
             _opt_time(order.expired_at),
             average,
@@ -285,7 +297,7 @@ def render_order(order: Order) -> LimitOrderOut | MarketOrderOut:
         order.remaining,
         order.cancelled_quantity,
         order.status,
-        format_ns(order.created_at),
+        stamp(order.created_at),
         average,
         trades,
     )
@@ -306,7 +318,7 @@ def render_summary(order: Order) -> LimitOrderSummary | MarketOrderSummary:
             order.cancelled_quantity,
             order.status,
             average,
-            format_ns(order.created_at),
+            stamp(order.created_at),
         )
     return MarketOrderSummary(
         order.order_id,
@@ -319,7 +331,7 @@ def render_summary(order: Order) -> LimitOrderSummary | MarketOrderSummary:
         order.cancelled_quantity,
         order.status,
         average,
-        format_ns(order.created_at),
+        stamp(order.created_at),
     )
 
 
@@ -344,7 +356,7 @@ def render_quote(symbol: str, side: str, quote: Quote, now: int) -> QuoteOut:
         money(quote.total) if available else None,
         money(quote.total // available) if available else None,
         [QuoteLevelOut(money(price), qty) for price, qty in quote.levels],
-        format_ns(now),
+        stamp(now),
     )
 
 
@@ -354,6 +366,6 @@ def render_webhook(sub: Subscription) -> WebhookOut:
         sub.broker_id,
         sub.event,
         sub.url,
-        format_ns(sub.created_at),
-        format_ns(sub.updated_at),
+        stamp(sub.created_at),
+        stamp(sub.updated_at),
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,20 @@ ExecutedHook = Callable[[Executed], Callable[[], None] | None]
 log = get_logger("exchange")
 _SETTLED_OUTCOMES = frozenset({"delivered", "rejected", "failed"})
 REDELIVER_INTERVAL = 5.0  # seconds between attempts to re-queue deliveries dropped by overload
+
+
+class _DurableGate(asyncio.Future[BaseException | None]):
+    """Shared by every command of one journal batch; resolves once the batch is written.
+
+    Its result is ``None`` (durable) or the write failure, never an exception, so nothing is
+    left unretrieved. It refuses ``cancel()``: a waiter cancelled at shutdown cannot cancel it
+    under the other waiters of its batch. That is what ``asyncio.shield`` would guarantee, at
+    the price of a future and two callbacks per request; here the cancelled task stops as soon
+    as its batch settles (the journal flushes every batch on close).
+    """
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
 
 
 class RecoveryReport:
@@ -109,7 +124,8 @@ class ExchangeService:
         self.recovery = RecoveryReport()
         self.on_executed: ExecutedHook | None = None  # market data (marketdata.py)
         self._tasks: list[asyncio.Task[object]] = []
-        self._last_durable: asyncio.Future[None] | None = None
+        self._batch: asyncio.Future[None] | None = None  # the journal's latest batch
+        self._gate: _DurableGate | None = None  # resolves with it
         self._settled: list[str] = []
         self._dropped: dict[str, Delivery] = {}  # dropped by a full queue, in drop order
         self._snapshot_seq = 0
@@ -173,11 +189,16 @@ class ExchangeService:
         self._run(DeleteWebhook(webhook_id))
 
     async def durable(self) -> None:
-        """Wait until every command run so far is on stable storage (no-op without a journal)."""
-        future = self._last_durable
-        if future is not None and not future.done():
-            await asyncio.shield(future)
-        elif future is not None and future.exception() is not None:
+        """Wait until every command run so far is on stable storage (no-op without a journal).
+
+        Batches are written in order, so waiting for the latest one covers all before it.
+        Raises :class:`ServiceUnavailable` if the journal failed to write it.
+        """
+        gate = self._gate
+        if gate is None:
+            return
+        failure = gate.result() if gate.done() else await gate
+        if failure is not None:
             raise ServiceUnavailable("The journal could not be written; the command is not durable")
 
     def _run(self, command: Command) -> object:
@@ -199,12 +220,22 @@ class ExchangeService:
                 publish()
             return
         try:
-            self._last_durable = self.journal.append(encode_record(executed.record), publish)
+            batch = self.journal.append(encode_record(executed.record), publish)
         except Exception as exc:
             # The command already changed memory but cannot be made durable: stop accepting
             # anything rather than acknowledge state a restart would not have.
             self._halt(f"journal unavailable: {exc!r}")
             raise ServiceUnavailable("The journal could not be written") from exc
+        if batch is not self._batch:  # the first command of a new batch: one gate per batch
+            self._batch = batch
+            self._gate = gate = _DurableGate(loop=batch.get_loop())
+            batch.add_done_callback(functools.partial(self._settle, gate))
+
+    def _settle(self, gate: _DurableGate, batch: asyncio.Future[None]) -> None:
+        failure = asyncio.CancelledError() if batch.cancelled() else batch.exception()
+        if failure is not None:  # refuse the next command before it changes memory
+            self._halt(f"journal write failed: {failure!r}")
+        gate.set_result(failure)
 
     def _publisher(
         self, executed: Executed, after: Callable[[], None] | None = None
