@@ -46,11 +46,12 @@ from decimal import Decimal
 from typing import Literal
 
 import msgspec
+import structlog
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tradehall.gateway.dispatcher import AsyncDispatcher, Consumer
-from tradehall.gateway.events import Side, encode
+from tradehall.gateway.events import Side, decision_id, encode
 from tradehall.gateway.fanout import WILDCARD
 from tradehall.gateway.orchestrator import MERGED
 from tradehall.gateway.orders import OrderOutcome, OrderRequest, TradingSwitch
@@ -58,6 +59,8 @@ from tradehall.gateway.orders import OrderOutcome, OrderRequest, TradingSwitch
 __all__ = ["TradingSwitch", "databus_routes"]  # TradingSwitch lives in orders (re-exported)
 
 _encoder = msgspec.json.Encoder()
+# Lazy: binds on first use, after the CLI has configured logging.
+log = structlog.get_logger(component="gateway.databus")
 MergeFn = Callable[[str, Sequence[str]], None]  # start merging a symbol (ValueError: refused)
 SubmitFn = Callable[[OrderRequest], Awaitable[OrderOutcome]]
 CancelFn = Callable[[str, str], Awaitable[OrderOutcome]]  # (consumer, client_order_id)
@@ -162,6 +165,17 @@ class _Session:
                 control.id,
             )
             return
+        log.info(
+            "route_changed" if control.op != "set_trading_mode" else "trading_mode_set",
+            decision_id=decision_id(),
+            consumer=consumer.name,
+            op=control.op,
+            provider=control.provider,
+            symbol=control.symbol,
+            event_types=control.event_types or "all",
+            providers=control.providers or None,
+            enabled=control.enabled,
+        )
         await self.reply(ack)
 
     async def order(self, raw: str, ident: int | str | None) -> None:

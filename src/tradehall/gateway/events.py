@@ -43,6 +43,7 @@ __all__ = [
     "Side",
     "Ticker",
     "Trade",
+    "decision_id",
     "decode",
     "encode",
 ]
@@ -231,3 +232,11 @@ class EventIds:
 
     def new_id(self) -> str:
         return f"{self._prefix}-{next(self._counter)}"
+
+
+_DECISIONS = EventIds(f"d{os.urandom(3).hex()}")
+
+
+def decision_id() -> str:
+    """A fresh id for one routing, merge or order decision (the ``decision_id`` of its log line)."""
+    return _DECISIONS.new_id()

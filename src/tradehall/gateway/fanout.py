@@ -129,6 +129,11 @@ class DeadLetters:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def limit(self) -> int:
+        """How many dead letters are kept (older ones are evicted, still counted in ``total``)."""
+        return self._items.maxlen or 0
+
     def __iter__(self) -> Iterator[DeadLetter]:
         return iter(list(self._items))
 

@@ -25,6 +25,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import structlog
+
 from tradehall.gateway.book import OrderBook
 from tradehall.gateway.events import (
     NBBO,
@@ -39,6 +41,9 @@ from tradehall.gateway.events import (
 )
 
 __all__ = ["MERGED", "MergeStats", "MergedSubscription", "Orchestrator"]
+
+# Lazy: binds on first use, after the CLI has configured logging.
+log = structlog.get_logger(component="gateway.orchestrator")
 
 MERGED = "merged"
 
@@ -159,7 +164,7 @@ class Orchestrator:
         sub.seen.add(provider)
         if sub.count >= sub.max_events:
             sub.stats.closed_by_count += 1
-            out += self._close(sub, now, event.ts_ingest + 1)
+            out += self._close(sub, now, event.ts_ingest + 1, "count")
         return out
 
     def tick(self, now: float, now_ns: int) -> list[Event]:
@@ -174,20 +179,33 @@ class Orchestrator:
             sub.stats.closed_by_age += 1
             overrun = now - sub.opened - sub.max_age
             sub.stats.max_overrun = max(sub.stats.max_overrun, overrun)
-            return self._close(sub, now, boundary_ns)
+            return self._close(sub, now, boundary_ns, "age")
         return []
 
-    def _close(self, sub: MergedSubscription, now: float, boundary_ns: int) -> list[Event]:
+    def _close(
+        self, sub: MergedSubscription, now: float, boundary_ns: int, closed_by: str
+    ) -> list[Event]:
         sub.window += 1
         complete = sub.seen == set(sub.providers) and sub.valid == set(sub.providers)
         count = sub.count
+        merge_id = f"{sub.symbol}:{sub.window}"
+        log.info(
+            "merge_window_closed",
+            decision_id=merge_id,
+            trace_id=merge_id,
+            symbol=sub.symbol,
+            closed_by=closed_by,
+            fragments=count,
+            outcome="emitted" if complete else "suppressed_partial",
+            missing=sorted(set(sub.providers) - sub.seen),
+            invalid=sorted(set(sub.providers) - sub.valid),
+        )
         sub.opened, sub.count, sub.closed_ns = None, 0, boundary_ns
         sub.seen = set()
         if not complete:
             sub.stats.suppressed_partial += 1
             return []
         sub.stats.emitted += 1
-        merge_id = f"{sub.symbol}:{sub.window}"
         bids = _consolidate(sub.books, sub.providers, bids=True)
         asks = _consolidate(sub.books, sub.providers, bids=False)
         snapshot = MergedBookSnapshot(
@@ -197,6 +215,7 @@ class Orchestrator:
             seq_provider=sub.window,
             ts_ingest=boundary_ns,
             merge_id=merge_id,
+            trace_id=merge_id,
             providers=sub.providers,
             bids=bids,
             asks=asks,
@@ -210,6 +229,7 @@ class Orchestrator:
             seq_provider=sub.window,
             ts_ingest=boundary_ns,
             merge_id=merge_id,
+            trace_id=merge_id,
             providers=sub.providers,
             bid=best_bid[0] if best_bid else None,
             bid_qty=best_bid[1] if best_bid else Decimal(0),

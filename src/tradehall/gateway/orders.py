@@ -32,16 +32,15 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
-import aiosqlite
 import httpx
 import msgspec
 import structlog
 
 from tradehall.core.clock import Clock
-from tradehall.gateway.events import EventIds, ExecReport, ExecState, Side
+from tradehall.gateway.events import EventIds, ExecReport, ExecState, Side, decision_id
+from tradehall.gateway.orderstore import OrderOutcome, OrderRequest, OrderStore
 
 __all__ = [
     "OrderOutcome",
@@ -73,27 +72,6 @@ class TradingSwitch:
         return self._enabled.get(consumer, False)
 
 
-class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
-    client_order_id: str
-    consumer: str
-    venue: str
-    symbol: str
-    side: Side
-    type: Literal["limit", "market"]
-    quantity: Decimal
-    price: Decimal | None = None
-    expires_at: str | None = None  # time in force: good till this RFC 3339 instant
-
-
-class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    client_order_id: str
-    status: Literal["accepted", "rejected", "refused", "unknown"]
-    state: ExecState | None = None
-    venue_order_id: str = ""
-    reason: str = ""
-    duplicate: bool = False
-
-
 class UnknownOutcomeError(Exception):
     """The venue may or may not have the order (timeout, transport error, 5xx)."""
 
@@ -118,89 +96,6 @@ class OrderVenue(Protocol):
     async def cancel(self, request: OrderRequest, venue_order_id: str) -> None:
         """Ask the venue to cancel (the resulting state is then reported by :meth:`status`)."""
         ...
-
-
-class OrderStore:
-    """``client_order_id`` -> request and outcome, in SQLite (survives restarts)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._db: aiosqlite.Connection | None = None
-
-    async def open(self) -> None:
-        self._db = await aiosqlite.connect(self.path)
-        await self._db.execute(
-            "CREATE TABLE IF NOT EXISTS orders (client_order_id TEXT PRIMARY KEY,"
-            " request BLOB NOT NULL, outcome BLOB)"
-        )
-        # orders followed to a final state (the stored outcome stays the original answer)
-        await self._db.execute(
-            "CREATE TABLE IF NOT EXISTS closed (client_order_id TEXT PRIMARY KEY)"
-        )
-        await self._db.commit()
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        assert self._db is not None, "OrderStore.open() first"
-        return self._db
-
-    async def get(self, cid: str) -> tuple[OrderRequest, OrderOutcome | None] | None:
-        async with self.db.execute(
-            "SELECT request, outcome FROM orders WHERE client_order_id = ?", (cid,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        request = msgspec.json.decode(row[0], type=OrderRequest)
-        outcome = msgspec.json.decode(row[1], type=OrderOutcome) if row[1] else None
-        return request, outcome
-
-    async def claim(self, request: OrderRequest) -> None:
-        await self.db.execute(
-            "INSERT INTO orders (client_order_id, request) VALUES (?, ?)",
-            (request.client_order_id, msgspec.json.encode(request)),
-        )
-        await self.db.commit()
-
-    async def finish(self, outcome: OrderOutcome) -> None:
-        await self.db.execute(
-            "UPDATE orders SET outcome = ? WHERE client_order_id = ?",
-            (msgspec.json.encode(outcome), outcome.client_order_id),
-        )
-        await self.db.commit()
-
-    async def open_orders(self) -> list[tuple[OrderRequest, OrderOutcome]]:
-        """Accepted orders whose first known state was not final (to keep following them)."""
-        async with self.db.execute(
-            "SELECT request, outcome FROM orders WHERE outcome IS NOT NULL AND client_order_id"
-            " NOT IN (SELECT client_order_id FROM closed) ORDER BY rowid"
-        ) as cursor:
-            rows = await cursor.fetchall()
-        out = []
-        for request, outcome in rows:
-            known = msgspec.json.decode(outcome, type=OrderOutcome)
-            if known.state in (ExecState.ACK, ExecState.PARTIAL):
-                out.append((msgspec.json.decode(request, type=OrderRequest), known))
-        return out
-
-    async def mark_closed(self, cid: str) -> None:
-        await self.db.execute("INSERT OR IGNORE INTO closed VALUES (?)", (cid,))
-        await self.db.commit()
-
-    async def unfinished(self) -> list[OrderRequest]:
-        """Requests sent (or about to be) whose outcome is not known."""
-        async with self.db.execute("SELECT request, outcome FROM orders ORDER BY rowid") as cursor:
-            rows = await cursor.fetchall()
-        out = []
-        for request, outcome in rows:
-            known = msgspec.json.decode(outcome, type=OrderOutcome) if outcome else None
-            if known is None or known.status == "unknown":
-                out.append(msgspec.json.decode(request, type=OrderRequest))
-        return out
 
 
 ReportSink = Callable[[ExecReport, str], None]
@@ -230,8 +125,29 @@ class OrderRouter:
         self.open: dict[str, tuple[OrderRequest, str, ExecState, Decimal]] = {}
         self.sent = 0
         self.refused = 0
+        self.outcomes: dict[str, int] = {}  # answers by status (accepted, duplicate, ...)
 
     async def submit(self, request: OrderRequest) -> OrderOutcome:
+        """Route one order (see the module docstring); every answer is logged as a decision."""
+        decision = decision_id()
+        outcome = await self._submit(request, decision)
+        key = "duplicate" if outcome.duplicate else outcome.status
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        log.info(
+            "order_decision",
+            decision_id=decision,
+            trace_id=request.client_order_id,
+            consumer=request.consumer,
+            venue=request.venue,
+            symbol=request.symbol,
+            outcome=key,
+            state=outcome.state.value if outcome.state else None,
+            venue_order_id=outcome.venue_order_id,
+            reason=outcome.reason[:200],
+        )
+        return outcome
+
+    async def _submit(self, request: OrderRequest, decision: str) -> OrderOutcome:
         cid = request.client_order_id
         if not self.switch.enabled(request.consumer):
             self.refused += 1
@@ -251,7 +167,7 @@ class OrderRouter:
                 original, outcome = stored
                 if outcome is not None and outcome.status != "unknown":
                     return msgspec.structs.replace(outcome, duplicate=True)
-                return await self._reconcile(original)  # sent before: never send again
+                return await self._reconcile(original, decision)  # sent before: never again
             await self.store.claim(request)
             venue = self.venues[request.venue]
             try:
@@ -267,8 +183,14 @@ class OrderRouter:
                 await self._finish(request, outcome)
                 return outcome
             except UnknownOutcomeError as exc:
-                log.warning("order_outcome_unknown", client_order_id=cid, error=str(exc)[:200])
-                return await self._reconcile(request)
+                log.warning(
+                    "order_outcome_unknown",
+                    decision_id=decision,
+                    trace_id=cid,
+                    venue=request.venue,
+                    error=str(exc)[:200],
+                )
+                return await self._reconcile(request, decision)
             outcome = OrderOutcome(
                 client_order_id=cid, status="accepted", state=state, venue_order_id=venue_id
             )
@@ -279,6 +201,13 @@ class OrderRouter:
         """Cancel an open order of ``consumer`` (allowed with the trading switch off: it only
         reduces risk); the CANCELLED ExecReport follows at once."""
         entry = self.open.get(client_order_id)
+        log.info(
+            "order_cancel",
+            decision_id=decision_id(),
+            trace_id=client_order_id,
+            consumer=consumer,
+            open=entry is not None and entry[0].consumer == consumer,
+        )
         if entry is None or entry[0].consumer != consumer:
             return OrderOutcome(
                 client_order_id=client_order_id, status="rejected", reason="no such open order"
@@ -326,6 +255,16 @@ class OrderRouter:
                 continue
             if (new_state, new_cum) == (state, cum):
                 continue
+            log.info(
+                "order_state_changed",
+                decision_id=decision_id(),
+                trace_id=cid,
+                venue=request.venue,
+                venue_order_id=venue_id,
+                state=new_state.value,
+                last_qty=str(new_cum - cum),
+                cum_qty=str(new_cum),
+            )
             self._report(request, venue_id, new_state, last=new_cum - cum, cum=new_cum)
             emitted += 1
             if new_state in (ExecState.ACK, ExecState.PARTIAL):
@@ -346,9 +285,13 @@ class OrderRouter:
 
     async def reconcile_pending(self) -> list[OrderOutcome]:
         """At startup: settle every order whose outcome was not known when we stopped."""
-        return [await self._reconcile(request) for request in await self.store.unfinished()]
+        return [
+            await self._reconcile(request, decision_id())
+            for request in await self.store.unfinished()
+        ]
 
-    async def _reconcile(self, request: OrderRequest) -> OrderOutcome:
+    async def _reconcile(self, request: OrderRequest, decision: str) -> OrderOutcome:
+        """Look the order up at the venue by client id; never sends it."""
         cid = request.client_order_id
         try:
             found = await self.venues[request.venue].lookup(request)
@@ -356,6 +299,15 @@ class OrderRouter:
             found, reason = None, f"lookup failed: {exc}"
         else:
             reason = "not found at the venue"
+        log.info(
+            "order_reconciled",
+            decision_id=decision,
+            trace_id=cid,
+            venue=request.venue,
+            found=found is not None,
+            state=found[1].value if found else None,
+            reason="" if found else reason[:200],
+        )
         if found is None:
             outcome = OrderOutcome(client_order_id=cid, status="unknown", reason=reason)
             await self.store.finish(outcome)

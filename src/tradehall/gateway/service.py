@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import msgspec
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,13 +32,14 @@ from tradehall.core.clock import Clock
 from tradehall.core.metrics import CONTENT_TYPE_LATEST, new_registry, render
 from tradehall.gateway.databus import databus_routes
 from tradehall.gateway.dispatcher import AsyncDispatcher
-from tradehall.gateway.events import Event, EventIds
+from tradehall.gateway.events import Event, EventIds, ExecReport
 from tradehall.gateway.fakes.binance import FakeBinance
 from tradehall.gateway.fakes.coinbase import FakeCoinbase
 from tradehall.gateway.fakes.kraken import FakeKraken
 from tradehall.gateway.fakes.order_api import order_desk
 from tradehall.gateway.fakes.orderdesk import FakeOrderDesk
 from tradehall.gateway.fakes.server import FakeVenue
+from tradehall.gateway.metrics import GatewayMetrics
 from tradehall.gateway.orchestrator import Orchestrator
 from tradehall.gateway.orders import (
     OrderOutcome,
@@ -91,73 +91,6 @@ class GatewayConfig:
     credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # venue: key, secret
 
 
-class _Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.events = Counter(
-            "gateway_events",
-            "Canonical events emitted by the venue adapters",
-            ["provider", "event_type"],
-            registry=registry,
-        )
-        self.book_live = Gauge(
-            "gateway_book_live",
-            "1 when the book is LIVE",
-            ["provider", "symbol"],
-            registry=registry,
-        )
-        self.resyncs = Gauge(
-            "gateway_book_resyncs",
-            "Resyncs so far by reason",
-            ["provider", "reason"],
-            registry=registry,
-        )
-        self.checksum = Gauge(
-            "gateway_checksum_checks",
-            "Book checksum checks",
-            ["provider", "result"],
-            registry=registry,
-        )
-        self.reconnects = Gauge(
-            "gateway_reconnects", "WebSocket reconnects so far", ["provider"], registry=registry
-        )
-        self.latency = Histogram(
-            "gateway_delivery_latency_seconds",
-            "Venue receive (ts_ingest) to consumer delivery",
-            ["event_type"],
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0),
-            registry=registry,
-        )
-        consumer = ["consumer"]
-        self.delivered = Gauge(
-            "gateway_dispatch_delivered", "Events delivered", consumer, registry=registry
-        )
-        self.coalesced = Gauge(
-            "gateway_dispatch_coalesced", "Events coalesced (latest-wins)", consumer,
-            registry=registry,
-        )  # fmt: skip
-        self.overflow = Gauge(
-            "gateway_dispatch_overflow", "Trades dropped to the dead letters", consumer,
-            registry=registry,
-        )  # fmt: skip
-        self.depth = Gauge(
-            "gateway_dispatch_queue_depth", "Events queued", consumer, registry=registry
-        )
-        self.throttled = Gauge(
-            "gateway_dispatch_throttled_seconds", "Time without tokens", consumer,
-            registry=registry,
-        )  # fmt: skip
-        self.reorder = Gauge(
-            "gateway_dispatch_reorder", "Per-stream ordering outcomes", ["outcome"],
-            registry=registry,
-        )  # fmt: skip
-        self.buffered = Gauge(
-            "gateway_dispatch_buffered", "Events held for reordering", registry=registry
-        )
-        self.dead_letters = Gauge(
-            "gateway_dead_letters", "Events sent to the dead-letter queue", registry=registry
-        )
-
-
 class GatewayService:
     """Adapters (and fakes in simulation) under one lifecycle."""
 
@@ -171,7 +104,7 @@ class GatewayService:
         self.config = config
         self.on_event = on_event
         self.registry = new_registry()
-        self.metrics = _Metrics(self.registry)
+        self.metrics = GatewayMetrics(self.registry)
         self.ids = EventIds()
         self.fakes: dict[str, FakeVenue] = {}
         self.adapters: dict[str, VenueAdapter] = {}
@@ -189,6 +122,9 @@ class GatewayService:
 
     def sink(self, event: Event) -> None:
         self.metrics.events.labels(event.provider, event.event_type).inc()
+        inbound = self.metrics.streams.inbound
+        stream = (event.provider, event.symbol, event.event_type)
+        inbound[stream] = inbound.get(stream, 0) + 1
         if self.on_event is not None:
             self.on_event(event)
         dispatcher = self.dispatcher
@@ -218,7 +154,7 @@ class GatewayService:
             store,
             venues,
             self.trading,
-            self.dispatcher.publish,
+            self._on_report,
             ids=self.ids,
             clock_ns=self.dispatcher.clock.time_ns,
         )
@@ -231,6 +167,10 @@ class GatewayService:
             log.info(
                 "order_reconciled", client_order_id=outcome.client_order_id, status=outcome.status
             )
+
+    def _on_report(self, report: ExecReport, owner: str) -> None:
+        self.metrics.orders.labels(report.provider, report.state.value).inc()
+        self.dispatcher.publish(report, owner)
 
     async def _venue_orders(self, name: str) -> OrderVenue | None:
         """The order API client of a crypto venue: its fake desk in simulation, else the real
@@ -288,6 +228,9 @@ class GatewayService:
                 self.dispatcher.publish(merged)
 
     def _observe(self, consumer: str, event: Event) -> None:
+        outbound = self.metrics.streams.outbound
+        stream = (event.provider, event.symbol, event.event_type)
+        outbound[stream] = outbound.get(stream, 0) + 1
         # ts_ingest is wall-anchored monotonic time (ns); so is the adapters' clock
         delay = (time.time_ns() - event.ts_ingest) / 1e9
         self.metrics.latency.labels(event.event_type).observe(max(0.0, delay))
@@ -395,6 +338,25 @@ class GatewayService:
             m.reorder.labels(outcome).set(getattr(stats, outcome))
         m.buffered.set(core.reorderer.buffered)
         m.dead_letters.set(core.dead_letters.total)
+        m.dead_letters_queued.set(len(core.dead_letters))
+        if self.router is not None:
+            open_by_venue: dict[str, int] = dict.fromkeys(self.router.venues, 0)
+            for request, *_ in self.router.open.values():
+                open_by_venue[request.venue] = open_by_venue.get(request.venue, 0) + 1
+            for venue, count in open_by_venue.items():
+                m.orders_open.labels(venue).set(count)
+            for outcome, count in self.router.outcomes.items():
+                m.order_decisions.labels(outcome).set(count)
+        for symbol, sub in self.orchestrator.subscriptions.items():
+            st = sub.stats
+            for outcome, value in (
+                ("emitted", st.emitted),
+                ("suppressed_partial", st.suppressed_partial),
+                ("late", st.late),
+                ("closed_by_count", st.closed_by_count),
+                ("closed_by_age", st.closed_by_age),
+            ):
+                m.merge_windows.labels(symbol, outcome).set(value)
 
     def app(self) -> Starlette:
         async def healthz(request: Request) -> Response:
@@ -405,16 +367,34 @@ class GatewayService:
             return Response(render(self.registry), media_type=CONTENT_TYPE_LATEST)
 
         async def dead_letters(request: Request) -> Response:
-            items = list(self.dispatcher.core.dead_letters)[-100:]
+            """The bounded dead-letter queue: ``?consumer=&reason=&limit=`` (newest last)."""
+            dlq = self.dispatcher.core.dead_letters
+            consumer = request.query_params.get("consumer")
+            reason = request.query_params.get("reason")
+            try:
+                limit = int(request.query_params.get("limit", "100"))
+            except ValueError:
+                limit = -1
+            if limit < 0:
+                return JSONResponse({"error": "limit must be a non-negative integer"}, 400)
+            items = [
+                d
+                for d in dlq
+                if (consumer is None or d.consumer == consumer)
+                and (reason is None or d.reason == reason)
+            ]
             body = {
-                "total": self.dispatcher.core.dead_letters.total,
+                "total": dlq.total,
+                "queued": len(dlq),
+                "limit": dlq.limit,
+                "matching": len(items),
                 "recent": [
                     {
                         "consumer": d.consumer,
                         "reason": d.reason,
                         "event": msgspec.to_builtins(d.event),
                     }
-                    for d in items
+                    for d in (items[-limit:] if limit else [])
                 ],
             }
             return Response(msgspec.json.encode(body), media_type="application/json")
@@ -424,6 +404,7 @@ class GatewayService:
                 Route("/healthz", healthz),
                 Route("/metrics", metrics),
                 Route("/deadletters", dead_letters),
+                Route("/dlq", dead_letters),
                 *databus_routes(
                     self.dispatcher,
                     self.trading,
