@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,16 @@ from tradehall.cli import main
 from tradehall.platform.console import ChildLines, render_line, summary
 from tradehall.platform.monitor import VenueMonitor
 from tradehall.platform.plan import PlatformConfig, build_plan, connect_host, urls
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [int(s.getsockname()[1]) for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def flag(argv: list[str] | tuple[str, ...], name: str) -> str:
@@ -131,3 +142,18 @@ def test_a_short_gap_is_not_reported_and_other_venues_do_not_mention_the_tap() -
     assert monitor.observe({"kraken": {"BTC-USD": "SYNCING"}}, 6.0) == []
     [message] = monitor.observe({"kraken": {"BTC-USD": "SYNCING"}}, 16.0)
     assert "kraken" in message and "breaker" not in message and "--sim" not in message
+
+
+def test_up_refuses_ports_in_use_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    free = [str(p) for p in free_ports(2)]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["up", "--exchange-port", str(port), "--gateway-port", free[0],
+                     "--tap-port", free[1], "--data-dir", str(tmp_path)])  # fmt: skip
+    assert code == 1
+    assert f"port {port} is already in use on 127.0.0.1" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()  # nothing was started

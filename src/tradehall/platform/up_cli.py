@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -106,7 +107,31 @@ def run(args: argparse.Namespace) -> int:
     if len(ports) != 3 or 0 in ports:
         print("tradehall up: the three ports must be distinct and not 0", file=sys.stderr)
         return 2
+    busy = busy_ports(config.host, sorted(ports))
+    if busy:
+        listed = ", ".join(str(p) for p in busy)
+        what = f"port {listed} is" if len(busy) == 1 else f"ports {listed} are"
+        print(
+            f"tradehall up: {what} already in use on {config.host} "
+            "(another tradehall up?); choose others with --exchange-port/--gateway-port/--tap-port",
+            file=sys.stderr,
+        )
+        return 1
     return asyncio.run(_main(config, values["verbose"], values["stop_grace"]))
+
+
+def busy_ports(host: str, ports: list[int]) -> list[int]:
+    """The ports of ``ports`` that cannot be bound on ``host`` right now."""
+    busy = []
+    for port in ports:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            try:
+                sock.bind((host, port))
+            except OSError:
+                busy.append(port)
+    return busy
 
 
 def _with_listings(spec: ChildSpec, base_url: str, listings: tuple[Listing, ...]) -> ChildSpec:
