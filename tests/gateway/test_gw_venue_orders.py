@@ -172,6 +172,20 @@ async def test_unknown_outcome_is_reconciled_by_query_never_resent(
     assert rig.desk.placed == 1 and len(rig.desk.orders) == 1
 
 
+async def test_concurrent_and_restarted_duplicates_send_one_order(rig: Rig, tmp_path: Path) -> None:
+    outcomes = await asyncio.gather(*(rig.router.submit(rig.request("k1")) for _ in range(10)))
+    assert rig.desk.placed == 1 and len(rig.desk.orders) == 1
+    assert sum(not o.duplicate for o in outcomes) == 1
+    assert {o.venue_order_id for o in outcomes} == {next(iter(rig.desk.orders))}
+    await rig.store.close()  # a restart: a new router on the same SQLite file
+    rig.store = OrderStore(tmp_path / "orders.sqlite")
+    await rig.store.open()
+    again = OrderRouter(rig.store, {rig.venue: rig.client}, rig.switch, rig.dispatcher.publish)
+    repeat = await again.submit(rig.request("k1"))
+    assert repeat.duplicate and repeat.venue_order_id == outcomes[0].venue_order_id
+    assert rig.desk.placed == 1 and len(rig.desk.orders) == 1
+
+
 async def test_order_that_never_arrived_stays_unknown_and_is_not_resent(rig: Rig) -> None:
     await rig.desk.stop()  # connection refused: the order cannot have reached the venue...
     outcome = await rig.router.submit(rig.request("n1"))
