@@ -7,7 +7,9 @@ scenario produces byte-identical state.
 
 from __future__ import annotations
 
+import os
 import uuid
+import weakref
 from typing import Protocol
 
 __all__ = ["IdSource", "RandomIds", "SequentialIds", "is_uuid"]
@@ -21,11 +23,49 @@ class IdSource(Protocol):
         ...
 
 
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+_BATCH_BYTES = 4096  # 256 ids per os.urandom call
+
+
 class RandomIds:
-    """Random version-4 UUIDs, as lowercase hyphenated strings."""
+    """Random version-4 UUIDs, as lowercase hyphenated strings.
+
+    Same randomness as :func:`uuid.uuid4` (``os.urandom``), drawn 4 KiB at a time and formatted in
+    batches of 256, several times cheaper per id. ``list.pop`` hands them out, so threads sharing
+    a source never get the same id (a refill race only wastes a batch), and a forked child drops
+    the batch it inherited, so parent and child never hand out the same ones.
+    """
+
+    def __init__(self) -> None:
+        self._batch: list[str] = []
+        _random_sources.add(self)
 
     def new_id(self) -> str:
-        return str(uuid.uuid4())
+        try:
+            return self._batch.pop()
+        except IndexError:
+            self._batch = batch = _random_batch()
+            return batch.pop()
+
+
+_random_sources: weakref.WeakSet[RandomIds] = weakref.WeakSet()
+
+
+def _forget_batches() -> None:
+    for source in _random_sources:
+        source._batch = []
+
+
+os.register_at_fork(after_in_child=_forget_batches)
+
+
+def _random_batch() -> list[str]:
+    h = os.urandom(_BATCH_BYTES).hex()
+    return [
+        f"{h[p : p + 8]}-{h[p + 8 : p + 12]}-4{h[p + 13 : p + 16]}-"
+        f"{_VARIANT[h[p + 16]]}{h[p + 17 : p + 20]}-{h[p + 20 : p + 32]}"
+        for p in range(0, 2 * _BATCH_BYTES, 32)
+    ]
 
 
 class SequentialIds:
@@ -36,12 +76,12 @@ class SequentialIds:
 
     def __init__(self, start: int = 1, prefix: int = 0) -> None:
         self._next = start
-        self._prefix = prefix
+        self._head = f"{prefix:08x}-0000-4000-8000-"
 
     def new_id(self) -> str:
         value = self._next
-        self._next += 1
-        return f"{self._prefix:08x}-0000-4000-8000-{value:012x}"
+        self._next = value + 1
+        return f"{self._head}{value:012x}"
 
 
 def is_uuid(text: str) -> bool:
