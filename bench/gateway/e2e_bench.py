@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -43,7 +44,12 @@ SYMBOLS = tuple(f"{base}-USD" for base in UNIVERSE)
 
 
 async def serve_fakes(interval: float) -> None:
-    """Child mode: run the three fakes, print their URLs, pause on "pause", exit on EOF."""
+    """Child mode: run the three fakes, print their URLs, pause on "pause", exit on EOF.
+
+    The child lowers its own priority: the fakes stand in for venues on other machines, so on a
+    shared 2-core box the gateway should not queue behind them for CPU.
+    """
+    os.nice(10)
     fakes = [cls(SYMBOLS, interval=interval) for cls in (FakeBinance, FakeCoinbase, FakeKraken)]
     for fake in fakes:
         await fake.start()

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import msgspec
 import structlog
+from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -119,9 +120,15 @@ class GatewayService:
             max_events=config.merge_max_events, max_age=config.merge_max_age, ids=self.ids
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._event_counters: dict[tuple[str, str], Counter] = {}
+        self._latency: dict[str, Histogram] = {}
 
     def sink(self, event: Event) -> None:
-        self.metrics.events.labels(event.provider, event.event_type).inc()
+        key = (event.provider, event.event_type)
+        counter = self._event_counters.get(key)
+        if counter is None:
+            counter = self._event_counters[key] = self.metrics.events.labels(*key)
+        counter.inc()
         inbound = self.metrics.streams.inbound
         stream = (event.provider, event.symbol, event.event_type)
         inbound[stream] = inbound.get(stream, 0) + 1
@@ -233,7 +240,12 @@ class GatewayService:
         outbound[stream] = outbound.get(stream, 0) + 1
         # ts_ingest is wall-anchored monotonic time (ns); so is the adapters' clock
         delay = (time.time_ns() - event.ts_ingest) / 1e9
-        self.metrics.latency.labels(event.event_type).observe(max(0.0, delay))
+        histogram = self._latency.get(event.event_type)
+        if histogram is None:  # labels() costs ~2 us: keep the children
+            histogram = self._latency[event.event_type] = self.metrics.latency.labels(
+                event.event_type
+            )
+        histogram.observe(max(0.0, delay))
 
     async def start(self) -> None:
         config = self.config
