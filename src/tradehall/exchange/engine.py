@@ -174,11 +174,10 @@ class Engine:
             raise NoLiquidity(request.symbol)
 
         self._last_ns = now
-        seq = self._seq = self._seq + 1
+        self._seq += 1  # == len(self.orders) once the order is in
         broker_id = broker.broker_id
         order = Order(
             self._ids.new_id(),
-            seq,
             "limit" if is_limit else "market",
             broker_id,
             intern(request.document_number),  # one copy per end client, not per order
@@ -299,7 +298,8 @@ class Engine:
             )
             for b in self.brokers.values()
         ]
-        orders = [_order_state(o) for o in self.orders.values()]
+        first = self._seq - len(self.orders) + 1  # orders are kept in creation order
+        orders = [_order_state(o, seq) for seq, o in enumerate(self.orders.values(), first)]
         return EngineState(self._last_ns, self._seq, self.trade_count, markets, brokers, orders)
 
     @classmethod
@@ -323,7 +323,10 @@ class Engine:
                 holding.reserved = reserved
             engine.brokers[bs.broker_id] = broker
             engine._broker_orders[bs.broker_id] = BrokerOrders()
-        for os_ in sorted(state.orders, key=lambda o: o.seq):
+        ordered = sorted(state.orders, key=lambda o: o.seq)
+        if [o.seq for o in ordered] != list(range(state.seq - len(ordered) + 1, state.seq + 1)):
+            raise ValueError("engine state: order seq numbers must run without gaps to state.seq")
+        for os_ in ordered:
             order = _order_from_state(os_)
             # Share the engine's strings rather than keep each order's decoded copies.
             order.broker_id = engine.brokers[order.broker_id].broker_id
@@ -401,7 +404,6 @@ class Engine:
             # partially_filled/filled are edges the transition table lists.
             left = order.remaining = wanted - quantity
             order.filled += quantity
-            order.notional += notional
             log = order.trade_log
             if log is None:
                 order.trade_log = [trade]
@@ -410,7 +412,6 @@ class Engine:
             order.status = PARTIALLY_FILLED if left else FILLED
             left = resting.remaining = offered - quantity
             resting.filled += quantity
-            resting.notional += notional
             log = resting.trade_log
             if log is None:
                 resting.trade_log = [trade]
@@ -528,10 +529,10 @@ def _sweep(side: BookSide, quantity: int) -> Quote:
     return Quote(quantity, quantity - remaining, total, levels)
 
 
-def _order_state(o: Order) -> OrderState:
+def _order_state(o: Order, seq: int) -> OrderState:
     return OrderState(
         o.order_id,
-        o.seq,
+        seq,
         o.type,
         o.broker_id,
         o.document_number,
@@ -558,9 +559,8 @@ def _order_state(o: Order) -> OrderState:
 
 
 def _order_from_state(s: OrderState) -> Order:
-    order = Order(
+    return Order(
         order_id=s.order_id,
-        seq=s.seq,
         type="limit" if s.type == "limit" else "market",
         broker_id=s.broker_id,
         document_number=s.document_number,
@@ -571,12 +571,12 @@ def _order_from_state(s: OrderState) -> Order:
         expires_at=s.expires_at,
         created_at=s.created_at,
         remaining=s.remaining,
+        filled=s.filled,
+        status=s.status,
+        closed_at=s.cancelled_at if s.cancelled_at is not None else s.expired_at,
+        trade_log=[
+            Trade(t.trade_id, t.price, t.quantity, t.executed_at, t.buy_order_id, t.sell_order_id)
+            for t in s.trades
+        ]
+        or None,
     )
-    order.filled = s.filled
-    order.cancelled_quantity, order.status = s.cancelled_quantity, s.status
-    order.cancelled_at, order.expired_at, order.notional = s.cancelled_at, s.expired_at, s.notional
-    order.trade_log = [
-        Trade(t.trade_id, t.price, t.quantity, t.executed_at, t.buy_order_id, t.sell_order_id)
-        for t in s.trades
-    ] or None
-    return order

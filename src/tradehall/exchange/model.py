@@ -73,20 +73,20 @@ class Order(msgspec.Struct, gc=False, eq=False):
     """A limit or market order and everything that has happened to it.
 
     Invariant (contract §7.2): ``quantity == filled + remaining + cancelled_quantity``.
-    ``notional`` is Σ price × quantity over the order's trades (for ``average_price``).
-    ``seq`` is the engine's creation sequence number: it orders orders exactly as
-    ``(created_at, order_id)`` does: the engine hands out strictly increasing ``created_at``.
     An order is active exactly while ``remaining > 0`` (only active orders have anything left),
     which is the cheap test the hot paths use. A new order has ``remaining == quantity``.
 
     One of these exists per order ever placed, so it is built for size and speed: a C-level
     struct outside the cycle collector (it references only strings, numbers and its own trade
-    list, so it can never be part of a cycle), compared by identity, its trade list allocated at
-    the first fill (``trade_log``); ``list_pos`` is its position in its broker's listing index.
+    list, so it can never be part of a cycle), compared by identity, with nothing stored that can
+    be derived: ``cancelled_quantity`` follows from §7.2, ``notional`` and ``average_price`` from
+    the trades, ``cancelled_at`` / ``expired_at`` from ``closed_at`` and the status. The trade
+    list is allocated at the first fill (``trade_log``); ``list_pos`` is the order's position in
+    its broker's listing index. Orders are numbered by creation (``seq`` in state images) by
+    their position in :attr:`Engine.orders <tradehall.exchange.engine.Engine.orders>`.
     """
 
     order_id: str
-    seq: int
     type: OrderType
     broker_id: str
     document_number: str
@@ -98,11 +98,8 @@ class Order(msgspec.Struct, gc=False, eq=False):
     created_at: int
     remaining: int
     filled: int = 0
-    cancelled_quantity: int = 0
     status: str = PENDING
-    cancelled_at: int | None = None
-    expired_at: int | None = None
-    notional: int = 0
+    closed_at: int | None = None  # set by a limit order's cancel or by expiry
     list_pos: int = 0
     trade_log: list[Trade] | None = None  # None until the first fill; read ``trades``
 
@@ -118,6 +115,25 @@ class Order(msgspec.Struct, gc=False, eq=False):
         return self.status in ACTIVE_STATUSES
 
     @property
+    def cancelled_quantity(self) -> int:
+        """The quantity a cancel or expiry (or a market order's unfilled rest) took off."""
+        return self.quantity - self.filled - self.remaining
+
+    @property
+    def cancelled_at(self) -> int | None:
+        return self.closed_at if self.status == CANCELLED else None
+
+    @property
+    def expired_at(self) -> int | None:
+        return self.closed_at if self.status == EXPIRED else None
+
+    @property
+    def notional(self) -> int:
+        """Σ price × quantity over the order's trades."""
+        trades = self.trade_log
+        return sum(t.price * t.quantity for t in trades) if trades is not None else 0
+
+    @property
     def average_price(self) -> int | None:
         """Σ price × qty / filled, in cents, truncated toward zero; ``None`` before any fill."""
         return self.notional // self.filled if self.filled else None
@@ -129,31 +145,27 @@ class Order(msgspec.Struct, gc=False, eq=False):
         self.status = new_status
 
     def record_fill(self, trade: Trade) -> None:
-        """Apply one trade to this order's quantities, status and history."""
+        """Apply one trade to this order's quantities, status and history.
+
+        (The engine's matching loop applies fills inline, with the same effect.)
+        """
         qty = trade.quantity
         remaining = self.remaining = self.remaining - qty
         self.filled += qty
-        self.notional += trade.price * qty
         trades = self.trade_log
         if trades is None:
             self.trade_log = [trade]
         else:
             trades.append(trade)
-        new_status = PARTIALLY_FILLED if remaining else FILLED
-        if new_status not in TRANSITIONS[self.status]:
-            raise IllegalTransition(f"order {self.order_id}: {self.status} -> {new_status}")
-        self.status = new_status
+        self.transition(PARTIALLY_FILLED if remaining else FILLED)
 
     def close(self, status: str, at: int) -> int:
         """End an active order as ``cancelled`` or ``expired``; return the quantity released."""
         released = self.remaining
         self.transition(status)
-        self.cancelled_quantity = released
         self.remaining = 0
-        if status == CANCELLED and self.type == "limit":
-            self.cancelled_at = at
-        elif status == EXPIRED:
-            self.expired_at = at
+        if status == EXPIRED or self.type == "limit":
+            self.closed_at = at
         return released
 
 
