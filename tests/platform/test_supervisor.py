@@ -79,8 +79,8 @@ SERVE = """
             f.write(NAME + "\\n")
         sys.exit(0)
     signal.signal(signal.SIGTERM, bye)
+    print("hello from", NAME, flush=True)  # before "ready": a stop may follow at once
     (d / (NAME + ".ready")).write_text(str(os.getpid()))
-    print("hello from", NAME, flush=True)
     while True:
         time.sleep(0.05)
 """
