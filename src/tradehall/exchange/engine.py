@@ -218,7 +218,8 @@ class Engine:
             raise OrderNotFound(order_id)
         if not order.remaining:  # filled, cancelled or expired: nothing open
             raise OrderNotCancellable(order_id, order.status)
-        now = self.now()
+        reading, last = self._clock.time_ns(), self._last_ns
+        now = self._last_ns = reading if reading > last else last + 1
         return order, [self._close(order, CANCELLED, now, now)]
 
     def expire_due(self) -> list[EngineEvent]:
@@ -491,12 +492,13 @@ class Engine:
         order.close(status, at)
         self._broker_orders[order.broker_id].moved(order, old_status)
         book = self._markets[order.symbol].book
-        (book.bids if order.side == "bid" else book.asks).remove(order, remaining)
+        is_bid = order.side == "bid"
+        (book.bids if is_bid else book.asks).remove(order, remaining)
         if not swept:
             self._expiry.discard(order)
         broker = self.brokers[order.broker_id]
         assert order.price is not None
-        if order.side == "bid":
+        if is_bid:
             broker.reserved_cash -= order.price * remaining
         else:
             broker.holdings[order.symbol].reserved -= remaining
