@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     tlog.configure(settings.log_level)
     from tradehall.exchange.app import create_app
+    from tradehall.exchange.http_protocol import CoalescingHttpToolsProtocol
     from tradehall.exchange.service import ExchangeService
 
     service = ExchangeService(settings)
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools, one socket write per response
         lifespan="on",
         access_log=False,
         # Per-request work uvicorn would otherwise do for nothing: nothing here reads the client
