@@ -43,6 +43,7 @@ LineSink = Callable[[str, str], None]
 _POLL = 0.1
 _TAIL = 15
 _REPORTED_TAIL = 8
+_LINE_LIMIT = 1 << 20  # longest child output line kept whole (a longer one is skipped)
 
 
 def describe_exit(status: int) -> str:
@@ -233,6 +234,7 @@ class Supervisor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=env,
+            limit=_LINE_LIMIT,
             process_group=0,
             preexec_fn=_PREEXEC,
         )
@@ -309,9 +311,10 @@ class Supervisor:
             delay = self.policy.next_delay(child.crashes, now)
             if delay is None:
                 self.failed = name
+                recent = sum(1 for t in child.crashes if now - t <= self.policy.window)
                 self._report(
-                    f"{name} crashed {len(child.crashes)} times within "
-                    f"{self.policy.window:g} s; giving up and stopping the platform"
+                    f"{name} crashed {recent} times within {self.policy.window:g} s; "
+                    "giving up and stopping the platform"
                 )
                 asyncio.create_task(self.stop())  # noqa: RUF006 - stop() cancels this watcher
                 return
