@@ -39,6 +39,8 @@ from tradehall.core.timefmt import format_ns
 
 __all__ = [
     "DEFAULT_LISTINGS",
+    "MAKER",
+    "TAKER",
     "Listing",
     "MarketMaker",
     "Quote",

@@ -10,12 +10,14 @@ several systems share (``TRADEHALL_PORT``...) cannot point two of them at one po
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tradehall.platform.bots import DEFAULT_LISTINGS, Listing, format_listings
+from tradehall.platform.bots import DEFAULT_LISTINGS, MAKER, Listing, format_listings
 from tradehall.platform.supervisor import ChildSpec, Probe
 
 __all__ = ["PlatformConfig", "Urls", "build_plan", "http_probe", "urls"]
@@ -69,8 +71,11 @@ def urls(config: PlatformConfig) -> Urls:
     )
 
 
-def http_probe(url: str) -> Probe:
-    """A readiness probe: ``GET url`` answers 200 (a refused connection is "not yet")."""
+def http_probe(url: str, check: Callable[[Any], bool] | None = None) -> Probe:
+    """A readiness probe: ``GET url`` answers 200 (and its JSON passes ``check``, if given).
+
+    A refused connection means "not yet".
+    """
 
     async def probe() -> bool:
         async with httpx.AsyncClient(timeout=2.0) as client:
@@ -78,9 +83,15 @@ def http_probe(url: str) -> Probe:
                 response = await client.get(url)
             except httpx.TransportError:
                 return False
-            return response.status_code == 200
+            if response.status_code != 200:
+                return False
+            return check is None or check(response.json())
 
     return probe
+
+
+def _has_orders(body: Any) -> bool:
+    return isinstance(body, dict) and int(body.get("total", 0)) > 0
 
 
 def _tradehall(*args: str) -> list[str]:
@@ -134,7 +145,8 @@ def build_plan(config: PlatformConfig) -> list[ChildSpec]:
                 "bots", "--exchange-url", u.exchange, "--log-level", config.log_level,
                 "--listings", format_listings(config.listings),
             ),
-            http_probe(f"{u.exchange}/stocks/{config.listings[0].symbol}/book"),
+            # ready once the maker quotes: it has resting orders
+            http_probe(f"{u.exchange}/brokers/{MAKER}/orders?status=pending", _has_orders),
         )  # fmt: skip
         specs.append(bots)
     return specs
