@@ -193,11 +193,22 @@ async def worker(
     stats: Stats,
     stop: asyncio.Event,
     rng: random.Random,
+    interval: float = 0.0,
 ) -> None:
+    """Post bets until ``stop``: back to back, or one every ``interval`` s (open loop).
+
+    In the open loop a request's latency counts from when it was due, so a server that falls
+    behind is charged for the wait (no coordinated omission).
+    """
     conn = Conn(host, port)
     await conn.open()
     i = 0
+    due = time.perf_counter() + rng.uniform(0, interval)
     while not stop.is_set():
+        if interval:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
         wallet = wallets[i % len(wallets)]
         i += 1
         choices = [c for c in rng.sample(cells[0], min(8, len(cells[0]))) if c not in wallet.used]
@@ -209,7 +220,8 @@ async def worker(
         cell = choices[0]
         wallet.used.add(cell)
         body = {"cell_id": cell, "amount": 100, "nonce": uuid.uuid4().hex}
-        started = time.perf_counter()
+        started = due if interval else time.perf_counter()
+        due += interval
         status, resp = await conn.request("POST", "/api/bets", body, wallet.token)
         stats.latencies.append(time.perf_counter() - started)
         stats.statuses[status] = stats.statuses.get(status, 0) + 1
@@ -290,11 +302,14 @@ async def run(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.05)
         # warm-up
         warm = Stats()
+        interval = args.connections / args.rate if args.rate else 0.0
         per = max(1, len(wallets) // args.connections)
         groups = [wallets[i * per : (i + 1) * per] or wallets for i in range(args.connections)]
         warm_stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(worker(host, port_n, g, cells, warm, warm_stop, random.Random(i)))
+            asyncio.create_task(
+                worker(host, port_n, g, cells, warm, warm_stop, random.Random(i), interval)
+            )
             for i, g in enumerate(groups)
         ]
         await asyncio.sleep(args.warmup)
@@ -302,7 +317,9 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.gather(*tasks)
         stats = Stats()
         tasks = [
-            asyncio.create_task(worker(host, port_n, g, cells, stats, stop, random.Random(100 + i)))
+            asyncio.create_task(
+                worker(host, port_n, g, cells, stats, stop, random.Random(100 + i), interval)
+            )
             for i, g in enumerate(groups)
         ]
         started = time.perf_counter()
@@ -320,7 +337,8 @@ async def run(args: argparse.Namespace) -> int:
         five_xx = sum(n for s, n in stats.statuses.items() if s >= 500)
         print(
             f"duration: {elapsed:.1f} s, connections: {args.connections}, "
-            f"wallets: {len(wallets)}, flush interval: {args.flush_interval}, "
+            f"wallets: {len(wallets)}, offered: {args.rate or 'closed loop'}, "
+            f"flush interval: {args.flush_interval}, "
             f"batch size: {args.batch_size}, synchronous: {args.synchronous}"
         )
         print(f"requests: {len(lat)} ({len(lat) / elapsed:.0f}/s)")
@@ -331,6 +349,8 @@ async def run(args: argparse.Namespace) -> int:
             f"cpu: server + writer {cpu_server / elapsed:.2f} cores, "
             f"load generator {cpu_self / elapsed:.2f} cores"
         )
+        if lat and proc is not None:
+            print(f"server + writer cpu per request: {cpu_server / len(lat) * 1e6:.0f} us")
         print(
             "latency ms: "
             f"p50 {pct(lat, 0.50) * 1000:.1f}  p95 {pct(lat, 0.95) * 1000:.1f}  "
@@ -369,9 +389,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="open loop: bets/s offered in total (0: closed)"
+    )
     parser.add_argument("--wallets", type=int, default=400)
     parser.add_argument("--chain-id", type=int, default=1)
-    parser.add_argument("--flush-interval", default="100ms")
+    parser.add_argument("--flush-interval", default="20ms")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--keep", action="store_true", help="keep the data directory")

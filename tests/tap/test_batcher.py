@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -80,25 +81,65 @@ async def test_timer_flush_uses_virtual_clock(db: Database) -> None:
 
 
 async def test_full_queue_rejects_immediately() -> None:
-    gate, entered = asyncio.Event(), asyncio.Event()
+    gate = asyncio.Event()
+    entered: list[int] = []
+
+    two = asyncio.Event()
 
     async def flush(bets: Sequence[BetRequest]) -> list[BetResult]:
-        entered.set()
+        entered.append(len(bets))
+        if len(entered) == 2:
+            two.set()
         await gate.wait()
         return [BetResult(Placement.ACCEPTED, b.bet_id, 0) for b in bets]
 
     batcher = Batcher(flush, VirtualClock(), max_batch=2, max_queue=4)
     batcher.start()
-    first = [batcher.enqueue(bet("u", i)) for i in range(2)]  # taken by the writer
-    await entered.wait()
+    first = [batcher.enqueue(bet("u", i)) for i in range(4)]  # two batches in flight
+    await asyncio.wait_for(two.wait(), 5)
     assert batcher.depth == 0
-    queued = [batcher.enqueue(bet("u", i)) for i in range(2, 6)]
+    queued = [batcher.enqueue(bet("u", i)) for i in range(4, 8)]
     with pytest.raises(Overloaded):
         batcher.enqueue(bet("u", 99))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert entered == [2, 2]  # no third batch while two are in flight
     gate.set()
     await asyncio.gather(*first, *queued)
     await batcher.stop()
-    assert batcher.flushes == 3
+    assert batcher.flushes == 4
+
+
+async def test_next_batch_is_queued_in_the_writer_while_one_commits(db: Database) -> None:
+    user = await db.write(lambda c: ledger.deposit(c, "0xw", 100, NOW, "dep"))
+    gate = threading.Event()
+    handed: list[list[str]] = []
+
+    def hold(conn: object) -> None:  # occupies the single writer until the gate opens
+        gate.wait(10)
+
+    two = asyncio.Event()
+
+    async def flush(bets: Sequence[BetRequest]) -> list[BetResult]:
+        handed.append([b.bet_id for b in bets])
+        if len(handed) == 2:
+            two.set()
+        return await db.write(lambda c: ledger.place_batch(c, bets, NOW))
+
+    blocker = asyncio.ensure_future(db.write(hold))
+    batcher = Batcher(flush, VirtualClock(), max_batch=3)
+    batcher.start()
+    futures = [batcher.enqueue(bet(user.id, i, amount=20)) for i in range(6)]
+    await asyncio.wait_for(two.wait(), 5)
+    assert handed == [["bet-0", "bet-1", "bet-2"], ["bet-3", "bet-4", "bet-5"]]
+    assert not any(f.done() for f in futures)  # both wait behind the busy writer
+    gate.set()
+    await blocker
+    results = await asyncio.gather(*futures)
+    # executed in order: the second batch saw the first one's debits
+    assert [r.new_balance for r in results] == [80, 60, 40, 20, 0, None]
+    assert results[5].outcome is Placement.INSUFFICIENT_FUNDS
+    await batcher.stop()
 
 
 async def test_failed_commit_fails_whole_batch() -> None:

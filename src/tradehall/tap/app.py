@@ -33,9 +33,10 @@ from tradehall.core.metrics import CONTENT_TYPE_LATEST, render
 from tradehall.tap import ledger
 from tradehall.tap.auth import LoginRequest
 from tradehall.tap.breaker import Override
+from tradehall.tap.fastpath import FastBets
 from tradehall.tap.hub import Client, Hub, envelope
 from tradehall.tap.log import LazyLogger
-from tradehall.tap.service import ApiError, BetBody, TapService, bet_json
+from tradehall.tap.service import ApiError, TapService, bet_json
 from tradehall.tap.web import web_routes
 
 __all__ = ["create_app"]
@@ -86,8 +87,12 @@ async def decode(request: Request, kind: type[T]) -> T:
         raise ApiError(400, "validation_error", str(exc)) from None
 
 
-def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) -> Starlette:
-    """The ASGI app; with ``manage_service`` its lifespan starts and stops ``service``."""
+def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) -> FastBets:
+    """The ASGI app; with ``manage_service`` its lifespan starts and stops ``service``.
+
+    ``POST /api/bets`` is served by :class:`~tradehall.tap.fastpath.FastBets` (the hot path);
+    every other route by Starlette.
+    """
     metrics = service.metrics
     config = service.config
 
@@ -151,11 +156,6 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
 
     async def grid(request: Request) -> Response:
         return json_response(service.grid_json())
-
-    async def place_bet(request: Request) -> Response:
-        session = await session_of(request)
-        body = await decode(request, BetBody)
-        return json_response(await service.place_bet(session, body), 202)
 
     async def list_bets(request: Request) -> Response:
         session = await session_of(request)
@@ -293,7 +293,6 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
         Route("/api/auth/logout", endpoint("logout", logout), methods=["POST"]),
         Route("/api/me", endpoint("me", me), methods=["GET"]),
         Route("/api/grid", endpoint("grid", grid), methods=["GET"]),
-        Route("/api/bets", endpoint("place_bet", place_bet), methods=["POST"]),
         Route("/api/bets", endpoint("list_bets", list_bets), methods=["GET"]),
         Route("/api/bets/{bet_id}", endpoint("get_bet", get_bet), methods=["GET"]),
         Route("/api/ledger", endpoint("ledger", get_ledger), methods=["GET"]),
@@ -307,7 +306,7 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
         WebSocketRoute("/ws", ws_endpoint),
         *web_routes(config),  # the single-page app at / (issue 9)
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return FastBets(Starlette(routes=routes, lifespan=lifespan), service)
 
 
 def secrets_equal(a: str, b: str) -> bool:

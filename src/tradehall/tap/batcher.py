@@ -7,6 +7,12 @@ injected clock from the oldest waiting bet) fires, and writes them in one transa
 :func:`~tradehall.tap.ledger.place_batch`. A full queue (``max_queue``, 10k) fails at once with
 :class:`Overloaded` (503 ``overloaded``). A failed commit fails every bet of the batch.
 
+Up to ``max_in_flight`` batches (2) are handed to the writer at once: while batch N commits,
+batch N+1 is already queued behind it in the writer, so the writer never idles for the round trip
+of a result through the event loop. The writer runs them in order (the flush function must hand
+its batch to the single writer before its first ``await``, as
+:meth:`~tradehall.tap.db.Database.write` does), so N+1 sees everything N committed.
+
 Shutdown drains: :meth:`stop` flushes what is queued before returning.
 """
 
@@ -37,6 +43,7 @@ class Batcher:
         max_batch: int = 100,
         max_queue: int = 10_000,
         flush_interval_s: float = 0.1,
+        max_in_flight: int = 2,
         on_flush: Callable[[int, float], None] | None = None,
     ) -> None:
         self._flush = flush
@@ -45,6 +52,8 @@ class Batcher:
         self.max_queue = max_queue
         self.flush_interval_s = flush_interval_s
         self._on_flush = on_flush
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._in_flight: set[asyncio.Task[None]] = set()
         # (bet, future, monotonic time queued)
         self._pending: list[tuple[BetRequest, asyncio.Future[BetResult], float]] = []
         self._wake = asyncio.Event()
@@ -100,6 +109,8 @@ class Batcher:
         while True:
             if not self._pending:
                 if self._stopping:
+                    if self._in_flight:
+                        await asyncio.wait(self._in_flight)
                     return
                 self._wake.clear()
                 await self._wake.wait()
@@ -107,21 +118,32 @@ class Batcher:
             if len(self._pending) < self.max_batch and not self._stopping:
                 self._full.clear()
                 await self._wait_full_or_timer()
+            await self._slots.acquire()
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
             if len(self._pending) < self.max_batch:
                 self._full.clear()
-            started = self._clock.monotonic()
-            try:
-                results = await self._flush([bet for bet, _, _ in batch])
-            except Exception as exc:
-                for _, future, _ in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for (_, future, _), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-            self.flushes += 1
-            if self._on_flush is not None:
-                self._on_flush(len(batch), self._clock.monotonic() - started)
+            task = asyncio.create_task(self._write(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            await asyncio.sleep(0)  # the task hands its batch to the writer before the next one
+
+    async def _write(
+        self, batch: list[tuple[BetRequest, asyncio.Future[BetResult], float]]
+    ) -> None:
+        started = self._clock.monotonic()
+        try:
+            results = await self._flush([bet for bet, _, _ in batch])
+        except Exception as exc:
+            for _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for (_, future, _), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        finally:
+            self._slots.release()
+        self.flushes += 1
+        if self._on_flush is not None:
+            self._on_flush(len(batch), self._clock.monotonic() - started)

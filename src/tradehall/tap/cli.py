@@ -110,7 +110,7 @@ SETTINGS = [
     Setting("admin_token", "", str, "bearer token for /api/admin/* (empty disables them)"),
     Setting("require_bet_signature", "false", parse_bool, "require a signature on every bet"),
     Setting("dev_self_fund", "false", parse_bool, "let users fund themselves (development)"),
-    Setting("flush_interval", "100ms", parse_duration, "batch flush timer"),
+    Setting("flush_interval", "20ms", parse_duration, "batch flush timer"),
     Setting("batch_size", "100", parse_positive_int, "bets per batch (one transaction)"),
     Setting("queue_size", "10000", parse_positive_int, "bets waiting before 503 overloaded"),
     Setting("db_writer", "process", _writer_mode, "run the SQLite writer in a process or thread"),

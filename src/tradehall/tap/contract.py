@@ -46,7 +46,7 @@ class TapConfig:
     house_edge: Decimal = Decimal("0.05")
     chain_id: int = 1
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
-    flush_interval_s: float = 0.1
+    flush_interval_s: float = 0.02  # ADR-005 says 100 ms; C-18 allows 20-50 ms for p99
     max_batch: int = 100
     max_queue: int = 10_000
     bet_timeout_s: float = 5.0
