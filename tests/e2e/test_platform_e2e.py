@@ -277,3 +277,86 @@ async def test_the_platform_end_to_end(platform: Platform) -> None:
     for port in p.ports:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+
+
+# -- supervision with the real systems ---------------------------------------------------------
+
+
+async def _run_up(tmp_path: Path, env: dict[str, str], *extra: str) -> Platform:
+    ports = free_ports(3)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tradehall", "up", "--sim", "--no-bots",
+        "--exchange-port", str(ports[0]), "--gateway-port", str(ports[1]),
+        "--tap-port", str(ports[2]), "--data-dir", str(tmp_path / "data"), *extra,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+    )  # fmt: skip
+    p = Platform(
+        process,
+        exchange=f"http://127.0.0.1:{ports[0]}",
+        gateway_ws=f"ws://127.0.0.1:{ports[1]}/ws",
+        tap=f"http://127.0.0.1:{ports[2]}",
+        ports=ports,
+    )
+    p.reader = asyncio.create_task(_read(process, p.output))
+    return p
+
+
+async def _finish(p: Platform, deadline: float = 40) -> int:
+    try:
+        status = await asyncio.wait_for(p.process.wait(), deadline)
+    except TimeoutError:
+        p.process.kill()
+        await p.process.wait()
+        pytest.fail(f"tradehall up did not exit; output:\n{p.log()}")
+    assert p.reader is not None
+    await asyncio.wait_for(p.reader, 10)
+    for port in p.ports:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+    return status
+
+
+async def test_a_system_that_cannot_start_stops_the_start_with_its_reason(tmp_path: Path) -> None:
+    # 0 s columns are refused by the Tap's own settings: it exits during start-up
+    p = await _run_up(tmp_path, {"TRADEHALL_COLUMN_SECONDS": "0"})
+    status = await _finish(p, deadline=START_DEADLINE)
+    assert status == 1, p.log()
+    log = p.log()
+    assert "up       | could not start: tap exited during startup (exit status 2)" in log
+    assert "column_seconds" in log  # the Tap's own message is shown
+    assert "exchange ready" in log and "gateway ready" in log  # ...and they were stopped again
+    assert "Tradehall is up" not in log
+
+
+async def test_a_killed_system_is_restarted_and_sigterm_stops_everything(tmp_path: Path) -> None:
+    p = await _run_up(tmp_path, {})
+
+    async def started() -> bool:
+        return any(line.startswith("Tradehall is up") for line in p.output)
+
+    await until("the startup summary", started, p, START_DEADLINE)
+    processes = next(line for line in p.output if "Processes:" in line)
+    gateway_pid = int(processes.split("gateway ")[1].split(",")[0])
+    os.kill(gateway_pid, signal.SIGKILL)
+
+    async def back() -> bool:
+        return any("gateway is back" in line for line in p.output)
+
+    await until("the gateway's restart", back, p, STEP_DEADLINE)
+    log = p.log()
+    assert "gateway stopped unexpectedly (killed by SIGKILL)" in log
+    assert "restarting gateway in 1 s" in log
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        gateway = p.gateway_ws.replace("ws://", "http://").removesuffix("/ws")
+
+        async def tradehall_live() -> bool:
+            with contextlib.suppress(httpx.TransportError):
+                books = (await http.get(f"{gateway}/healthz")).json()["books"]
+                return bool(books["tradehall"]["BTC-USD"] == "LIVE")
+            return False
+
+        await until("the new gateway's tradehall book", tradehall_live, p, STEP_DEADLINE)
+    p.process.send_signal(signal.SIGTERM)
+    assert await _finish(p) == 0, p.log()
+    assert "stopped cleanly" in p.log()
