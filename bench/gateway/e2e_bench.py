@@ -16,7 +16,11 @@ coalesced) and replays the measured window's real events through the synchronous
 core (reorder + routing + 3 queues + drain) for events per second per core *through the
 dispatcher*.
 
-    .venv/bin/python bench/gateway/e2e_bench.py [--seconds 10] [--interval 0.02]
+With ``--via ws`` the three consumers are WebSocket clients of the gateway's ``/ws`` (in the same
+process, so their JSON decoding costs the gateway's CPU too) and latency is measured when a
+client has the frame (no delivery check in that mode).
+
+    .venv/bin/python bench/gateway/e2e_bench.py [--seconds 10] [--interval 0.02] [--via ws]
 """
 
 from __future__ import annotations
@@ -31,12 +35,17 @@ import subprocess
 import sys
 import time
 
+import msgspec
+import uvicorn
+import websockets
+from websockets.asyncio.client import ClientConnection
+
 from tradehall.gateway.dispatcher import Dispatcher
 from tradehall.gateway.events import Event
 from tradehall.gateway.fakes.binance import FakeBinance
 from tradehall.gateway.fakes.coinbase import FakeCoinbase
 from tradehall.gateway.fakes.kraken import FakeKraken
-from tradehall.gateway.loadrun import CONSUMERS, LoadRecorder
+from tradehall.gateway.loadrun import CONSUMERS, LoadRecorder, Received
 from tradehall.gateway.service import VENUE_NAMES, GatewayConfig, GatewayService
 from tradehall.gateway.symbols import UNIVERSE
 
@@ -74,7 +83,79 @@ def pct(values: list[int], p: float) -> float:
     return values[min(len(values) - 1, int(p * len(values)))] / 1e6
 
 
-async def run(seconds: float, interval: float) -> None:
+class _Frame(msgspec.Struct):
+    ts_ingest: int = 0
+    type: str = ""  # acks and errors have one; events do not
+
+
+class WsClients:
+    """The three load consumers as external clients of the gateway's ``/ws`` data bus."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.received = {name: Received() for name in CONSUMERS}
+        self.measuring = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sockets: list[ClientConnection] = []
+
+    async def start(self) -> None:
+        book_and_trades = ["book_snapshot", "book_update", "trade"]
+        plans: dict[str, list[dict[str, object]]] = {
+            "everything": [{"op": "subscribe"}],
+            "by-provider": [
+                {"op": "subscribe", "provider": p, "event_types": book_and_trades}
+                for p in VENUE_NAMES
+            ],
+            "by-symbol": [
+                {"op": "subscribe", "provider": p, "symbol": sym}
+                for p in VENUE_NAMES
+                for sym in SYMBOLS
+            ],
+        }
+        for name, messages in plans.items():
+            ws = await websockets.connect(f"{self.url}?consumer={name}", max_size=None)
+            self._sockets.append(ws)
+            for i, message in enumerate(messages):
+                await ws.send(json.dumps({**message, "id": i}))
+            acks = 0
+            while acks < len(messages):
+                acks += _decode(await ws.recv()).type == "ack"
+            self._tasks.append(asyncio.create_task(self._read(ws, self.received[name])))
+
+    async def _read(self, ws: ClientConnection, got: Received) -> None:
+        async for frame in ws:
+            msg = _decode(frame)
+            if msg.type:
+                continue
+            got.count += 1
+            if self.measuring:
+                got.latencies_ns.append(time.time_ns() - msg.ts_ingest)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for ws in self._sockets:
+            await ws.close()
+
+
+_decoder = msgspec.json.Decoder(_Frame)
+
+
+def _decode(frame: str | bytes) -> _Frame:
+    return _decoder.decode(frame)
+
+
+async def serve(service: GatewayService) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    server = uvicorn.Server(
+        uvicorn.Config(service.app(), host="127.0.0.1", port=0, log_level="error", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 -- a bench, polling is fine
+        await asyncio.sleep(0.01)
+    return server, task, server.servers[0].sockets[0].getsockname()[1]
+
+
+async def run(seconds: float, interval: float, via: str) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
@@ -96,8 +177,16 @@ async def run(seconds: float, interval: float) -> None:
 
     config = GatewayConfig(venues=VENUE_NAMES, symbols=SYMBOLS, **urls)
     service = GatewayService(config, on_event)
-    recorder.attach(service.dispatcher)
     recorder.measuring = False
+    clients: WsClients | None = None
+    if via == "ws":
+        server, server_task, port = await serve(service)
+        clients = WsClients(f"ws://127.0.0.1:{port}/ws")
+        await clients.start()
+        received = clients.received
+    else:
+        recorder.attach(service.dispatcher)
+        received = recorder.received
     await service.start()
     try:
         t0 = time.monotonic()
@@ -112,35 +201,48 @@ async def run(seconds: float, interval: float) -> None:
         await asyncio.sleep(3)
         core = service.dispatcher.core
         emitted0, ingested0 = recorder.emitted_count, core.ingested
-        delivered0 = sum(r.count for r in recorder.received.values())
+        delivered0 = sum(r.count for r in received.values())
         gc.collect()
         recorder.measuring = True
+        if clients is not None:
+            clients.measuring = True
         cpu0, wall0 = time.process_time(), time.perf_counter()
         await asyncio.sleep(seconds)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         recorder.measuring = False
+        if clients is not None:
+            clients.measuring = False
         emitted = recorder.emitted_count - emitted0
         ingested = core.ingested - ingested0
-        delivered = sum(r.count for r in recorder.received.values()) - delivered0
+        delivered = sum(r.count for r in received.values()) - delivered0
         child.stdin.write(b"pause\n")
         await child.stdin.drain()
         last = -1
         while recorder.emitted_count != last or recorder.pending() or core.reorderer.buffered:
             last = recorder.emitted_count
             await asyncio.sleep(0.5)
-        problems = recorder.verify()
+        problems = recorder.verify() if clients is None else ["not checked over /ws"]
+        coalesced = {
+            n: c.queue.stats.coalesced
+            for n, c in service.dispatcher.consumers.items()
+            if n in CONSUMERS
+        }
     finally:
         await recorder.stop()
+        if clients is not None:
+            await clients.stop()
+            server.should_exit = True
+            await server_task
         await service.stop()
         child.stdin.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(child.wait(), 10)
         if child.returncode is None:
             child.kill()
-    lat = sorted(x for r in recorder.received.values() for x in r.latencies_ns)
+    lat = sorted(x for r in received.values() for x in r.latencies_ns)
     print(
         f"window {wall:.1f}s: adapters emitted {emitted:,} events ({emitted / wall:,.0f}/s), "
-        f"dispatcher ingested {ingested:,}, {delivered:,} deliveries to 3 consumers "
+        f"dispatcher ingested {ingested:,}, {delivered:,} deliveries to 3 consumers via {via} "
         f"({delivered / wall:,.0f}/s)"
     )
     print(
@@ -151,7 +253,6 @@ async def run(seconds: float, interval: float) -> None:
         f"ingest -> consumer latency ms over {len(lat):,} deliveries: p50={pct(lat, 0.5):.3f} "
         f"p99={pct(lat, 0.99):.3f} p99.9={pct(lat, 0.999):.3f} max={lat[-1] / 1e6:.3f}"
     )
-    coalesced = {n: c.queue.stats.coalesced for n, c in recorder.consumers.items()}
     print(
         f"check: {len(problems)} problems {problems[:3]}; coalesced {coalesced}; "
         f"reorder {core.reorderer.stats}; dead letters={core.dead_letters.total}"
@@ -194,6 +295,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=0.02, help="fake market tick period")
+    parser.add_argument(
+        "--via",
+        choices=("inproc", "ws"),
+        default="inproc",
+        help="consumers in process (async iterators) or as /ws WebSocket clients",
+    )
     parser.add_argument("--serve-fakes", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
@@ -205,7 +312,7 @@ def main() -> None:
     if args.serve_fakes:
         runner(serve_fakes(args.interval))
     else:
-        runner(run(args.seconds, args.interval))
+        runner(run(args.seconds, args.interval, args.via))
 
 
 if __name__ == "__main__":

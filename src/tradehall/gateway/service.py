@@ -191,6 +191,7 @@ class GatewayService:
             await desk.start()
             self.order_desks[name] = desk
             url = desk.base_url
+            log.info("fake_order_desk_started", venue=name, url=url)
         elif not (key and secret):
             return None
         http = httpx.AsyncClient(base_url=url, timeout=config.order_timeout)
