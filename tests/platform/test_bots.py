@@ -171,3 +171,62 @@ async def test_keeps_retrying_while_the_exchange_is_unreachable() -> None:
         stop.set()
         await asyncio.wait_for(task, 5)
     assert attempts >= 3
+
+
+class _Switchable(httpx.AsyncBaseTransport):
+    """The real HTTP transport, or a refused connection while ``down`` is set."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.real = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
+
+
+async def _eventually(condition: Any, what: str) -> None:
+    try:
+        async with asyncio.timeout(10):
+            while not await condition():  # noqa: ASYNC110 -- progress over real HTTP
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        pytest.fail(f"gave up waiting for {what}")
+
+
+async def test_after_an_outage_the_bot_cancels_what_it_left_and_quotes_afresh(
+    exchange: tuple[httpx.AsyncClient, VirtualClock],
+) -> None:
+    http, clock = exchange
+    transport = _Switchable()
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(transport=transport, base_url=http.base_url) as bot_http:
+        mm = MarketMaker(bot_http, LISTINGS, cross_probability=0.0, seed=5, clock=clock)
+        task = asyncio.create_task(mm.run(stop))
+
+        async def quoting() -> bool:
+            return mm.placed >= 8
+
+        await _eventually(quoting, "the first quotes")
+        transport.down = True
+        await clock.advance(1.0)
+
+        async def failed() -> bool:
+            return mm.errors >= 1
+
+        await _eventually(failed, "a failed step")
+        transport.down = False
+        placed = mm.placed
+        await clock.advance(1.0)
+
+        async def requoted() -> bool:
+            return mm.placed >= placed + 8
+
+        await _eventually(requoted, "fresh quotes")
+        assert len(await maker_orders(http)) == 8  # the 8 left during the outage were cancelled
+        stop.set()
+        await asyncio.wait_for(task, 5)

@@ -276,29 +276,27 @@ class MarketMaker:
         )  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Set up, then step every symbol each ``interval`` until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                await self.setup()
-                break
-            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-                _log.warning("bots_exchange_unavailable", error=str(exc) or type(exc).__name__)
-                await self._pause(stop, 1.0)
-        _log.info("bots_started", symbols=list(self.books), maker=MAKER, taker=TAKER)
+        """Set up, then step every symbol each ``interval`` until ``stop`` is set.
+
+        After a failed request (exchange unreachable or 5xx) the next round sets up again, so
+        the quotes left on the book meanwhile are cancelled instead of piling up.
+        """
+        ready = False
         last_report = self.clock.monotonic()
         while not stop.is_set():
             started = self.clock.monotonic()
-            results = await asyncio.gather(
-                *(self.step(symbol) for symbol in self.books), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, httpx.TransportError | httpx.HTTPStatusError):
-                    self.errors += 1
-                    _log.warning("bots_exchange_unavailable", error=str(result) or "error")
-                    for book in self.books.values():
-                        book.open.clear()  # re-learnt: leftovers are cancelled on recovery
-                elif isinstance(result, BaseException):
-                    raise result
+            try:
+                if not ready:
+                    await self.setup()
+                    ready = True
+                    _log.info("bots_started", symbols=list(self.books), maker=MAKER, taker=TAKER)
+                await self._step_all()
+            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                self.errors += 1
+                ready = False
+                for book in self.books.values():
+                    book.open.clear()
+                _log.warning("bots_exchange_unavailable", error=str(exc) or type(exc).__name__)
             if started - last_report >= 30.0:
                 last_report = started
                 _log.info(
@@ -306,6 +304,15 @@ class MarketMaker:
                     crossed=self.crossed, errors=self.errors,
                 )  # fmt: skip
             await self._pause(stop, self.interval - (self.clock.monotonic() - started))
+
+    async def _step_all(self) -> None:
+        """One step of every symbol, concurrently; the first failure is raised after all ran."""
+        results = await asyncio.gather(
+            *(self.step(symbol) for symbol in self.books), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         if seconds <= 0:
