@@ -287,6 +287,34 @@ async def test_admin_deposit_guarded(tap: Harness) -> None:
     assert fund.status_code == 404
 
 
+async def test_admin_withdrawal_debits_with_a_ledger_row_and_never_overdraws(
+    tap: Harness,
+) -> None:
+    wallet = "0x" + "cd" * 20
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    url = "/api/admin/withdraw"
+    assert (await tap.http.post(url, json={"wallet": wallet, "amount": 1})).status_code == 403
+    unknown = await tap.http.post(url, json={"wallet": wallet, "amount": 1}, headers=admin)
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "not_found")
+    await tap.http.post("/api/admin/deposit", json={"wallet": wallet, "amount": 500}, headers=admin)
+    ok = await tap.http.post(url, json={"wallet": wallet, "amount": 200}, headers=admin)
+    assert ok.status_code == 200 and ok.json()["balance"] == 300
+    too_much = await tap.http.post(url, json={"wallet": wallet, "amount": 301}, headers=admin)
+    assert (too_much.status_code, too_much.json()["error"]) == (400, "insufficient_funds")
+    for bad in (0, -5):
+        resp = await tap.http.post(url, json={"wallet": wallet, "amount": bad}, headers=admin)
+        assert (resp.status_code, resp.json()["error"]) == (400, "invalid_amount")
+    rows = await tap.service.db.read(
+        lambda c: c.execute(
+            "SELECT l.amount, l.balance_after, l.ref_type FROM transaction_ledger l"
+            " JOIN users u ON u.id = l.user_id WHERE u.wallet_address = ? ORDER BY l.rowid",
+            (wallet,),
+        ).fetchall()
+    )
+    assert rows == [(500, 500, "DEPOSIT"), (-200, 300, "WITHDRAWAL")]
+    assert await tap.service.db.read(ledger.integrity_check) == []
+
+
 async def test_health_version_metrics(tap: Harness) -> None:
     health = await tap.http.get("/healthz")
     assert health.status_code == 200

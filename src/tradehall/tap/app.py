@@ -160,22 +160,18 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
     async def list_bets(request: Request) -> Response:
         session = await session_of(request)
         try:
-            start = int(request.query_params.get("from", "0"))
+            given = request.query_params.get("from")
+            start = None if given is None else int(given)
             end = int(request.query_params.get("to", str(2**62)))
             limit = min(500, max(1, int(request.query_params.get("limit", "100"))))
         except ValueError:
             raise ApiError(400, "validation_error", "from, to and limit are integers") from None
-        bets = await service.db.read(
-            lambda c: ledger.list_bets(c, session.user_id, from_ms=start, to_ms=end, limit=limit)
-        )
+        bets = await service.history.bets(session.user_id, start, end, limit)
         return json_response({"bets": [bet_json(b) for b in bets]})
 
     async def get_bet(request: Request) -> Response:
         session = await session_of(request)
-        bet_id = request.path_params["bet_id"]
-        bet = await service.db.read(lambda c: ledger.get_bet(c, bet_id))
-        if bet is None or bet.user_id != session.user_id:
-            raise ApiError(404, "not_found", "no such bet")
+        bet = await service.history.bet(session.user_id, request.path_params["bet_id"])
         return json_response(bet_json(bet))
 
     async def get_ledger(request: Request) -> Response:
@@ -187,6 +183,11 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
         require_admin(request)
         body = await decode(request, DepositBody)
         return json_response(user_json(await service.deposit(body.wallet, body.amount)))
+
+    async def admin_withdraw(request: Request) -> Response:
+        require_admin(request)
+        body = await decode(request, DepositBody)
+        return json_response(user_json(await service.withdraw(body.wallet, body.amount)))
 
     async def admin_breaker(request: Request) -> Response:
         require_admin(request)
@@ -297,6 +298,7 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
         Route("/api/bets/{bet_id}", endpoint("get_bet", get_bet), methods=["GET"]),
         Route("/api/ledger", endpoint("ledger", get_ledger), methods=["GET"]),
         Route("/api/admin/deposit", endpoint("deposit", admin_deposit), methods=["POST"]),
+        Route("/api/admin/withdraw", endpoint("withdraw", admin_withdraw), methods=["POST"]),
         Route("/api/admin/breaker", endpoint("breaker", admin_breaker), methods=["POST"]),
         Route("/api/dev/fund", endpoint("dev_fund", dev_fund), methods=["POST"]),
         Route("/healthz", endpoint("healthz", healthz, limited=False), methods=["GET"]),

@@ -10,7 +10,9 @@
    removed. Balances and ledger sums are unchanged, so the integrity check still sees zero
    drift; open bets stay;
 5. record the archive (week, path, size, sha256, status ``complete``) in the ``archives`` table,
-   which is also what the dead man's switch gauge ``last_successful_archive_timestamp`` reads.
+   which is also what the dead man's switch gauge ``last_successful_archive_timestamp`` reads;
+6. keep the uncompressed snapshot as a local read-only partition
+   (:class:`~tradehall.tap.partitions.Partitions`, the last 4 weeks, FR-17).
 
 Weeks start Sunday 00:00 UTC (C-41); the archive is named after the start of the week it closes.
 """
@@ -32,8 +34,9 @@ import zstandard
 from tradehall.core.clock import Clock
 from tradehall.tap.coldstore import ColdStore, DirectoryStore, file_digests
 from tradehall.tap.db import Database
+from tradehall.tap.partitions import Partitions
 
-__all__ = ["ArchiveResult", "last_archive_time", "run_archive", "week_start"]
+__all__ = ["ArchiveResult", "archived_weeks", "last_archive_time", "run_archive", "week_start"]
 
 _CHUNK = 1 << 20
 
@@ -73,7 +76,7 @@ def week_start(now_ns: int) -> datetime:
     )
 
 
-def _snapshot_and_compress(db_path: Path, staging: Path, label: str) -> tuple[Path, int, str]:
+def _snapshot_and_compress(db_path: Path, staging: Path, label: str) -> tuple[Path, Path, int, str]:
     staging.mkdir(parents=True, exist_ok=True)
     raw = staging / f"tap_{label}.db"
     raw.unlink(missing_ok=True)
@@ -87,9 +90,8 @@ def _snapshot_and_compress(db_path: Path, staging: Path, label: str) -> tuple[Pa
         zstandard.ZstdCompressor(level=10).copy_stream(src, dst)
         dst.flush()
         os.fsync(dst.fileno())
-    raw.unlink()
     size, digest, _ = file_digests(compressed)
-    return compressed, size, digest
+    return raw, compressed, size, digest
 
 
 def _rotate(conn: sqlite3.Connection, cutoff_ms: int, label: str) -> tuple[int, int]:
@@ -137,6 +139,12 @@ def _record(
     )
 
 
+def archived_weeks(conn: sqlite3.Connection) -> list[str]:
+    """Labels of the complete archives, oldest first."""
+    rows = conn.execute("SELECT week FROM archives WHERE status = 'complete' ORDER BY week")
+    return [str(r[0]) for r in rows]
+
+
 def last_archive_time(conn: sqlite3.Connection) -> int | None:
     """Unix ms of the last complete archive, for the dead man's switch."""
     row = conn.execute("SELECT MAX(archived_at) FROM archives WHERE status = 'complete'").fetchone()
@@ -144,9 +152,17 @@ def last_archive_time(conn: sqlite3.Connection) -> int | None:
 
 
 async def run_archive(
-    db: Database, store: Path | ColdStore, clock: Clock, *, cutoff_ns: int | None = None
+    db: Database,
+    store: Path | ColdStore,
+    clock: Clock,
+    *,
+    cutoff_ns: int | None = None,
+    partitions: Partitions | None = None,
 ) -> ArchiveResult:
-    """Archive and rotate everything before ``cutoff_ns`` (default: this week's start)."""
+    """Archive and rotate everything before ``cutoff_ns`` (default: this week's start).
+
+    With ``partitions`` the uncompressed snapshot stays as a local read-only week.
+    """
     if cutoff_ns is None:
         cutoff_ms = int(week_start(clock.time_ns()).timestamp() * 1000)
     else:
@@ -154,13 +170,27 @@ async def run_archive(
     closed_week = datetime.fromtimestamp(cutoff_ms / 1000, UTC) - timedelta(days=7)
     label = closed_week.strftime("%Y-%m-%d")
     staging = db.path.parent / "archive-staging"
-    local, size, digest = await asyncio.to_thread(_snapshot_and_compress, db.path, staging, label)
-    cold = DirectoryStore(store) if isinstance(store, Path) else store
-    final = await cold.put(local, size, digest)
-    rotated, removed = await db.write(functools.partial(_rotate, cutoff_ms=cutoff_ms, label=label))
-    now_ms = clock.time_ns() // 1_000_000
-    await db.write(
-        functools.partial(_record, label=label, path=final, size=size, digest=digest, now_ms=now_ms)
+    raw, local, size, digest = await asyncio.to_thread(
+        _snapshot_and_compress, db.path, staging, label
     )
+    cold = DirectoryStore(store) if isinstance(store, Path) else store
+    try:
+        final = await cold.put(local, size, digest)
+        rotated, removed = await db.write(
+            functools.partial(_rotate, cutoff_ms=cutoff_ms, label=label)
+        )
+        now_ms = clock.time_ns() // 1_000_000
+        await db.write(
+            functools.partial(
+                _record, label=label, path=final, size=size, digest=digest, now_ms=now_ms
+            )
+        )
+    except BaseException:
+        raw.unlink(missing_ok=True)
+        raise
     local.unlink(missing_ok=True)  # C-42: the local copy goes only after the record exists
+    if partitions is not None:
+        await asyncio.to_thread(partitions.add, raw, label)
+    else:
+        raw.unlink(missing_ok=True)
     return ArchiveResult(label, final, size, digest, rotated, removed, now_ms)

@@ -68,6 +68,16 @@ def _decimal_fraction(text: str) -> Decimal:
     return value
 
 
+def _disk_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a fraction such as 0.85") from None
+    if not 0.0 < value <= 1.0:
+        raise ValueError("expected a fraction in (0, 1]")
+    return value
+
+
 def _presets(text: str) -> tuple[int, ...]:
     values = tuple(parse_positive_int(part) for part in text.split(",") if part.strip())
     if not values:
@@ -138,6 +148,10 @@ SETTINGS = [
     Setting("archive_s3_access_key", "", str, "S3 access key id"),
     Setting("archive_s3_secret_key", "", str, "S3 secret access key"),
     Setting("archive_interval", "168h", parse_duration, "how often the archiver runs"),
+    Setting("local_weeks", "4", _non_negative_int, "archived weeks kept locally, read-only"),
+    Setting("disk_warn", "0.70", _disk_fraction, "disk share in use that warns, archives early"),
+    Setting("disk_stop", "0.85", _disk_fraction, "disk share in use that stops new bets"),
+    Setting("disk_purge", "0.95", _disk_fraction, "disk share that purges local partitions"),
     Setting("log_level", "info", parse_log_level, "log level"),
 ]
 
@@ -174,6 +188,10 @@ def config_from(values: dict[str, Any]) -> TapConfig:
         archive_dir=_archive_dir(values),
         archive_s3=_s3(values),
         archive_interval_s=values["archive_interval"],
+        local_weeks=values["local_weeks"],
+        disk_warn_fraction=values["disk_warn"],
+        disk_stop_fraction=values["disk_stop"],
+        disk_purge_fraction=values["disk_purge"],
     )
 
 
@@ -297,12 +315,15 @@ async def _integrity(values: dict[str, Any]) -> int:
 async def _archive(values: dict[str, Any]) -> int:
     from tradehall.tap.archive import run_archive
     from tradehall.tap.db import Database
+    from tradehall.tap.partitions import Partitions
     from tradehall.tap.service import cold_store
 
     db = Database(Path(values["data_dir"]) / "tap.db")
     await db.open()
     try:
-        result = await run_archive(db, cold_store(config_from(values)), SystemClock())
+        config = config_from(values)
+        partitions = Partitions(config.data_dir / "partitions", config.local_weeks)
+        result = await run_archive(db, cold_store(config), SystemClock(), partitions=partitions)
     finally:
         await db.close()
     print(json.dumps(result.to_json()))

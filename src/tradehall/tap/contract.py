@@ -70,7 +70,10 @@ class TapConfig:
     archive_s3: S3Settings | None = None  # when set, archives go to S3 instead of archive_dir
     archive_interval_s: float = 7 * 86_400.0
     integrity_interval_s: float = 86_400.0
+    disk_warn_fraction: float = 0.70  # warn and archive sooner
     disk_stop_fraction: float = 0.85  # C-48: stop new bets above this share of the disk in use
+    disk_purge_fraction: float = 0.95  # purge the oldest local partitions (they are archived)
+    local_weeks: int = 4  # archived weeks kept locally, read-only (FR-17)
 
     @property
     def db_path(self) -> Path:

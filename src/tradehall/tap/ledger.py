@@ -44,6 +44,7 @@ __all__ = [
     "prune_ticks",
     "stored_result",
     "ticks_between",
+    "withdraw",
 ]
 
 
@@ -174,6 +175,41 @@ def deposit(
         conn.execute("ROLLBACK")
         raise
     return UserRecord(user_id, wallet, balance)
+
+
+def withdraw(
+    conn: sqlite3.Connection, wallet: str, amount: int, now_ms: int, withdrawal_id: str
+) -> UserRecord | None:
+    """Debit ``amount`` from ``wallet`` with a WITHDRAWAL ledger row (C-12).
+
+    The debit is conditional like a bet's: ``None`` (and nothing written) when the balance is
+    lower than ``amount``; :class:`LookupError` for an unknown wallet.
+    """
+    if amount <= 0:
+        raise ValueError("withdrawal amount must be positive")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        user = conn.execute("SELECT id FROM users WHERE wallet_address = ?", (wallet,)).fetchone()
+        if user is None:
+            raise LookupError(wallet)
+        row = conn.execute(
+            "UPDATE users SET balance = balance - ?, version = version + 1, updated_at = ?"
+            " WHERE id = ? AND balance >= ? RETURNING balance",
+            (amount, now_ms, user[0], amount),
+        ).fetchone()
+        if row is not None:
+            conn.execute(
+                "INSERT INTO transaction_ledger"
+                " (id, user_id, amount, balance_after, ref_type, ref_id, metadata, created_at)"
+                " VALUES (?, ?, ?, ?, 'WITHDRAWAL', ?, NULL, ?)",
+                (new_id(), user[0], -amount, row[0], withdrawal_id, now_ms),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return None if row is None else UserRecord(user[0], wallet, int(row[0]))
 
 
 def stored_result(conn: sqlite3.Connection, user_id: str, nonce: str) -> BetResult | None:

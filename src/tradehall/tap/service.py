@@ -43,11 +43,13 @@ from tradehall.tap.contract import (
 from tradehall.tap.db import Database, barrier
 from tradehall.tap.feed import NoSource, PriceSource
 from tradehall.tap.grid import Cell, CellIdError, parse_cell_id
+from tradehall.tap.history import History
 from tradehall.tap.hub import BROADCAST, Bus, envelope, user_channel
 from tradehall.tap.ids import new_id
 from tradehall.tap.ledger import BetRequest, BetResult
 from tradehall.tap.log import LazyLogger
 from tradehall.tap.metrics import TapMetrics
+from tradehall.tap.partitions import Partitions
 from tradehall.tap.placement import BetTimeout, Placements, answer, check_bet_signature
 from tradehall.tap.pricing import GridPricer, GridSnapshot
 from tradehall.tap.rates import BrownianTouchModel, RateModel
@@ -120,9 +122,14 @@ class TapService:
         self.health_probes = health_probes or {}
         self.disk_usage = disk_usage
         self.disk_full = False
+        self.disk_level = "ok"
+        self._archive_soon = asyncio.Event()
+        self._early_archive = -1e18
         self.db = Database(
             config.db_path, synchronous=config.sqlite_synchronous, writer=config.db_writer
         )
+        self.partitions = Partitions(config.data_dir / "partitions", config.local_weeks)
+        self.history = History(self.db, self.partitions)
         self.breaker = Breaker(config.breaker)
         self.batcher = Batcher(
             self._flush,
@@ -254,16 +261,39 @@ class TapService:
         self.metrics.breaker_state.set(1 if self.breaker.state is Health.CRITICAL else 0)
         self.metrics.queue_depth.set(self.batcher.depth)
 
-    def check_disk(self) -> float:
-        """Share of the data directory's disk in use; above the limit new bets stop (C-48)."""
+    def _disk_used(self) -> float:
         usage = self.disk_usage(self.config.data_dir)
-        used = 1.0 - usage.free / usage.total if usage.total else 0.0
-        full = used >= self.config.disk_stop_fraction
-        if full and not self.disk_full:
-            _log.error("disk_critical", used=round(used, 3))
-        elif self.disk_full and not full:
-            _log.info("disk_recovered", used=round(used, 3))
-        self.disk_full = full
+        return 1.0 - usage.free / usage.total if usage.total else 0.0
+
+    def check_disk(self) -> float:
+        """Apply the disk guards (Part B §3, C-48) to the data directory's disk; share in use.
+
+        >= 70 %: warning, and the archiver runs early (at most once a day); >= 85 %: new bets
+        get 503 ``DISK_CRITICAL``; >= 95 %: the oldest local partitions are deleted (their
+        weeks stay in the cold store) until usage drops below 95 % or none is left.
+        """
+        config = self.config
+        used = self._disk_used()
+        while used >= config.disk_purge_fraction:
+            week = self.partitions.purge_oldest()
+            if week is None:
+                break
+            _log.error("disk_partition_purged", week=week, used=round(used, 3))
+            used = self._disk_used()
+        if used >= config.disk_stop_fraction:
+            level = "critical"
+        elif used >= config.disk_warn_fraction:
+            level = "warning"
+        else:
+            level = "ok"
+        if level != self.disk_level:
+            log = {"ok": _log.info, "warning": _log.warning, "critical": _log.error}[level]
+            log("disk_" + level, used=round(used, 3), previous=self.disk_level)
+            if level != "ok" and self.clock.monotonic() - self._early_archive >= 86_400:
+                self._early_archive = self.clock.monotonic()
+                self._archive_soon.set()
+        self.disk_level = level
+        self.disk_full = level == "critical"
         self.metrics.disk_used.set(used)
         return used
 
@@ -416,6 +446,31 @@ class TapService:
             )
         )
 
+    async def withdraw(self, wallet: str, amount: int) -> ledger.UserRecord:
+        """Admin withdrawal (C-12): conditional debit plus a WITHDRAWAL ledger row."""
+        wallet = wallet.lower()
+        if not re.fullmatch(r"0x[0-9a-f]{40}", wallet):
+            raise ApiError(400, "validation_error", "wallet must be a 0x-prefixed address")
+        if amount <= 0 or amount > 10**12:
+            raise ApiError(400, "invalid_amount", "amount must be a positive number of cents")
+        now_ms = self.clock.time_ns() // 1_000_000
+        try:
+            user = await self.db.write(
+                functools.partial(
+                    ledger.withdraw,
+                    wallet=wallet,
+                    amount=amount,
+                    now_ms=now_ms,
+                    withdrawal_id=new_id(),
+                )
+            )
+        except LookupError:
+            raise ApiError(404, "not_found", "no user with this wallet") from None
+        if user is None:
+            raise ApiError(400, "insufficient_funds", "balance too low")
+        _log.info("withdrawal", user_id=user.id, amount=amount, new_balance=user.balance)
+        return user
+
     async def _flush(self, bets: Sequence[BetRequest]) -> list[BetResult]:
         now_ms = self.clock.time_ns() // 1_000_000
         return await self.db.write(
@@ -564,14 +619,23 @@ class TapService:
 
     async def archive(self) -> ArchiveResult:
         """Run the weekly archival now (writes go through the single writer)."""
-        result = await run_archive(self.db, cold_store(self.config), self.clock)
+        result = await run_archive(
+            self.db, cold_store(self.config), self.clock, partitions=self.partitions
+        )
         self.metrics.last_archive.set(result.archived_at_ms / 1000)
         _log.info("archive_complete", **result.to_json())
         return result
 
     async def _archive_loop(self) -> None:
         while True:
-            await self.clock.sleep(self.config.archive_interval_s)
+            soon = asyncio.ensure_future(self._archive_soon.wait())
+            timer = asyncio.ensure_future(self.clock.sleep(self.config.archive_interval_s))
+            try:
+                await asyncio.wait((soon, timer), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                soon.cancel()
+                timer.cancel()
+            self._archive_soon.clear()
             await self.archive()
 
     # ----------------------------------------------------------------- health
@@ -606,7 +670,7 @@ class TapService:
         }
         checks["circuit_breaker"] = {"status": "open" if state is Health.CRITICAL else "closed"}
         checks["batcher"] = {"queue_depth": self.batcher.depth, "flushes": self.batcher.flushes}
-        checks["disk"] = {"status": "critical" if self.disk_full else "ok"}
+        checks["disk"] = {"status": self.disk_level}
         if self.disk_full:
             ok = False
         if state is Health.CRITICAL:
