@@ -159,6 +159,10 @@ async def _exchange_load(base: str, rate: float, until: float, lat: list[float])
         pending: set[asyncio.Task[None]] = set()
 
         async def one(n: int) -> None:
+            with contextlib.suppress(httpx.TransportError):
+                await place_and_cancel(n)
+
+        async def place_and_cancel(n: int) -> None:
             t0 = time.perf_counter()
             r = await http.post("/orders", json={
                 "type": "limit", "broker_id": "measure", "document_number": str(n),
@@ -184,8 +188,9 @@ async def _tap_probe(base: str, until: float, lat: list[float]) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=10.0) as http:
         while time.monotonic() < until:
             t0 = time.perf_counter()
-            await http.get("/api/grid")
-            lat.append(time.perf_counter() - t0)
+            with contextlib.suppress(httpx.TransportError):  # an idle keep-alive closed: retry
+                await http.get("/api/grid")
+                lat.append(time.perf_counter() - t0)
             await asyncio.sleep(0.05)
 
 
