@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 from exchange_harness import FUTURE, ExchangeHarness, loads
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tradehall.core.clock import VirtualClock
 from tradehall.core.ids import SequentialIds
 from tradehall.exchange.app import create_app
-from tradehall.exchange.fastroutes import FastRoutes
+from tradehall.exchange.fastroutes import FastRoutes, parse_query
 from tradehall.exchange.journal import FileJournal
 from tradehall.exchange.service import ExchangeService
 from tradehall.exchange.settings import ExchangeSettings
@@ -256,3 +259,37 @@ async def test_failed_journal_write_answers_503_and_refuses_later_commands(
     assert sent[0]["status"] == 503
     assert "e" not in service.engine.brokers
     await journal.close()
+
+
+@given(st.lists(st.tuples(st.text("ab=&;x ", max_size=4), st.text("ab=&;x ", max_size=4))))
+def test_plain_query_strings_parse_like_parse_qsl(pairs: list[tuple[str, str]]) -> None:
+    text = "&".join(f"{name}={value}" for name, value in pairs)
+    expected = dict(parse_qsl(text, keep_blank_values=True))
+    assert parse_query(text.encode("latin-1")) == expected
+
+
+def test_encoded_query_strings_go_through_parse_qsl() -> None:
+    assert parse_query(b"side=a%20b&x=1+2&x=3") == {"side": "a b", "x": "3"}
+    assert parse_query(b"") == {}
+
+
+async def test_book_answers_follow_every_command(exchange: ExchangeHarness) -> None:
+    await exchange.broker("fa", AAPL=10)
+    soon = "2026-09-21T14:13:22Z"  # 2 s after the harness clock starts
+    first = ORDER.replace(FUTURE, soon)
+    assert (await exchange.post("/orders", first)).status_code == 201
+    book = (await exchange.client.get("/stocks/AAPL/book")).json()
+    assert [level["total_quantity"] for level in book["bids"]] == [2]
+    placed = loads((await exchange.post("/orders", ORDER.replace("10.00", "9.00"))).text)
+    book = (await exchange.client.get("/stocks/AAPL/book")).json()
+    assert [level["total_quantity"] for level in book["bids"]] == [2, 2]
+    assert (await exchange.client.delete(f"/orders/{placed['order_id']}")).status_code == 200
+    book = (await exchange.client.get("/stocks/AAPL/book")).json()
+    assert [level["total_quantity"] for level in book["bids"]] == [2]
+    await exchange.clock.advance(3)  # the sweep expires the first order
+    book = (await exchange.client.get("/stocks/AAPL/book")).json()
+    assert book["bids"] == []
+    ask = ORDER.replace('"bid"', '"ask"').replace("10.00", "11.00")
+    assert (await exchange.post("/orders", ask)).status_code == 201
+    book = (await exchange.client.get("/stocks/AAPL/book?depth=1")).json()
+    assert [level["price"] for level in book["asks"]] == [11.0]

@@ -11,6 +11,7 @@ always shows the state its own command produced. Commands are flagged ``durable`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 import msgspec
@@ -26,6 +27,7 @@ __all__ = ["Endpoint", "EndpointFn", "Reply", "contract_endpoints", "encode", "e
 encode = msgspec.json.Encoder(decimal_format="number").encode
 
 Reply = tuple[int, bytes]
+BookLevels = tuple[object, int, list[out.LevelOut], list[out.LevelOut], Decimal | None]
 # (path parameter or "", query, Content-Type header or None, body or b"") -> (status, JSON bytes)
 EndpointFn = Callable[[str, Mapping[str, str], str | None, bytes], Reply]
 
@@ -92,11 +94,16 @@ def contract_endpoints(service: ExchangeService, market: MarketData) -> list[End
         figures = service.engine.vwap(listed(symbol))
         return 200, encode(out.render_price(symbol, figures, settings.vwap_window_label))
 
-    def book(symbol: str, query: Mapping[str, str], ctype: str | None, body: bytes) -> Reply:
-        depth = rq.query_int(
-            query.get("depth"), 10, 1, 50, "depth must be an integer between 1 and 50"
-        )
-        order_book = service.engine.book(listed(symbol))
+    # (symbol, depth) -> (machine, its seq, bids, asks, spread): the machine's seq moves with
+    # every command, and only commands change a book, so an entry is valid while both match.
+    book_cache: dict[tuple[str, int], BookLevels] = {}
+
+    def book_levels(symbol: str, depth: int) -> BookLevels:
+        machine = service.machine
+        cached = book_cache.get((symbol, depth))
+        if cached is not None and cached[0] is machine and cached[1] == machine.seq:
+            return cached
+        order_book = service.engine.book(symbol)
         bids: list[out.LevelOut] = []
         asks: list[out.LevelOut] = []
         for levels, side in ((bids, order_book.bids), (asks, order_book.asks)):
@@ -106,6 +113,16 @@ def contract_endpoints(service: ExchangeService, market: MarketData) -> list[End
                 levels.append(out.LevelOut(out.money(level.price), level.total, level.count))
         best_bid, best_ask = order_book.bids.best(), order_book.asks.best()
         spread = out.money(best_ask.price - best_bid.price) if best_bid and best_ask else None
+        if len(book_cache) >= 1024:
+            book_cache.clear()
+        entry = book_cache[(symbol, depth)] = (machine, machine.seq, bids, asks, spread)
+        return entry
+
+    def book(symbol: str, query: Mapping[str, str], ctype: str | None, body: bytes) -> Reply:
+        depth = rq.query_int(
+            query.get("depth"), 10, 1, 50, "depth must be an integer between 1 and 50"
+        )
+        _, _, bids, asks, spread = book_levels(listed(symbol), depth)
         result = out.BookOut(symbol, bids, asks, spread, out.stamp(service.clock.time_ns()))
         if query.get("with_sequence") in ("1", "true"):  # to splice with WS diffs
             sequenced: dict[str, Any] = msgspec.structs.asdict(result)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,7 +29,7 @@ from tradehall.exchange.metrics import CounterChild, ExchangeMetrics, HistogramC
 from tradehall.exchange.schemas import ErrorOut
 from tradehall.exchange.service import ExchangeService
 
-__all__ = ["MAX_BODY_BYTES", "FastRoutes"]
+__all__ = ["MAX_BODY_BYTES", "FastRoutes", "parse_query"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,6 +42,22 @@ log = get_logger("exchange.http")
 _JSON_TYPE = (b"content-type", b"application/json")
 _INTERNAL_ERROR = encode(ErrorOut("internal_error", "Internal server error"))
 _EMPTY: dict[str, str] = {}
+
+
+def parse_query(raw: bytes) -> Mapping[str, str]:
+    """The query string as Starlette reads it (``parse_qsl``, blanks kept, last value wins);
+    plain ``name=value`` pairs, the usual case, are split without the general decoder."""
+    if not raw:
+        return _EMPTY
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    query: dict[str, str] = {}
+    for part in text.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            query[name] = value
+    return query
 
 
 class _Disconnected(Exception):
@@ -140,12 +156,7 @@ class FastRoutes:
             body = b""
             if route.reads_body:
                 content_type, body = await self._read_body(scope, receive)
-            raw_query: bytes = scope["query_string"]
-            query = (
-                dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True))
-                if raw_query
-                else _EMPTY
-            )
+            query = parse_query(scope["query_string"])
             status, payload = route.fn(arg, query, content_type, body)
             if route.durable:
                 await self._service.durable()
