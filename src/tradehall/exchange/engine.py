@@ -41,10 +41,12 @@ from tradehall.exchange.model import (
     EXPIRED,
     FILLED,
     PARTIALLY_FILLED,
+    TRADE_LOG_TUPLE_MAX,
     Broker,
     Holding,
     Order,
     Trade,
+    append_trade,
 )
 from tradehall.exchange.state import (
     BrokerState,
@@ -407,17 +409,21 @@ class Engine:
             order.filled += quantity
             log = order.trade_log
             if log is None:
-                order.trade_log = [trade]
-            else:
+                order.trade_log = (trade,)
+            elif isinstance(log, list):
                 log.append(trade)
+            else:
+                order.trade_log = append_trade(log, trade)
             order.status = PARTIALLY_FILLED if left else FILLED
             left = resting.remaining = offered - quantity
             resting.filled += quantity
             log = resting.trade_log
             if log is None:
-                resting.trade_log = [trade]
-            else:
+                resting.trade_log = (trade,)
+            elif isinstance(log, list):
                 log.append(trade)
+            else:
+                resting.trade_log = append_trade(log, trade)
             was = resting.status
             resting.status = PARTIALLY_FILLED if left else FILLED
             if resting.status != was:
@@ -576,9 +582,15 @@ def _order_from_state(s: OrderState) -> Order:
         filled=s.filled,
         status=s.status,
         closed_at=s.cancelled_at if s.cancelled_at is not None else s.expired_at,
-        trade_log=[
-            Trade(t.trade_id, t.price, t.quantity, t.executed_at, t.buy_order_id, t.sell_order_id)
-            for t in s.trades
-        ]
-        or None,
+        trade_log=_trade_log(s.trades),
     )
+
+
+def _trade_log(states: list[TradeState]) -> tuple[Trade, ...] | list[Trade] | None:
+    trades = [
+        Trade(t.trade_id, t.price, t.quantity, t.executed_at, t.buy_order_id, t.sell_order_id)
+        for t in states
+    ]
+    if not trades:
+        return None
+    return tuple(trades) if len(trades) <= TRADE_LOG_TUPLE_MAX else trades

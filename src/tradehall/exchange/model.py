@@ -24,6 +24,7 @@ import msgspec
 __all__ = [
     "ACTIVE_STATUSES",
     "ORDER_STATUSES",
+    "TRADE_LOG_TUPLE_MAX",
     "TRANSITIONS",
     "Broker",
     "Holding",
@@ -31,6 +32,7 @@ __all__ = [
     "Order",
     "Side",
     "Trade",
+    "append_trade",
 ]
 
 Side = Literal["bid", "ask"]
@@ -81,7 +83,7 @@ class Order(msgspec.Struct, gc=False, eq=False):
     list, so it can never be part of a cycle), compared by identity, with nothing stored that can
     be derived: ``cancelled_quantity`` follows from §7.2, ``notional`` and ``average_price`` from
     the trades, ``cancelled_at`` / ``expired_at`` from ``closed_at`` and the status. The trade
-    list is allocated at the first fill (``trade_log``); ``list_pos`` is the order's position in
+    log is created at the first fill (see :data:`TRADE_LOG_TUPLE_MAX`); ``list_pos`` is its place in
     its broker's listing index. Orders are numbered by creation (``seq`` in state images) by
     their position in :attr:`Engine.orders <tradehall.exchange.engine.Engine.orders>`.
     """
@@ -101,13 +103,13 @@ class Order(msgspec.Struct, gc=False, eq=False):
     status: str = PENDING
     closed_at: int | None = None  # set by a limit order's cancel or by expiry
     list_pos: int = 0
-    trade_log: list[Trade] | None = None  # None until the first fill; read ``trades``
+    trade_log: tuple[Trade, ...] | list[Trade] | None = None  # see TRADE_LOG_TUPLE_MAX
 
     @property
     def trades(self) -> list[Trade]:
-        """The order's trades, oldest first (a fresh empty list before the first fill)."""
+        """The order's trades, oldest first (a fresh list)."""
         trades = self.trade_log
-        return [] if trades is None else trades
+        return [] if trades is None else list(trades)
 
     @property
     def is_active(self) -> bool:
@@ -152,11 +154,7 @@ class Order(msgspec.Struct, gc=False, eq=False):
         qty = trade.quantity
         remaining = self.remaining = self.remaining - qty
         self.filled += qty
-        trades = self.trade_log
-        if trades is None:
-            self.trade_log = [trade]
-        else:
-            trades.append(trade)
+        self.trade_log = append_trade(self.trade_log, trade)
         self.transition(PARTIALLY_FILLED if remaining else FILLED)
 
     def close(self, status: str, at: int) -> int:
@@ -167,6 +165,28 @@ class Order(msgspec.Struct, gc=False, eq=False):
         if status == EXPIRED or self.type == "limit":
             self.closed_at = at
         return released
+
+
+TRADE_LOG_TUPLE_MAX: Final = 16
+"""An order's trades are kept in a tuple up to this many, then in a list.
+
+A tuple of trades (which are untracked structs) drops out of the cycle collector after its first
+collection, so the millions of orders with a few fills cost the collector nothing; an order with
+many fills switches to a list, so appending never becomes quadratic."""
+
+
+def append_trade(
+    log: tuple[Trade, ...] | list[Trade] | None, trade: Trade
+) -> tuple[Trade, ...] | list[Trade]:
+    """``log`` with ``trade`` added (a list grows in place; a tuple is replaced)."""
+    if log is None:
+        return (trade,)
+    if isinstance(log, list):
+        log.append(trade)
+        return log
+    if len(log) < TRADE_LOG_TUPLE_MAX:
+        return (*log, trade)
+    return [*log, trade]
 
 
 class Holding:
