@@ -18,6 +18,9 @@ What one command includes:
 Ids come from a counter (``--ids sequential``, the default for ``engine``) or are random
 UUIDs as in the server (``--ids random``, the default for ``machine``).
 
+``--gc off`` disables the cycle collector during the timed loops, to show what it costs
+(the server runs with it on).
+
 Each repeat runs the flow twice on fresh engines: once untimed per command, for throughput (wall
 clock and process CPU time, so other load on the machine shows as a gap between the two), and once
 with ``perf_counter_ns`` around each command for the latency percentiles. The best repeat counts.
@@ -145,9 +148,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--layer", choices=("engine", "machine"), default="engine")
     parser.add_argument("--ids", choices=("sequential", "random"), default=None)
+    parser.add_argument("--gc", choices=("default", "off"), default="default")
     args = parser.parse_args()
     ids = args.ids or ("sequential" if args.layer == "engine" else "random")
     flow = build_flow(args.commands, args.seed)
+    if args.gc == "off":
+        gc.disable()  # run() still collects once before each timed loop
     best_wall = best_cpu = float("inf")
     best_latencies: list[int] = []
     for _ in range(args.repeat):
@@ -166,7 +172,7 @@ def main() -> None:
     def pct(p: float) -> float:
         return best_latencies[min(commands - 1, int(commands * p))] / 1000
 
-    print(f"layer / ids        {args.layer} / {ids}")
+    print(f"layer / ids / gc   {args.layer} / {ids} / {args.gc}")
     print(f"commands           {commands:>10} (of {len(flow)} steps)")
     print(f"trades             {trades:>10}")
     print(f"commands/s (wall)  {commands / best_wall:>10.0f}")
