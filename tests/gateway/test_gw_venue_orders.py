@@ -307,3 +307,55 @@ async def test_service_in_simulation_routes_orders_to_every_fake_venue(tmp_path:
         assert all(desk.auth_failures == 0 for desk in service.order_desks.values())
     finally:
         await service.stop()
+
+
+class _OddVenue:
+    """A venue edge whose status answer for one order is malformed (a KeyError in parsing)."""
+
+    def __init__(self) -> None:
+        self.filled: dict[str, Decimal] = {}
+
+    async def place(self, request: OrderRequest) -> tuple[str, ExecState]:
+        return f"v-{request.client_order_id}", ExecState.ACK
+
+    async def lookup(self, request: OrderRequest) -> tuple[str, ExecState] | None:
+        return None
+
+    async def status(self, request: OrderRequest, venue_order_id: str) -> tuple[ExecState, Decimal]:
+        if request.client_order_id == "bad":
+            raise KeyError("status")
+        return ExecState.FILLED, request.quantity
+
+    async def cancel(self, request: OrderRequest, venue_order_id: str) -> None:
+        return None
+
+
+async def test_one_malformed_status_answer_does_not_stop_following_the_others(
+    tmp_path: Path,
+) -> None:
+    store = OrderStore(tmp_path / "o.sqlite")
+    await store.open()
+    switch = TradingSwitch()
+    switch.set("alice", True)
+    reports: list[tuple[str, ExecState]] = []
+
+    def sink(report: ExecReport, owner: str) -> None:
+        reports.append((report.client_order_id, report.state))
+
+    router = OrderRouter(store, {"odd": _OddVenue()}, switch, sink)
+    try:
+        for cid in ("bad", "good"):
+            request = OrderRequest(
+                client_order_id=cid,
+                consumer="alice",
+                venue="odd",
+                symbol="BTC-USD",
+                side=Side.BUY,
+                type="market",
+                quantity=Decimal(1),
+            )
+            assert (await router.submit(request)).status == "accepted"
+        assert await router.poll() == 1
+        assert reports[-1] == ("good", ExecState.FILLED) and set(router.open) == {"bad"}
+    finally:
+        await store.close()

@@ -253,6 +253,9 @@ class OrderRouter:
                 new_state, new_cum = await self.venues[request.venue].status(request, venue_id)
             except UnknownOutcomeError:
                 continue
+            except Exception as exc:  # an unexpected answer: keep following the others
+                log.error("order_status_failed", trace_id=cid, error=repr(exc)[:200])
+                continue
             if (new_state, new_cum) == (state, cum):
                 continue
             log.info(
