@@ -43,6 +43,9 @@ from tradehall.tap.auth import LoginRequest, login_text
 
 START_DEADLINE = 60.0
 STEP_DEADLINE = 25.0
+# Real processes on a possibly loaded 2-core CI machine: above the suite's 120 s default, below
+# the sum of every deadline a test could use.
+pytestmark = pytest.mark.timeout(240)
 
 
 def free_ports(n: int) -> list[int]:
