@@ -367,7 +367,8 @@ class Engine:
 
         One pass does everything a trade implies -- both orders' fills, the listing index, the
         book and expiry index, settlement, the VWAP window and the three events -- inline, as
-        this loop is the engine's hot path.
+        this loop is the engine's hot path. The taker's settlement and the VWAP window are
+        updated once per pass with the pass's totals.
         """
         limit = order.price
         is_bid = order.side == "bid"
@@ -376,9 +377,10 @@ class Engine:
         brokers, listing, expiry = self.brokers, self._broker_orders, self._expiry
         taker = brokers[order.broker_id]
         new_id = self._ids.new_id
-        window_add = market.window.add
         append = events.append
-        trades = 0
+        window: list[tuple[int, int, int]] = []  # this pass's VWAP entries
+        taken_notional = taken_quantity = price = 0  # the taker settles once, after the loop
+        holding: Holding | None
         while True:
             level = opposite.best_level
             if level is None:
@@ -394,12 +396,9 @@ class Engine:
                 resting = queue[0]
             wanted, offered = order.remaining, resting.remaining
             quantity = wanted if wanted < offered else offered
-            price: int = limit if at_own_price else level_price  # type: ignore[assignment]
+            price = limit if at_own_price else level_price  # type: ignore[assignment]
             notional = price * quantity
-            if is_bid:
-                buy, sell, buyer, seller = order, resting, taker, brokers[resting.broker_id]
-            else:
-                buy, sell, buyer, seller = resting, order, brokers[resting.broker_id], taker
+            buy, sell = (order, resting) if is_bid else (resting, order)
             trade_id = new_id()
             trade = Trade(trade_id, price, quantity, now, buy.order_id, sell.order_id)
 
@@ -436,24 +435,26 @@ class Engine:
                     opposite.drop_level(level)
                 expiry.discard(resting)
 
-            # Settlement: cash and shares move; the bid's reservation is released at its own
-            # price, so any price improvement returns to available cash.
-            buyer.cash -= notional
-            if buy.type == "limit":
-                buyer.reserved_cash -= buy.price * quantity  # type: ignore[operator]
-            holding = buyer.holdings.get(symbol)
-            if holding is None:
-                holding = buyer.holdings[symbol] = Holding()
-            holding.quantity += quantity
-            buyer.updated_at = now
-            seller.cash += notional
-            holding = seller.holdings[symbol]
-            holding.quantity -= quantity
-            if sell.type == "limit":
-                holding.reserved -= quantity
-            seller.updated_at = now
-            window_add(now, price, quantity)
-            trades += 1
+            # Settlement of the resting side (always a limit order): cash and shares move, and
+            # its reservation is released -- a bid's at its own price, so any price improvement
+            # returns to available cash.
+            maker = brokers[resting.broker_id]
+            if is_bid:
+                maker.cash += notional
+                sold = maker.holdings[symbol]
+                sold.quantity -= quantity
+                sold.reserved -= quantity
+            else:
+                maker.cash -= notional
+                maker.reserved_cash -= resting.price * quantity  # type: ignore[operator]
+                holding = maker.holdings.get(symbol)
+                if holding is None:
+                    holding = maker.holdings[symbol] = Holding()
+                holding.quantity += quantity
+            maker.updated_at = now
+            taken_notional += notional
+            taken_quantity += quantity
+            window.append((now, notional, quantity))
 
             append(TradeExecuted(symbol, trade_id, price, quantity, side, now))
             append(
@@ -488,7 +489,27 @@ class Engine:
             )
             if not order.remaining:
                 break
-        self.trade_count += trades
+        if not window:
+            return
+        # The taker's side of every trade of the pass, at once (sums commute, also when the
+        # taker traded with its own resting orders).
+        if is_bid:
+            taker.cash -= taken_notional
+            if order.type == "limit":
+                taker.reserved_cash -= limit * taken_quantity  # type: ignore[operator]
+            holding = taker.holdings.get(symbol)
+            if holding is None:
+                holding = taker.holdings[symbol] = Holding()
+            holding.quantity += taken_quantity
+        else:
+            taker.cash += taken_notional
+            sold = taker.holdings[symbol]
+            sold.quantity -= taken_quantity
+            if order.type == "limit":
+                sold.reserved -= taken_quantity
+        taker.updated_at = now
+        market.window.add_pass(now, window, taken_notional, taken_quantity, price)
+        self.trade_count += len(window)
 
     def _close(
         self, order: Order, status: str, at: int, now: int, *, swept: bool = False

@@ -246,6 +246,23 @@ class TradeWindow:
         # against it could drop a trade that sits exactly on the inclusive window edge.
         self._evict(executed_at - self.window_ns)
 
+    def add_pass(
+        self,
+        executed_at: int,
+        entries: list[tuple[int, int, int]],
+        notional: int,
+        quantity: int,
+        last_price: int,
+    ) -> None:
+        """Add the trades of one matching pass: ``entries`` as (executed_at, notional, quantity),
+        with their sums and the last trade's price."""
+        self._trades.extend(entries)
+        self._notional += notional
+        self._quantity += quantity
+        self.last_price = last_price
+        self.last_trade_at = executed_at
+        self._evict(executed_at - self.window_ns)  # see add()
+
     def entries(self) -> list[tuple[int, int, int]]:
         """The trades still in the window, oldest first, as (executed_at, notional, quantity)."""
         return list(self._trades)
