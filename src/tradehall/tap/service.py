@@ -214,12 +214,14 @@ class TapService:
         now = self.clock.time_ns()
         self.breaker.record_price(now)
         self.price = price_cents
-        self._recent.append((now, price_cents))
-        horizon = now - self.config.sigma_window_s * NS
-        while self._recent and self._recent[0][0] < horizon:
-            self._recent.popleft()
         now_ms = now // 1_000_000
         if now_ms - self._last_sample_ms >= self.config.tick_sample_ms:
+            # the volatility window uses the sampled ticks too: a busy feed (hundreds of trades
+            # a second from several venues) would otherwise cost CPU and add venue noise
+            self._recent.append((now, price_cents))
+            horizon = now - self.config.sigma_window_s * NS
+            while self._recent and self._recent[0][0] < horizon:
+                self._recent.popleft()
             self._last_sample_ms = now_ms
             self._pending_ticks.append((now_ms, price_cents))
             self.publish(
@@ -265,7 +267,7 @@ class TapService:
         usage = self.disk_usage(self.config.data_dir)
         return 1.0 - usage.free / usage.total if usage.total else 0.0
 
-    def check_disk(self) -> float:
+    async def check_disk(self) -> float:
         """Apply the disk guards (Part B §3, C-48) to the data directory's disk; share in use.
 
         >= 70 %: warning, and the archiver runs early (at most once a day); >= 85 %: new bets
@@ -275,7 +277,7 @@ class TapService:
         config = self.config
         used = self._disk_used()
         while used >= config.disk_purge_fraction:
-            week = self.partitions.purge_oldest()
+            week = await asyncio.to_thread(self.partitions.purge_oldest)  # unlink may be slow
             if week is None:
                 break
             _log.error("disk_partition_purged", week=week, used=round(used, 3))
@@ -304,7 +306,7 @@ class TapService:
             self.evaluate_breaker()
             if self.clock.monotonic() - last_disk >= 10.0:
                 last_disk = self.clock.monotonic()
-                self.check_disk()
+                await self.check_disk()
             if self.clock.monotonic() - last_status >= self.config.status_interval_s:
                 last_status = self.clock.monotonic()
                 self.publish(BROADCAST, "system:status", self.status_json())
