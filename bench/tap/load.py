@@ -251,10 +251,10 @@ async def print_batches(host: str, port: int) -> None:
         print(f"batches: {count:.0f}, mean size {size:.1f}, mean write {ms:.1f} ms")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU seconds of ``pid`` and its live children (the SQLite writer process)."""
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """CPU seconds of ``pid`` itself and of its live children."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    own = children = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -262,9 +262,12 @@ def _cpu_seconds(pid: int) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        used = (int(fields[11]) + int(fields[12])) / ticks
+        if int(entry.name) == pid:
+            own += used
+        elif int(fields[1]) == pid:
+            children += used
+    return own, children
 
 
 def pct(sorted_values: list[float], q: float) -> float:
@@ -323,13 +326,15 @@ async def run(args: argparse.Namespace) -> int:
             for i, g in enumerate(groups)
         ]
         started = time.perf_counter()
-        cpu_server0 = _cpu_seconds(proc.pid) if proc is not None else 0.0
+        split0 = _cpu_split(proc.pid) if proc is not None else (0.0, 0.0)
+        cpu_server0 = sum(split0)
         cpu_self0 = time.process_time()
         await asyncio.sleep(args.duration)
         stop.set()
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
-        cpu_server = (_cpu_seconds(proc.pid) - cpu_server0) if proc is not None else 0.0
+        split1 = _cpu_split(proc.pid) if proc is not None else (0.0, 0.0)
+        cpu_server = sum(split1) - cpu_server0
         cpu_self = time.process_time() - cpu_self0
         await watcher
         lat = sorted(stats.latencies)
@@ -350,7 +355,12 @@ async def run(args: argparse.Namespace) -> int:
             f"load generator {cpu_self / elapsed:.2f} cores"
         )
         if lat and proc is not None:
-            print(f"server + writer cpu per request: {cpu_server / len(lat) * 1e6:.0f} us")
+            own = (split1[0] - split0[0]) / len(lat) * 1e6
+            writer = (split1[1] - split0[1]) / len(lat) * 1e6
+            print(
+                f"server + writer cpu per request: {cpu_server / len(lat) * 1e6:.0f} us"
+                f" (server process {own:.0f} us, writer process {writer:.0f} us)"
+            )
         print(
             "latency ms: "
             f"p50 {pct(lat, 0.50) * 1000:.1f}  p95 {pct(lat, 0.95) * 1000:.1f}  "
