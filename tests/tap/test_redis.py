@@ -164,3 +164,34 @@ async def test_two_api_processes_share_redis_and_the_database(tmp_path: Any) -> 
         me_a = await a.http.get("/api/me", headers=auth)
         assert me_a.json()["balance"] == 900
         assert await a.service.db.read(ledger.integrity_check) == []
+
+
+async def test_breaker_override_reaches_every_api_process(tmp_path: Any) -> None:
+    """C-47: an override given to one API process applies in all of them (Redis bus)."""
+    import contextlib
+
+    from .conftest import ADMIN, eventually, project_redis_url, running
+
+    prefix = f"test-{uuid.uuid4().hex}:"
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    async with contextlib.AsyncExitStack() as stack:
+        a = await stack.enter_async_context(running(tmp_path, "redis", prefix=prefix))
+        b = await stack.enter_async_context(running(tmp_path, "redis", prefix=prefix))
+        resp = await a.http.post("/api/admin/breaker", json={"mode": "open"}, headers=admin)
+        assert resp.status_code == 200 and resp.json()["override"] == "open"
+        await eventually(lambda: b.service.breaker.override.value == "open")
+        assert b.service.breaker.state.value == "critical"
+        # an operator can publish the same command straight to Redis
+        client = aioredis.from_url(project_redis_url())
+        try:
+            await client.publish(
+                f"{prefix}bus:control", b'{"type":"breaker:override","data":{"mode":"close"}}'
+            )
+            await client.publish(f"{prefix}bus:control", b"not json")  # ignored, logged
+        finally:
+            await client.aclose()
+        await eventually(lambda: a.service.breaker.override.value == "close")
+        await eventually(lambda: b.service.breaker.override.value == "close")
+        assert b.service.breaker.state.value == "healthy"
+        await b.http.post("/api/admin/breaker", json={"mode": "auto"}, headers=admin)
+        await eventually(lambda: a.service.breaker.override.value == "auto")

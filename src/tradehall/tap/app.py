@@ -95,6 +95,7 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
     """
     metrics = service.metrics
     config = service.config
+    hub.control_handlers.append(service.on_control)  # breaker overrides from any process
 
     def endpoint(name: str, fn: Handler, *, limited: bool = True) -> Handler:
         counters: dict[tuple[str, int], Any] = {}
@@ -196,7 +197,7 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
             mode = Override(body.mode)
         except ValueError:
             raise ApiError(400, "validation_error", "mode is auto, open or close") from None
-        service.set_override(mode)
+        service.request_override(mode)
         return json_response(service.status_json())
 
     async def dev_fund(request: Request) -> Response:

@@ -2,7 +2,9 @@
 
 Every message is a ``{type, data}`` envelope (C-29) encoded once and shared by all recipients.
 Channels: ``broadcast`` (``price``, ``system:status``) and ``user:{id}`` (``bet:confirmed``,
-``bet:failed``, ``bet:resolved``). A :class:`Bus` carries messages between processes: the
+``bet:failed``, ``bet:resolved``) go to WebSocket clients; ``control`` (``breaker:override``)
+goes to the handlers in :attr:`Hub.control_handlers`, so an operator command reaches every API
+process on the bus (C-47). A :class:`Bus` carries messages between processes: the
 in-process :class:`MemoryBus` hands them straight to the local :class:`Hub`; the Redis bus
 (:mod:`tradehall.tap.redis_stores`) publishes them so every API process's hub receives them.
 
@@ -13,13 +15,24 @@ rather than allowed to grow memory (Part B §5).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
 
-__all__ = ["BROADCAST", "Bus", "Client", "Hub", "MemoryBus", "envelope", "user_channel"]
+__all__ = [
+    "BROADCAST",
+    "CONTROL",
+    "Bus",
+    "Client",
+    "Hub",
+    "MemoryBus",
+    "envelope",
+    "user_channel",
+]
 
 BROADCAST = "broadcast"
+CONTROL = "control"
 _encoder = msgspec.json.Encoder()
 
 
@@ -63,6 +76,7 @@ class Hub:
     def __init__(self) -> None:
         self._clients: set[Client] = set()
         self._by_user: dict[str, set[Client]] = {}
+        self.control_handlers: list[Callable[[bytes], None]] = []
 
     @property
     def count(self) -> int:
@@ -85,6 +99,10 @@ class Hub:
                     del self._by_user[client.user_id]
 
     def dispatch(self, channel: str, payload: bytes) -> None:
+        if channel == CONTROL:
+            for handler in list(self.control_handlers):
+                handler(payload)
+            return
         if channel == BROADCAST:
             targets: set[Client] = self._clients
         elif channel.startswith("user:"):

@@ -24,6 +24,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from tradehall.core.clock import Clock
 from tradehall.tap import ledger
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
@@ -44,7 +46,7 @@ from tradehall.tap.db import Database, barrier
 from tradehall.tap.feed import NoSource, PriceSource
 from tradehall.tap.grid import Cell, CellIdError, parse_cell_id
 from tradehall.tap.history import History
-from tradehall.tap.hub import BROADCAST, Bus, envelope, user_channel
+from tradehall.tap.hub import BROADCAST, CONTROL, Bus, envelope, user_channel
 from tradehall.tap.ids import new_id
 from tradehall.tap.ledger import BetRequest, BetResult
 from tradehall.tap.log import LazyLogger
@@ -244,6 +246,22 @@ class TapService:
             self._on_transition(transition)
         self.evaluate_gauges()
         return transition
+
+    def request_override(self, override: Override) -> None:
+        """Operator override (C-47): applied here at once and sent to every API process."""
+        self.set_override(override)
+        self.publish(CONTROL, "breaker:override", {"mode": override.value})
+
+    def on_control(self, payload: bytes) -> None:
+        """A ``control`` message from the bus (any API process, or an operator's PUBLISH)."""
+        try:
+            message = msgspec.json.decode(payload, type=_Control)
+            if message.type == "breaker:override":
+                self.set_override(Override(message.data.get("mode", "")))
+            else:
+                raise ValueError(f"unknown control message {message.type!r}")
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            _log.warning("control_message_ignored", error=str(exc))
 
     def set_override(self, override: Override) -> None:
         transition = self.breaker.set_override(override, self.clock.time_ns())
@@ -682,6 +700,11 @@ class TapService:
             "timestamp": now // 1_000_000,
             "checks": checks,
         }
+
+
+class _Control(msgspec.Struct):
+    type: str
+    data: dict[str, str]
 
 
 class _Replayed(Exception):
