@@ -8,8 +8,8 @@ best level itself is cached in :attr:`BookSide.best_level`, so the matching loop
 order cross?" test read one attribute. The heap is touched only when a level appears (push) or the
 best level empties (pop); a level emptying deeper in the book leaves its key behind, skipped when
 it surfaces, and the heap is rebuilt from the live levels once such stale keys outnumber them.
-Best-first iteration (depth, quotes) pops from a copy of the heap, so reading the top ``k`` levels
-costs a copy of the keys plus O(k log L) -- no sorted structure is maintained on the hot path.
+Best-first iteration (depth, quotes) walks the heap as a tree, so reading the top ``k`` levels
+costs O(k log k) -- no sorted structure is maintained on the hot path.
 
 A level is a FIFO ``deque`` of orders with running ``total`` quantity and live ``count``. A
 resting order's ``price`` is made the level's own ``int`` object, so a million orders on a few
@@ -25,8 +25,8 @@ head; a level whose dead slots outnumber its live ones is compacted, so memory s
 to the resting orders.
 
 Complexity: best level O(1); insert O(log L) for a new level, else O(1); fill at the head O(1);
-removal O(log L) when the best level empties, else O(1) amortised; top-N depth O(L + N log L)
-with a small constant (a list copy). L = levels per side.
+removal O(log L) when the best level empties, else O(1) amortised; top-N depth O(N log N).
+L = levels per side.
 """
 
 from __future__ import annotations
@@ -95,16 +95,25 @@ class BookSide:
 
     def levels(self) -> Iterator[Level]:
         """Levels best-first (bids descending, asks ascending)."""
-        levels, sign = self._levels, self._sign
-        heap = self._heap.copy()
+        # Walk the heap as the binary tree it is, smallest key first: a small frontier heap of
+        # (key, index) holds the nodes whose parents were visited, so the top k levels cost
+        # O(k log k) whatever the size. Repeated keys come out together; stale ones are skipped.
+        levels, sign, heap = self._levels, self._sign, self._heap
+        size = len(heap)
+        frontier = [(heap[0], 0)] if heap else []
         previous = None
-        while heap:
-            key = heappop(heap)
+        while frontier:
+            key, index = heappop(frontier)
             if key != previous:
                 previous = key
                 level = levels.get(sign * key)
                 if level is not None:
                     yield level
+            child = 2 * index + 1
+            if child < size:
+                heappush(frontier, (heap[child], child))
+                if child + 1 < size:
+                    heappush(frontier, (heap[child + 1], child + 1))
 
     def add(self, order: Order) -> None:
         """Append a resting limit order at the back of its price level."""
