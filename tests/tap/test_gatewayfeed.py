@@ -248,9 +248,10 @@ async def test_tap_service_follows_the_fake_kraken_venue_through_the_gateway(
     service.ingest_price = spy  # type: ignore[method-assign]
     await service.start()
     try:
-        await until(lambda: len(prices) >= 20)
+        # The fake venue may repeat one price for a while, so wait for a change rather than
+        # assume one within a fixed number of ticks (a loaded machine slows the walk).
+        await until(lambda: len(prices) >= 20 and len(set(prices)) > 1, within=30.0)
         assert all(p in seen for p in prices)  # exact cents of events the gateway published
-        assert len(set(prices)) > 1
         assert service.price in seen
         _ok, health = await service.health()
         assert health["checks"]["price_feed"]["source"] == "gateway"
