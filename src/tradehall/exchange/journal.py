@@ -16,7 +16,8 @@ Sync policies and their loss windows:
 - ``fsync`` (default): a record is on stable storage before its future resolves. Nothing
   acknowledged is lost, even on power failure.
 - ``none``: written to the OS before the future resolves, never synced. Survives a process crash
-  (SIGKILL); a machine crash or power loss can lose the last few seconds. For benchmarks.
+  (SIGKILL); a machine crash or power loss can lose the last few seconds. For benchmarks. The
+  writes are made on the event loop itself (a page-cache write costs less than a thread hop).
 
 Recovery (:meth:`FileJournal.open`): a record that fails its checksum or is cut short at the very
 end of the last segment is a torn tail -- reported and truncated. A bad record with data after it,
@@ -245,7 +246,13 @@ class FileJournal:
             while self._pending_batches(pending):
                 batch = pending.pop(0)
                 try:
-                    await loop.run_in_executor(self._thread, self._write_batch, batch)
+                    if self.sync == "none" and self._fd is not None and batch.rotate_to is None:
+                        # A write into the page cache is cheaper inline than a thread hop (about
+                        # 35 µs of CPU per small batch); opening, rotating and syncing still go
+                        # to the worker thread.
+                        self._write_batch(batch)
+                    else:
+                        await loop.run_in_executor(self._thread, self._write_batch, batch)
                 except BaseException as exc:  # disk full, I/O error: stop acknowledging
                     self._failure = exc
                     log.critical("journal_write_failed", error=repr(exc))
