@@ -102,6 +102,8 @@ class Engine:
     def __init__(self, clock: Clock, ids: IdSource, *, vwap_window_ns: int = 300 * 10**9) -> None:
         self._clock = clock
         self._ids = ids
+        self._read_clock = clock.time_ns  # bound once: read on every command
+        self._new_id = ids.new_id
         self._vwap_window_ns = vwap_window_ns
         self._last_ns = 0
         self._seq = 0
@@ -121,7 +123,7 @@ class Engine:
         or refuses a deadline that is still ahead. Only a command that changes state keeps its
         stamp (:meth:`_keep`), so rejected commands and empty sweeps leave no trace.
         """
-        now = self._clock.time_ns()
+        now = self._read_clock()
         return now, (now if now > self._last_ns else self._last_ns + 1)
 
     def _keep(self, stamp: int) -> None:
@@ -148,7 +150,7 @@ class Engine:
 
     def submit(self, request: OrderRequest) -> tuple[Order, list[EngineEvent]]:
         """Validate, reserve, match and rest or finish one order (contract §3.5, §3.6)."""
-        reading = self._clock.time_ns()
+        reading = self._read_clock()
         last = self._last_ns
         now = reading if reading > last else last + 1
         is_limit = request.type == "limit"
@@ -184,7 +186,7 @@ class Engine:
         self._seq += 1  # == len(self.orders) once the order is in
         broker_id = broker.broker_id
         order = Order(
-            self._ids.new_id(),
+            self._new_id(),
             "limit" if is_limit else "market",
             broker_id,
             intern(request.document_number),  # one copy per end client, not per order
@@ -225,7 +227,7 @@ class Engine:
             raise OrderNotFound(order_id)
         if not order.remaining:  # filled, cancelled or expired: nothing open
             raise OrderNotCancellable(order_id, order.status)
-        reading, last = self._clock.time_ns(), self._last_ns
+        reading, last = self._read_clock(), self._last_ns
         now = self._last_ns = reading if reading > last else last + 1
         return order, [self._close(order, CANCELLED, now, now)]
 
@@ -273,7 +275,7 @@ class Engine:
         return self._listed(symbol).book
 
     def vwap(self, symbol: str) -> VwapFigures:
-        return self._listed(symbol).window.figures(self._clock.time_ns())
+        return self._listed(symbol).window.figures(self._read_clock())
 
     def quote(self, symbol: str, side: str, quantity: int) -> Quote:
         """Walk the opposite side as a market order of ``quantity`` would (§2.9)."""
@@ -381,7 +383,7 @@ class Engine:
         symbol, side = order.symbol, order.side
         brokers, listing, expiry = self.brokers, self._broker_orders, self._expiry
         taker = brokers[order.broker_id]
-        new_id = self._ids.new_id
+        new_id = self._new_id
         append = events.append
         window: list[tuple[int, int, int]] = []  # this pass's VWAP entries
         taken_notional = taken_quantity = price = 0  # the taker settles once, after the loop

@@ -177,14 +177,14 @@ class ExchangeMachine:
         times: list[int] = []
         ids: list[str] = []
         error: ExchangeError | None = None
-        recorder.start(times, ids)
+        recorder._times, recorder._new_ids = times, ids  # start(), inline: once per command
         try:
             result, events, deliveries = self._apply(command)
         except ExchangeError as exc:
             error = exc
             result, events, deliveries = None, [], []
         finally:
-            recorder.stop()
+            recorder._times = recorder._new_ids = None
         self.seq = seq = self.seq + 1
         record = Record(seq, command, times, ids, None if error is None else error.code)
         return Executed(record, result, events, deliveries, error)
@@ -231,7 +231,7 @@ class ExchangeMachine:
             for delivery_id in command.delivery_ids:
                 self.outbox.pop(delivery_id, None)
             return None, [], []
-        if not len(self.subscriptions):
+        if not events or not len(self.subscriptions):
             return result, events, []
         deliveries = deliveries_for(events, self.subscriptions, self.recorder)
         for delivery in deliveries:
