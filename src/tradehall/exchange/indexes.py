@@ -90,6 +90,7 @@ class ExpiryIndex:
             elif len(bucket.orders) > 2 * live + 64:
                 bucket.orders = [o for o in bucket.orders if o.remaining]
         else:
+            assert bucket is order
             del self._buckets[deadline]
 
     def earliest(self) -> int | None:
