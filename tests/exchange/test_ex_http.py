@@ -203,6 +203,8 @@ async def test_openapi_docs_and_metrics(exchange: ExchangeHarness) -> None:
     docs = await exchange.client.get("/docs")
     assert docs.status_code == 200
     assert "/stocks/{symbol}/quote" in docs.text
+    home = await exchange.client.get("/", follow_redirects=False)
+    assert (home.status_code, home.headers["location"]) == (307, "/console")
     metrics = (await exchange.client.get("/metrics")).text
     assert (
         'tradehall_http_requests_total{method="POST",route="POST /brokers",status="201"} 1.0'

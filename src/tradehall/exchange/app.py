@@ -20,7 +20,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tradehall.core.logging import get_logger
@@ -178,6 +178,10 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Fast
     async def docs(request: Request) -> Response:
         return HTMLResponse(docs_html)
 
+    async def home(request: Request) -> Response:
+        # A person who opens the bare address gets the live console rather than a 404.
+        return RedirectResponse("/console", status_code=307)
+
     table: list[tuple[str, str, Handler]] = [
         (spec.path, spec.method, _adapt(service, spec)) for spec in endpoints
     ] + [
@@ -185,6 +189,7 @@ def create_app(service: ExchangeService, *, manage_service: bool = True) -> Fast
         ("/admin/state", "GET", admin_state),
         ("/openapi.json", "GET", openapi),
         ("/docs", "GET", docs),
+        ("/", "GET", home),
     ]
     # One Route per path carrying all its methods, so a 405 lists every allowed one in Allow.
     by_path: dict[str, dict[str, Handler]] = {}
