@@ -4,27 +4,71 @@
 off, installing Debian's ``redis-server`` package first if the binary is missing (machines of this
 kind allow ``apt-get`` as root). Each pytest-xdist worker gets its own server, so tests never share
 keys across workers. ``TRADEHALL_TEST_REDIS_URL`` points the tests at an existing server instead.
+
+:func:`free_port` / :func:`free_ports` pick unused loopback ports, and :func:`serve` runs an ASGI
+app on a real uvicorn server on one of them for the length of an ``async with`` block.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
-__all__ = ["start_redis"]
+import uvicorn
+
+__all__ = ["free_port", "free_ports", "serve", "start_redis"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback TCP ports, all held at once while they are picked."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@asynccontextmanager
+async def serve(
+    app: Any, *, port: int | None = None, start_within: float = 10.0, **options: Any
+) -> AsyncIterator[int]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (``port``, else a free one); yield the port.
+
+    It yields once the server listens (or raises ``TimeoutError`` after ``start_within`` seconds).
+    ``options`` go to ``uvicorn.Config`` (``lifespan``, ``http``, ...). The server is stopped
+    gracefully when the block ends.
+    """
+    port = free_port() if port is None else port
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **options)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(start_within):
+        while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
+            await asyncio.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
 
 
 def _redis_binary() -> str:
@@ -46,7 +90,7 @@ def start_redis() -> Iterator[str]:
     if given:
         yield given
         return
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="tradehall-redis-") as workdir:
         proc = subprocess.Popen(
             [

@@ -39,6 +39,7 @@ import websockets
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from services import free_ports
 from tradehall.tap.auth import LoginRequest, login_text
 
 START_DEADLINE = 60.0
@@ -46,17 +47,6 @@ STEP_DEADLINE = 25.0
 # Real processes on a possibly loaded 2-core CI machine: above the suite's 120 s default, below
 # the sum of every deadline a test could use.
 pytestmark = pytest.mark.timeout(240)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass

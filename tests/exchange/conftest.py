@@ -8,20 +8,18 @@ driven by ``await ex.clock.advance(...)`` instead of sleeping. ``receiver`` is a
 
 from __future__ import annotations
 
-import asyncio
 import random
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from exchange_harness import T0, ExchangeHarness, Received, WebhookReceiver
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from services import free_port, serve
 from tradehall.core.clock import VirtualClock
 from tradehall.core.ids import SequentialIds
 from tradehall.exchange.app import create_app
@@ -44,16 +42,9 @@ async def exchange() -> AsyncIterator[ExchangeHarness]:
     await service.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[WebhookReceiver]:
-    port = _free_port()
+    port = free_port()
     recorder = WebhookReceiver(url=f"http://127.0.0.1:{port}/hooks")
 
     async def hook(request: Request) -> Response:
@@ -61,12 +52,5 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
         return Response(status_code=recorder.record(item))
 
     app = Starlette(routes=[Route("/{path:path}", hook, methods=["POST"])])
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(5):
-        while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
-            await asyncio.sleep(0.01)
-    yield recorder
-    server.should_exit = True
-    await task
+    async with serve(app, port=port, start_within=5, lifespan="off"):
+        yield recorder

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,21 +22,16 @@ from typing import Any
 
 import httpx
 
+from services import free_port
+
 KILL_ROUNDS = 20
 THREADS = 6
 BROKERS = {f"k{i}": (1_000_000, {"CRSH": 100_000, "BOOM": 100_000}) for i in range(4)}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Exchange:
     def __init__(self, data_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tradehall", "exchange", "--port", str(self.port)],

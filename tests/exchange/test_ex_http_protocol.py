@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 
+from services import serve
 from tradehall.core.ids import SequentialIds
 from tradehall.exchange.app import create_app
 from tradehall.exchange.http_protocol import CoalescingHttpToolsProtocol, CoalescingTransport
@@ -19,33 +18,12 @@ from tradehall.exchange.service import ExchangeService
 from tradehall.exchange.settings import ExchangeSettings
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
     service = ExchangeService(ExchangeSettings(), ids=SequentialIds())
-    number = _free_port()
-    config = uvicorn.Config(
-        create_app(service),
-        host="127.0.0.1",
-        port=number,
-        http=CoalescingHttpToolsProtocol,
-        log_level="error",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
-            await asyncio.sleep(0.01)
-    yield number
-    server.should_exit = True
-    await task
+    app = create_app(service)
+    async with serve(app, http=CoalescingHttpToolsProtocol, lifespan="on") as number:
+        yield number
 
 
 async def test_keep_alive_connection_serves_a_sequence_of_requests(port: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,12 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from services import free_port
 
 
 def _start(port: int, **env: str) -> subprocess.Popen[bytes]:
@@ -44,7 +38,7 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_shuts_down_cleanly_after_serving(sig: signal.Signals, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _start(port, TRADEHALL_DATA_DIR=str(tmp_path))
     try:
         _wait_healthy(port, proc)
@@ -75,7 +69,7 @@ def test_signal_shuts_down_cleanly_after_serving(sig: signal.Signals, tmp_path: 
 def test_invalid_setting_fails_fast_with_a_clear_message(
     variable: str, value: str, mentions: str
 ) -> None:
-    proc = _start(_free_port(), TRADEHALL_DATA_DIR=":memory:", **{variable: value})
+    proc = _start(free_port(), TRADEHALL_DATA_DIR=":memory:", **{variable: value})
     _, stderr = proc.communicate(timeout=15)
     assert proc.returncode == 2
     text = stderr.decode()

@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 
+from services import serve
 from tradehall.exchange.app import create_app
 from tradehall.exchange.service import ExchangeService
 from tradehall.exchange.settings import ExchangeSettings
@@ -51,26 +50,11 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
     service = ExchangeService(ExchangeSettings())
-    port = _free_port()
-    config = uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="error")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
-            await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serve(create_app(service)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

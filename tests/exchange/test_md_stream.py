@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from services import serve
 from tradehall.core.clock import VirtualClock
 from tradehall.core.ids import SequentialIds
 from tradehall.core.timefmt import format_ns
@@ -37,13 +37,6 @@ SYMBOL = "ACME"
 T0 = 1_790_000_000 * 10**9
 FAR = "2030-01-01T00:00:00Z"
 Msg = dict[str, Any]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -93,16 +86,10 @@ async def durable_server(tmp_path: Path) -> AsyncIterator[Server]:
 async def running(settings: ExchangeSettings) -> AsyncIterator[Server]:
     clock = VirtualClock(T0)
     service = ExchangeService(settings, clock=clock, ids=SequentialIds())
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(service), host="127.0.0.1", port=port, log_level="error", lifespan="on"
-    )
-    uv = uvicorn.Server(config)
-    task = asyncio.create_task(uv.serve())
-    async with asyncio.timeout(10):
-        while not uv.started:  # noqa: ASYNC110 -- uvicorn has no startup event
-            await asyncio.sleep(0.01)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with (
+        serve(create_app(service), lifespan="on") as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
         srv = Server(service, clock, http, f"ws://127.0.0.1:{port}/ws/market")
         for broker in ("alice", "bob", "carol"):
             resp = await http.post(
@@ -115,8 +102,6 @@ async def running(settings: ExchangeSettings) -> AsyncIterator[Server]:
             )
             assert resp.status_code == 201
         yield srv
-    uv.should_exit = True
-    await task
 
 
 class Feed:

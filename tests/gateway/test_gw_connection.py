@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 
 from gw_helpers import Collector, eventually
 
+from services import free_port
 from tradehall.core.clock import VirtualClock
 from tradehall.gateway.assembler import BookState
 from tradehall.gateway.backoff import Backoff
@@ -32,16 +32,9 @@ def test_backoff_is_jittered_exponential_capped_and_resettable() -> None:
     assert Backoff(1.0, 2.0, minimum=0.3, rng=random.Random(0)).ceiling(100) == 2.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_failed_connects_wait_for_backoff_on_the_injected_clock() -> None:
     clock = VirtualClock()
-    port = _free_port()  # nothing listens: every attempt is refused at once
+    port = free_port()  # nothing listens: every attempt is refused at once
     settings = AdapterSettings(backoff_base=1.0, backoff_cap=60.0, tick=1.0)
     adapter = BinanceAdapter(
         ["BTC-USD"],

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -15,18 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from services import serve
 from tradehall.gateway.service import GatewayConfig, GatewayService
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -42,17 +34,8 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Gateway
     )
     service = GatewayService(config)
     await service.start()
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(service.app(), host="127.0.0.1", port=port, log_level="error")
-    )
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
-            await asyncio.sleep(0.01)
-    yield service, f"ws://127.0.0.1:{port}/ws"
-    server.should_exit = True
-    await task
+    async with serve(service.app()) as port:
+        yield service, f"ws://127.0.0.1:{port}/ws"
     await service.stop()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,10 +14,10 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import uvicorn
 import websockets
 from test_gw_tradehall import FAR, Exchange, exchange  # noqa: F401 -- the fixture
 
+from services import serve
 from tradehall.gateway.databus import TradingSwitch
 from tradehall.gateway.dispatcher import AsyncDispatcher
 from tradehall.gateway.events import ExecReport, ExecState, Side
@@ -33,13 +32,6 @@ from tradehall.gateway.service import GatewayConfig, GatewayService
 from tradehall.gateway.venues.tradehall import tradehall_symbols
 
 SYMBOLS = tradehall_symbols(["BTC-USD", "ETH-USD"])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class TimeoutOnce(httpx.AsyncBaseTransport):
@@ -217,59 +209,50 @@ async def test_orders_over_the_websocket_bus_with_exec_reports_back(
     )
     service = GatewayService(config)
     await service.start()
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(service.app(), host="127.0.0.1", port=port, log_level="error")
-    )
-    task = asyncio.create_task(server.serve())
     try:
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
-                await asyncio.sleep(0.01)
-        order = {
-            "op": "order",
-            "client_order_id": "ws1",
-            "venue": "tradehall",
-            "symbol": "BTC-USD",
-            "side": "sell",
-            "type": "limit",
-            "quantity": "2",
-            "price": "160.50",
-            "expires_at": FAR,
-        }
-        async with websockets.connect(f"ws://127.0.0.1:{port}/ws?consumer=alice") as ws:
-            await ws.send(json.dumps(order | {"id": 1}))
-            refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            assert refused["type"] == "order_result" and refused["status"] == "refused"
-            await ws.send(json.dumps({"op": "set_trading_mode", "enabled": True, "id": 2}))
-            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ack"
-            await ws.send(json.dumps(order | {"id": 3}))
-            messages = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]
-            result = next(m for m in messages if m.get("type") == "order_result")
-            report = next(m for m in messages if m.get("event_type") == "exec_report")
-            assert result["status"] == "accepted" and result["state"] == "ACK"
-            assert report["client_order_id"] == "ws1" and report["state"] == "ACK"
-            assert report["venue_order_id"] == result["venue_order_id"]
-            await ws.send(json.dumps(order | {"id": 4}))
-            again = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            assert again["duplicate"] is True
-            await ws.send(json.dumps({"op": "set_trading_mode", "enabled": False, "id": 5}))
-            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ack"
-            await ws.send(json.dumps({"op": "cancel", "client_order_id": "ws1", "id": 6}))
-            messages = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]
-            cancelled = next(m for m in messages if m.get("type") == "cancel_result")
-            report = next(m for m in messages if m.get("event_type") == "exec_report")
-            assert cancelled["status"] == "accepted" and cancelled["state"] == "CANCELLED"
-            assert report["state"] == "CANCELLED" and report["client_order_id"] == "ws1"
-            await ws.send(json.dumps({"op": "cancel", "client_order_id": "ws1", "id": 7}))
-            gone = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            assert gone["status"] == "rejected" and gone["reason"] == "no such open order"
-        resp = await exchange.http.get("/brokers/alice/orders")
-        orders = resp.json()["orders"]
-        assert [(o["document_number"], o["status"]) for o in orders] == [("ws1", "cancelled")]
+        async with serve(service.app()) as port:
+            order = {
+                "op": "order",
+                "client_order_id": "ws1",
+                "venue": "tradehall",
+                "symbol": "BTC-USD",
+                "side": "sell",
+                "type": "limit",
+                "quantity": "2",
+                "price": "160.50",
+                "expires_at": FAR,
+            }
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws?consumer=alice") as ws:
+                await ws.send(json.dumps(order | {"id": 1}))
+                refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert refused["type"] == "order_result" and refused["status"] == "refused"
+                await ws.send(json.dumps({"op": "set_trading_mode", "enabled": True, "id": 2}))
+                assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ack"
+                await ws.send(json.dumps(order | {"id": 3}))
+                messages = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]
+                result = next(m for m in messages if m.get("type") == "order_result")
+                report = next(m for m in messages if m.get("event_type") == "exec_report")
+                assert result["status"] == "accepted" and result["state"] == "ACK"
+                assert report["client_order_id"] == "ws1" and report["state"] == "ACK"
+                assert report["venue_order_id"] == result["venue_order_id"]
+                await ws.send(json.dumps(order | {"id": 4}))
+                again = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert again["duplicate"] is True
+                await ws.send(json.dumps({"op": "set_trading_mode", "enabled": False, "id": 5}))
+                assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ack"
+                await ws.send(json.dumps({"op": "cancel", "client_order_id": "ws1", "id": 6}))
+                messages = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]
+                cancelled = next(m for m in messages if m.get("type") == "cancel_result")
+                report = next(m for m in messages if m.get("event_type") == "exec_report")
+                assert cancelled["status"] == "accepted" and cancelled["state"] == "CANCELLED"
+                assert report["state"] == "CANCELLED" and report["client_order_id"] == "ws1"
+                await ws.send(json.dumps({"op": "cancel", "client_order_id": "ws1", "id": 7}))
+                gone = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert gone["status"] == "rejected" and gone["reason"] == "no such open order"
+            resp = await exchange.http.get("/brokers/alice/orders")
+            orders = resp.json()["orders"]
+            assert [(o["document_number"], o["status"]) for o in orders] == [("ws1", "cancelled")]
     finally:
-        server.should_exit = True
-        await task
         await service.stop()
 
 

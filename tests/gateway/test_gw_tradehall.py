@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,10 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from gw_helpers import Collector, eventually
 from websockets.asyncio.client import ClientConnection
 
+from services import serve
 from tradehall.core.clock import VirtualClock
 from tradehall.core.config import ConfigError, resolve
 from tradehall.core.ids import SequentialIds
@@ -47,13 +46,6 @@ FAR = "2030-01-01T00:00:00Z"
 FAST = AdapterSettings(
     sync_timeout=2.0, idle_timeout=2.0, tick=0.02, backoff_base=0.05, backoff_cap=0.2
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -87,31 +79,21 @@ class Exchange:
 @pytest.fixture
 async def exchange() -> AsyncIterator[Exchange]:
     service = ExchangeService(ExchangeSettings(), clock=VirtualClock(), ids=SequentialIds())
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(service), host="127.0.0.1", port=port, log_level="error", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
-            await asyncio.sleep(0.01)
-    base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base) as http:
-        for broker in ("alice", "bob"):
-            holdings = [{"symbol": v, "quantity": 100_000} for v in VENUE.values()]
-            resp = await http.post(
-                "/brokers",
-                json={
-                    "broker_id": broker,
-                    "initial_cash": 100_000_000,
-                    "initial_holdings": holdings,
-                },
-            )
-            assert resp.status_code == 201
-        yield Exchange(http, base)
-    server.should_exit = True
-    await task
+    async with serve(create_app(service), lifespan="on") as port:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base) as http:
+            for broker in ("alice", "bob"):
+                holdings = [{"symbol": v, "quantity": 100_000} for v in VENUE.values()]
+                resp = await http.post(
+                    "/brokers",
+                    json={
+                        "broker_id": broker,
+                        "initial_cash": 100_000_000,
+                        "initial_holdings": holdings,
+                    },
+                )
+                assert resp.status_code == 201
+            yield Exchange(http, base)
 
 
 class GapInjector(TradehallAdapter):

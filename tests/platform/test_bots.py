@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
+from services import serve
 from tradehall.core.clock import VirtualClock
 from tradehall.exchange.app import create_app
 from tradehall.exchange.service import ExchangeService
@@ -57,32 +56,16 @@ def test_listings_round_trip_and_bad_ones_are_refused() -> None:
 # -- against a real exchange -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def exchange() -> AsyncIterator[tuple[httpx.AsyncClient, VirtualClock]]:
     clock = VirtualClock(T0)
     service = ExchangeService(ExchangeSettings(data_dir=":memory:"), clock=clock)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(service, manage_service=False),
-        host="127.0.0.1", port=port, log_level="error", lifespan="off",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
     await service.start()
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:  # noqa: ASYNC110 -- uvicorn has no startup event
-            await asyncio.sleep(0.01)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http:
+    async with (
+        serve(create_app(service, manage_service=False), lifespan="off") as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http,
+    ):
         yield http, clock
-    server.should_exit = True
-    await task
     await service.stop()
 
 

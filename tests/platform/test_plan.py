@@ -8,20 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from services import free_ports
 from tradehall.cli import main
 from tradehall.platform.console import ChildLines, render_line, summary
 from tradehall.platform.monitor import VenueMonitor
 from tradehall.platform.plan import PlatformConfig, build_plan, connect_host, urls
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def flag(argv: list[str] | tuple[str, ...], name: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,17 +16,11 @@ import httpx
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from services import free_port
 from tradehall.tap.auth import LoginRequest, login_text
 
 ADMIN = "crash-admin"
 TRADEHALL = str(Path(sys.executable).with_name("tradehall"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -16,6 +15,7 @@ import pytest
 import uvicorn
 from websockets.asyncio.server import ServerConnection, serve
 
+from services import free_port
 from tradehall.core.clock import VirtualClock
 from tradehall.core.config import resolve
 from tradehall.gateway.events import Event, Side, Ticker, Trade
@@ -24,13 +24,6 @@ from tradehall.tap.cli import SETTINGS, build
 from tradehall.tap.gatewayfeed import GatewaySource, to_cents
 
 _ids = itertools.count(1)
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
@@ -76,7 +69,7 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, on_event: Callable[[Event], None] | None = None):
         self.service = GatewayService(config, on_event=on_event)
-        self.port = _port()
+        self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/ws"
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
