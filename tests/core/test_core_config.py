@@ -6,6 +6,7 @@ from tradehall.core.config import (
     ConfigError,
     Setting,
     add_arguments,
+    add_switches,
     parse_bool,
     parse_duration,
     parse_port,
@@ -58,3 +59,15 @@ def test_flags_are_added_for_every_setting() -> None:
     values = resolve(SETTINGS, args, {})
     assert values["vwap_window"] == 60.0
     assert values["allow"] is True
+
+
+def test_switches_take_no_value_and_leave_the_environment_in_charge_when_absent() -> None:
+    switches = [Setting("sim", "false", parse_bool, "simulate")]
+    parser = argparse.ArgumentParser()
+    add_switches(parser, switches)
+    assert resolve(switches, parser.parse_args(["--sim"]), {})["sim"] is True
+    absent = parser.parse_args([])
+    assert resolve(switches, absent, {})["sim"] is False
+    assert resolve(switches, absent, {"TRADEHALL_SIM": "1"})["sim"] is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sim", "no"])

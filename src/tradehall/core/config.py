@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "Setting",
     "add_arguments",
+    "add_switches",
     "parse_bool",
     "parse_duration",
     "parse_log_level",
@@ -125,6 +126,22 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Sequence[Setting]) 
             dest=setting.name,
             default=None,
             help=f"{setting.help} (env {setting.env}, default {setting.default!r})",
+        )
+
+
+def add_switches(parser: argparse.ArgumentParser, settings: Sequence[Setting]) -> None:
+    """Add one value-less flag per boolean setting: given, it means ``true``.
+
+    Unset switches stay ``None``, so :func:`resolve` falls back to the environment and default.
+    """
+    for setting in settings:
+        parser.add_argument(
+            setting.flag,
+            dest=setting.name,
+            action="store_const",
+            const="true",
+            default=None,
+            help=f"{setting.help} (env {setting.env})",
         )
 
 

@@ -25,6 +25,7 @@ from tradehall.core import logging as tlog
 from tradehall.core.config import (
     Setting,
     add_arguments,
+    add_switches,
     parse_bool,
     parse_duration,
     parse_log_level,
@@ -119,14 +120,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the market-data gateway (venue adapters)",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    parser.add_argument(
-        SIM.flag,
-        dest=SIM.name,
-        action="store_const",
-        const="true",
-        default=None,
-        help=f"{SIM.help} (env {SIM.env})",
-    )
+    add_switches(parser, [SIM])
     add_arguments(parser, SETTINGS)
     parser.set_defaults(func=run)
 

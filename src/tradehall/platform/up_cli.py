@@ -23,6 +23,7 @@ import httpx
 from tradehall.core.config import (
     Setting,
     add_arguments,
+    add_switches,
     parse_bool,
     parse_duration,
     parse_log_level,
@@ -69,15 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the whole platform (exchange, gateway, tap, bots)",
         description=(__doc__ or "").splitlines()[0],
     )
-    for setting in FLAGS:
-        parser.add_argument(
-            setting.flag,
-            dest=setting.name,
-            action="store_const",
-            const="true",
-            default=None,
-            help=f"{setting.help} (env {setting.env})",
-        )
+    add_switches(parser, FLAGS)
     add_arguments(parser, SETTINGS)
     parser.set_defaults(func=run)
 
