@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import (
@@ -34,6 +34,30 @@ if TYPE_CHECKING:
 
 __all__ = ["ExchangeMetrics", "LoopCounter", "LoopHistogram"]
 
+Child = TypeVar("Child")
+
+
+class _LoopFamily(Collector, Generic[Child]):
+    """Children by label values, made on first use; subclasses build a child and export them."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: list[str], registry: CollectorRegistry
+    ) -> None:
+        self._name, self._doc, self._labelnames = name, documentation, labelnames
+        self._children: dict[tuple[str, ...], Child] = {}
+        registry.register(self)
+
+    def _new_child(self) -> Child:
+        raise NotImplementedError
+
+    def labels(self, *values: object) -> Child:
+        """The child for these label values (resolve once and keep it on hot paths)."""
+        key = tuple(str(v) for v in values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._new_child()
+        return child
+
 
 class CounterChild:
     """One label combination of a :class:`LoopCounter`."""
@@ -47,23 +71,11 @@ class CounterChild:
         self.value += amount
 
 
-class LoopCounter(Collector):
+class LoopCounter(_LoopFamily[CounterChild]):
     """A labelled counter for event-loop-only updates (no lock), exported at scrape time."""
 
-    def __init__(
-        self, name: str, documentation: str, labelnames: list[str], registry: CollectorRegistry
-    ) -> None:
-        self._name, self._doc, self._labelnames = name, documentation, labelnames
-        self._children: dict[tuple[str, ...], CounterChild] = {}
-        registry.register(self)
-
-    def labels(self, *values: object) -> CounterChild:
-        """The child for these label values (resolve once and keep it on hot paths)."""
-        key = tuple(str(v) for v in values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = CounterChild()
-        return child
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
@@ -87,7 +99,7 @@ class HistogramChild:
         self.sum += value
 
 
-class LoopHistogram(Collector):
+class LoopHistogram(_LoopFamily[HistogramChild]):
     """A labelled histogram for event-loop-only updates (no lock), exported at scrape time."""
 
     def __init__(
@@ -98,18 +110,11 @@ class LoopHistogram(Collector):
         buckets: tuple[float, ...],
         registry: CollectorRegistry,
     ) -> None:
-        self._name, self._doc, self._labelnames = name, documentation, labelnames
-        self._bounds = tuple(sorted(buckets))
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
-        registry.register(self)
+        self._bounds = tuple(sorted(buckets))  # before registering: the registry collects once
+        super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: object) -> HistogramChild:
-        """The child for these label values (resolve once and keep it on hot paths)."""
-        key = tuple(str(v) for v in values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = HistogramChild(self._bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self._bounds)
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
