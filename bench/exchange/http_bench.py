@@ -41,9 +41,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from benchkit import cpu_seconds
 
 HERE = Path(__file__).resolve().parent
-TICK = os.sysconf("SC_CLK_TCK")
 JSON = {"Content-Type": "application/json"}
 
 
@@ -110,12 +110,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def start_server(port: int, sync: str, data_dir: Path, src: str | None) -> subprocess.Popen[bytes]:

@@ -14,7 +14,6 @@ Server CPU is summed over the worker processes.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import signal
@@ -24,9 +23,9 @@ import time
 from pathlib import Path
 
 import httpx
+from benchkit import answer_lifespan, tree_cpu
 
 HERE = Path(__file__).resolve().parent
-TICK = os.sysconf("SC_CLK_TCK")
 BODY = b'{"order_id":"' + b"0" * 36 + b'","status":"pending","pad":"' + b"x" * 300 + b'"}'
 
 
@@ -34,9 +33,7 @@ async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-de
     """The trivial ASGI app (imported by the worker processes as ``http_ceiling:app``)."""
     if scope["type"] != "http":
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
         return
     more = True
     while more:
@@ -45,22 +42,6 @@ async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-de
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
     await send({"type": "http.response.start", "status": 201, "headers": headers})
     await send({"type": "http.response.body", "body": BODY})
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and all its descendants (live ones)."""
-    total = 0.0
-    pids = [pid]
-    while pids:
-        current = pids.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        pids.extend(int(child) for child in children)
-    return total
 
 
 def run(workers: int, seconds: int, port: int) -> tuple[float, float]:

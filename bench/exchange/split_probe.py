@@ -29,9 +29,9 @@ from typing import Any
 
 import httpx
 import msgspec
+from benchkit import answer_lifespan, tree_cpu
 
 HERE = Path(__file__).resolve().parent
-TICK = os.sysconf("SC_CLK_TCK")
 FRAME = struct.Struct("<I")
 ROUTES = [
     ("POST", "/orders"),
@@ -142,9 +142,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The worker's ASGI app (imported by uvicorn as ``split_probe:app``)."""
     if scope["type"] != "http":
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
         return
     parts = scope["path"].split("/")
     body = b""
@@ -174,21 +172,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 # ---------------------------------------------------------------------- runner
-def tree_cpu(pid: int) -> float:
-    total, pids = 0.0, [pid]
-    while pids:
-        current = pids.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
-            pids += [
-                int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split()
-            ]
-        except OSError:
-            continue
-    return total
-
-
 def run(workers: int, seconds: int, port: int) -> tuple[float, float, float]:
     tmp = tempfile.mkdtemp()
     sock = os.path.join(tmp, "engine.sock")
