@@ -34,6 +34,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from proc_cpu import children_cpu, process_cpu
 
 ADMIN = "bench-admin"
 
@@ -253,21 +254,9 @@ async def print_batches(host: str, port: int) -> None:
 
 def _cpu_split(pid: int) -> tuple[float, float]:
     """CPU seconds of ``pid`` itself and of its live children."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    own = children = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        used = (int(fields[11]) + int(fields[12])) / ticks
-        if int(entry.name) == pid:
-            own += used
-        elif int(fields[1]) == pid:
-            children += used
-    return own, children
+    table = process_cpu()
+    own = table[pid][1] if pid in table else 0.0
+    return own, children_cpu(pid, table)
 
 
 def pct(sorted_values: list[float], q: float) -> float:

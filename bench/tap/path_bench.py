@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from proc_cpu import children_cpu
 
 from tradehall.core.clock import SystemClock, VirtualClock
 from tradehall.core.config import resolve
@@ -34,21 +35,6 @@ from tradehall.tap import ledger
 from tradehall.tap.app import create_app
 from tradehall.tap.cli import SETTINGS, build
 from tradehall.tap.ids import new_id
-
-
-def _child_cpu(parent: int) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -135,7 +121,7 @@ async def run(args: argparse.Namespace) -> None:
                 await one(token, cell)
 
         profiler = cProfile.Profile() if args.profile else None
-        wall0, cpu0, child0 = time.perf_counter(), time.process_time(), _child_cpu(os.getpid())
+        wall0, cpu0, child0 = time.perf_counter(), time.process_time(), children_cpu(os.getpid())
         if profiler is not None:
             profiler.enable()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
@@ -143,7 +129,7 @@ async def run(args: argparse.Namespace) -> None:
             profiler.disable()
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
-        child = _child_cpu(os.getpid()) - child0
+        child = children_cpu(os.getpid()) - child0
         n = len(latencies)
         latencies.sort()
         print(f"bets: {n} in {wall:.2f} s ({n / wall:.0f}/s), statuses {statuses} {errors}")
