@@ -24,6 +24,7 @@ from decimal import Decimal
 
 from tradehall.gateway.dispatcher import AsyncDispatcher, Dispatcher
 from tradehall.gateway.events import BookSnapshot, BookUpdate, Event, Side, Ticker, Trade
+from tradehall.gateway.fanout import ConsumerQueue
 
 PROVIDERS = ("binance", "coinbase", "kraken")
 SYMBOLS = tuple(f"S{i:02d}-USD" for i in range(50))
@@ -111,6 +112,18 @@ def build(n: int) -> tuple[list[Event], list[Event]]:
     return warm, events
 
 
+def pump(d: Dispatcher, queues: list[ConsumerQueue], events: list[Event]) -> int:
+    """Ingest ``events`` 100 at a time, draining every queue after each batch; the deliveries."""
+    delivered = 0
+    for start in range(0, len(events), 100):
+        for event in events[start : start + 100]:
+            d.ingest(event, 1.0)
+        for q in queues:
+            while q.pop(1.0) is not None:
+                delivered += 1
+    return delivered
+
+
 def core_bench(warm: list[Event], events: list[Event]) -> None:
     d = Dispatcher()
     queues = [d.fanout.add_consumer(n, capacity=100_000) for n in ("all", "per_venue", "per_sym")]
@@ -126,15 +139,9 @@ def core_bench(warm: list[Event], events: list[Event]) -> None:
     for q in queues:
         while q.pop(1.0) is not None:
             pass
-    delivered = 0
     gc.collect()
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    for start in range(0, len(events), 100):
-        for event in events[start : start + 100]:
-            d.ingest(event, 1.0)
-        for q in queues:
-            while q.pop(1.0) is not None:
-                delivered += 1
+    delivered = pump(d, queues, events)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     print(
         f"core: {len(events):,} events in, {delivered:,} deliveries (3 consumers): "

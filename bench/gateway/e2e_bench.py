@@ -38,6 +38,7 @@ import time
 import msgspec
 import uvicorn
 import websockets
+from dispatch_bench import pump
 from websockets.asyncio.client import ClientConnection
 
 from tradehall.gateway.dispatcher import Dispatcher
@@ -271,15 +272,9 @@ def replay(events: list[Event]) -> None:
         )
         for symbol in SYMBOLS:
             d.fanout.subscribe("by-symbol", provider=provider, symbol=symbol)
-    delivered = 0
     gc.collect()
     cpu0 = time.process_time()
-    for start in range(0, len(events), 100):
-        for event in events[start : start + 100]:
-            d.ingest(event, 1.0)
-        for q in queues:
-            while q.pop(1.0) is not None:
-                delivered += 1
+    delivered = pump(d, queues, events)
     d.tick(10.0)
     for q in queues:
         while q.pop(10.0) is not None:
