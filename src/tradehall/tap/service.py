@@ -453,11 +453,7 @@ class TapService:
         return user
 
     async def deposit(self, wallet: str, amount: int) -> ledger.UserRecord:
-        wallet = wallet.lower()
-        if not re.fullmatch(r"0x[0-9a-f]{40}", wallet):
-            raise ApiError(400, "validation_error", "wallet must be a 0x-prefixed address")
-        if amount <= 0 or amount > 10**12:
-            raise ApiError(400, "invalid_amount", "amount must be a positive number of cents")
+        wallet = _admin_wallet(wallet, amount)
         now_ms = self.clock.time_ns() // 1_000_000
         dep_id = new_id()
         return await self.db.write(
@@ -468,11 +464,7 @@ class TapService:
 
     async def withdraw(self, wallet: str, amount: int) -> ledger.UserRecord:
         """Admin withdrawal (C-12): conditional debit plus a WITHDRAWAL ledger row."""
-        wallet = wallet.lower()
-        if not re.fullmatch(r"0x[0-9a-f]{40}", wallet):
-            raise ApiError(400, "validation_error", "wallet must be a 0x-prefixed address")
-        if amount <= 0 or amount > 10**12:
-            raise ApiError(400, "invalid_amount", "amount must be a positive number of cents")
+        wallet = _admin_wallet(wallet, amount)
         now_ms = self.clock.time_ns() // 1_000_000
         try:
             user = await self.db.write(
@@ -720,3 +712,13 @@ def _as_decimal(text: str) -> Decimal | None:
         return Decimal(text)
     except ArithmeticError:
         return None
+
+
+def _admin_wallet(wallet: str, amount: int) -> str:
+    """The lower-cased wallet of an admin deposit or withdrawal; bad input is a 400."""
+    wallet = wallet.lower()
+    if not re.fullmatch(r"0x[0-9a-f]{40}", wallet):
+        raise ApiError(400, "validation_error", "wallet must be a 0x-prefixed address")
+    if amount <= 0 or amount > 10**12:
+        raise ApiError(400, "invalid_amount", "amount must be a positive number of cents")
+    return wallet
