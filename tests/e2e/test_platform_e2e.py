@@ -85,29 +85,14 @@ async def until(
 
 @pytest.fixture
 async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    exchange_port, gateway_port, tap_port = ports = free_ports(3)
     env = {
-        **os.environ,
         "TRADEHALL_COLUMN_SECONDS": "1",
         "TRADEHALL_RESOLVE_DELAY": "1",
         "TRADEHALL_BREAKER_RECOVERY": "1s",
         "TRADEHALL_JOURNAL_SYNC": "none",
-        "PYTHONUNBUFFERED": "1",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tradehall", "up", "--sim",
-        "--exchange-port", str(exchange_port), "--gateway-port", str(gateway_port),
-        "--tap-port", str(tap_port), "--data-dir", str(tmp_path / "data"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    p = Platform(
-        process,
-        exchange=f"http://127.0.0.1:{exchange_port}",
-        gateway_ws=f"ws://127.0.0.1:{gateway_port}/ws",
-        tap=f"http://127.0.0.1:{tap_port}",
-        ports=ports,
-    )
-    reader = p.reader = asyncio.create_task(_read(process, p.output))
+    p = await _run_up(tmp_path, env, bots=True)
+    process, reader = p.process, p.reader
 
     async def started() -> bool:
         return any(line.startswith("Tradehall is up") for line in p.output)
@@ -275,10 +260,11 @@ async def test_the_platform_end_to_end(platform: Platform) -> None:
 # -- supervision with the real systems ---------------------------------------------------------
 
 
-async def _run_up(tmp_path: Path, env: dict[str, str], *extra: str) -> Platform:
+async def _run_up(tmp_path: Path, env: dict[str, str], *extra: str, bots: bool = False) -> Platform:
+    """``tradehall up --sim`` on free ports (``--no-bots`` unless ``bots``), its output read."""
     ports = free_ports(3)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tradehall", "up", "--sim", "--no-bots",
+        sys.executable, "-m", "tradehall", "up", "--sim", *(() if bots else ("--no-bots",)),
         "--exchange-port", str(ports[0]), "--gateway-port", str(ports[1]),
         "--tap-port", str(ports[2]), "--data-dir", str(tmp_path / "data"), *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
