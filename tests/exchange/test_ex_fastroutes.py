@@ -115,7 +115,8 @@ async def test_refused_commands_answer_exactly_like_the_fallback(
 async def test_unmatched_requests_fall_back_with_the_contract_error_shape(
     exchange: ExchangeHarness, method: str, path: str, status: int, allow: str | None
 ) -> None:
-    response = await exchange.client.request(method, path)
+    # An absolute URL, so that httpx does not read "//orders" as a host name.
+    response = await exchange.client.request(method, httpx.URL(f"http://exchange.test{path}"))
     assert response.status_code == status
     assert response.json()["error"] == ("not_found" if status == 404 else "method_not_allowed")
     if allow is not None:
