@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import signal
 from collections.abc import Iterator
 
@@ -54,6 +55,19 @@ class GracefulServer(uvicorn.Server):
             self._captured_signals.clear()
 
 
+def _tune_garbage_collector() -> None:
+    """Make the cycle collector rarer on the request path.
+
+    Orders and trades are untracked structs, and request garbage is freed by reference
+    counting, so collector passes find little but still walk the tracked containers, adding
+    tail latency. The long-lived objects that exist at start-up are frozen out of every pass,
+    and young passes run after 50 000 net allocations instead of 700. In an interleaved A/B the
+    resting and crossing POST p99 fell from 6.4-13.4 ms to 4.4-6.5 ms (bench/RESULTS.md).
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until SIGINT/SIGTERM."""
     settings = load_settings(args)
@@ -84,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         # would re-encode it per client and cost CPU on the event loop.
         ws_per_message_deflate=False,
     )
+    _tune_garbage_collector()
     server = GracefulServer(config)
     server.run()
     if not server.started:
