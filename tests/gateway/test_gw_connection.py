@@ -6,12 +6,16 @@ import asyncio
 import contextlib
 import random
 
+import structlog
 from gw_helpers import Collector, eventually
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.server import ServerConnection, serve
 
 from services import free_port
 from tradehall.core.clock import VirtualClock
 from tradehall.gateway.assembler import BookState
 from tradehall.gateway.backoff import Backoff
+from tradehall.gateway.connection import WsRunner
 from tradehall.gateway.fakes.binance import FakeBinance
 from tradehall.gateway.fakes.server import Fault
 from tradehall.gateway.venues.base import AdapterSettings
@@ -113,6 +117,94 @@ async def test_reconnect_after_close_waits_for_backoff_then_resubscribes_everyth
             await live()
         finally:
             await adapter.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class _Quiet:
+    """A minimal :class:`WsSession` whose URL the test switches between dead and live."""
+
+    def __init__(self, url: str) -> None:
+        self.address = url
+
+    def url(self) -> str:
+        return self.address
+
+    async def on_connect(self, ws: ClientConnection) -> None:
+        return None
+
+    async def on_message(self, ws: ClientConnection, data: str | bytes) -> None:
+        return None
+
+    async def check(self, ws: ClientConnection, now: float) -> None:
+        return None
+
+    def on_disconnect(self, reason: str) -> None:
+        return None
+
+
+async def test_connect_failures_warn_once_a_minute_then_one_info_when_back() -> None:
+    clock = VirtualClock()
+    dead = f"ws://127.0.0.1:{free_port()}"  # nothing listens: refused at once
+    session = _Quiet(dead)
+    # a fixed 7 s between attempts (minimum == cap), so the minute boundaries are exact
+    runner = WsRunner(
+        "venue-x", session, clock=clock, backoff=Backoff(7.0, 7.0, minimum=7.0), tick=1.0
+    )
+
+    async def hold(ws: ServerConnection) -> None:
+        await ws.send("hello")
+        await ws.wait_closed()
+
+    with structlog.testing.capture_logs() as logs:
+        task = asyncio.create_task(runner.run())
+        try:
+            for attempt in range(1, 21):  # attempts at t = 0, 7, ..., 133 s
+                await eventually(lambda n=attempt: runner.failures == n and clock.sleepers == 1)  # type: ignore[misc]
+                if attempt < 20:
+                    await clock.advance(7.0)
+            failed = [e for e in logs if e["event"] == "connect_failed"]
+            assert [e["attempts"] for e in failed] == list(range(1, 21))
+            warned = [
+                (e["attempts"], e["failing_for"]) for e in failed if e["log_level"] == "warning"
+            ]
+            # the first failure, then the first one at least 60 s after the previous warning
+            assert warned == [(1, 0.0), (10, 63.0), (19, 126.0)]
+            assert all(e["log_level"] in ("warning", "info") for e in failed)
+            first = failed[0]
+            assert first["venue"] == "venue-x" and first["url"] == dead
+            assert first["error"].startswith(("ConnectionRefusedError", "OSError"))
+            assert first["retry_in"] == 7.0
+            assert not [e for e in logs if e["event"] == "connection_restored"]
+
+            async with serve(hold, "127.0.0.1", 0) as server:
+                port = server.sockets[0].getsockname()[1]
+                session.address = f"ws://127.0.0.1:{port}"
+                await clock.advance(7.0)
+                await eventually(lambda: runner.connects == 1)
+                await eventually(lambda: runner.failures == 0)
+                restored = [e for e in logs if e["event"] == "connection_restored"]
+                assert len(restored) == 1
+                assert restored[0]["log_level"] == "info"
+                assert restored[0]["failed_attempts"] == 20
+                assert restored[0]["down_for"] == 140.0
+                assert len([e for e in logs if e["event"] == "connect_failed"]) == 20
+            # the venue goes away again: a dropped live connection is an info, the next failed
+            # attempt starts a new count and warns at once
+            await eventually(lambda: len(runner.disconnects) == 21 and clock.sleepers == 1)
+            assert logs[-1]["event"] == "reconnecting" and logs[-1]["log_level"] == "info"
+            await clock.advance(7.0)
+            await eventually(lambda: runner.failures == 1)
+            last = logs[-1]
+            assert (last["event"], last["log_level"], last["attempts"]) == (
+                "connect_failed",
+                "warning",
+                1,
+            )
+            assert last["failing_for"] == 0.0
+        finally:
+            await runner.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

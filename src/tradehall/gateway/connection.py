@@ -13,7 +13,11 @@ per-symbol timers. The runner:
   hold the consumers back (ingest -> consumer latency: p50 0.1 ms instead of 1-12 ms in the
   SC-011 benchmark, for ~10-25 % more CPU per event);
 - reconnects at once, without back-off, when the session calls :meth:`WsRunner.reconnect_now`
-  (a venue shutdown notice).
+  (a venue shutdown notice);
+- logs an attempt that could not connect (refused, DNS, TLS, handshake, timeout) as a warning the
+  first time and then at most once a minute (``warn_every``) while the venue keeps failing, each
+  with the count of consecutive failed attempts and the error, the attempts in between at info;
+  one info line when a connection opens again after failures.
 
 Large frames are allowed (``max_size=None``): a Coinbase level2 snapshot can exceed 1 MiB.
 """
@@ -77,6 +81,7 @@ class WsRunner:
         max_age: float | None = None,
         tick: float = 0.1,
         open_timeout: float = 10.0,
+        warn_every: float = 60.0,
     ) -> None:
         self.name = name
         self.session = session
@@ -86,6 +91,7 @@ class WsRunner:
         self.max_age = max_age
         self.tick = tick
         self.open_timeout = open_timeout
+        self.warn_every = warn_every
         self.connects = 0
         self.bad_frames = 0
         self.disconnects: list[str] = []
@@ -96,6 +102,11 @@ class WsRunner:
         self._close_reason = ""
         self._closing: asyncio.Task[None] | None = None
         self._last = 0.0
+        self.failures = 0  # consecutive attempts that could not connect
+        self._failing_since = 0.0
+        self._warned_at: float | None = None
+        self._connect_error: str | None = None
+        self._attempt_url = ""
 
     async def run(self) -> None:
         """Connect and reconnect until stopped."""
@@ -108,22 +119,60 @@ class WsRunner:
                 break
             delay = 0.0 if self._immediate else self.backoff.next_delay()
             self._immediate = False
-            log.info("reconnecting", venue=self.name, reason=reason, delay=round(delay, 3))
+            if self._connect_error is not None:
+                self._log_failure(self._connect_error, delay)
+            else:
+                log.info("reconnecting", venue=self.name, reason=reason, delay=round(delay, 3))
             await self.clock.sleep(delay)
+
+    def _log_failure(self, error: str, delay: float) -> None:
+        """A failed attempt: warning on the first and at most every ``warn_every`` s, else info."""
+        now = self.clock.monotonic()
+        self.failures += 1
+        if self.failures == 1:
+            self._failing_since = now
+            self._warned_at = None
+        warn = self._warned_at is None or now - self._warned_at >= self.warn_every
+        if warn:
+            self._warned_at = now
+        (log.warning if warn else log.info)(
+            "connect_failed",
+            venue=self.name,
+            url=self._attempt_url,
+            attempts=self.failures,
+            failing_for=round(now - self._failing_since, 1),
+            error=error,
+            retry_in=round(delay, 3),
+        )
+
+    def _log_connected(self) -> None:
+        if self.failures:
+            log.info(
+                "connection_restored",
+                venue=self.name,
+                failed_attempts=self.failures,
+                down_for=round(self.clock.monotonic() - self._failing_since, 1),
+            )
+        self.failures = 0
 
     async def _one_connection(self) -> str:
         self._close_reason = ""
+        self._connect_error = None
+        opened = False
+        self._attempt_url = url = self.session.url()
         try:
             async with websockets.connect(
-                self.session.url(),
+                url,
                 max_size=None,
                 open_timeout=self.open_timeout,
                 ping_interval=20,
                 ping_timeout=60,
             ) as ws:
                 self._ws = ws
+                opened = True
                 self.connects += 1
                 self.connected.set()
+                self._log_connected()
                 await self.session.on_connect(ws)
                 watchdog = asyncio.create_task(self._watchdog(ws))
                 try:
@@ -149,6 +198,8 @@ class WsRunner:
                     self._ws = None
                 return self._close_reason or "closed"
         except (OSError, WebSocketException, TimeoutError) as exc:
+            if not opened:
+                self._connect_error = f"{type(exc).__name__}: {exc}"[:300]
             return self._close_reason or f"error: {type(exc).__name__}"
 
     async def _watchdog(self, ws: ClientConnection) -> None:
