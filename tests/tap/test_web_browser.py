@@ -7,7 +7,8 @@ faucet on, 2-second columns and short breaker thresholds, so the whole story fit
 sign in with the development wallet, fund, tap a placeable cell (PENDING -> CONFIRMED, balance
 drops), watch it resolve, have a closed column refuse a tap, lose the socket while a bet is
 pending (UNKNOWN, then a refresh settles it), and stop the feed (DEGRADED, then CRITICAL banners
-and a disabled grid). Screenshots go to ``artifacts/``.
+and a disabled grid), and tell a breaker warming up over fresh prices from a dead feed.
+Screenshots go to ``artifacts/``.
 
 Waiting is polling of page state (a browser and a server run in real time); no step asserts on
 durations.
@@ -42,7 +43,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from tradehall.core.clock import SystemClock
 from tradehall.tap.app import create_app
 from tradehall.tap.auth import LoginRequest, login_text, verify_login
-from tradehall.tap.breaker import BreakerConfig
+from tradehall.tap.breaker import BreakerConfig, Health, Override
 from tradehall.tap.feed import Emit
 from tradehall.tap.grid import GridConfig
 from tradehall.tap.hub import Hub, MemoryBus
@@ -55,6 +56,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 NS = 1_000_000_000
 DEGRADED_TEXT = "Price feed delayed - trades at your own risk"
 CRITICAL_TEXT = "Betting suspended - price feed issue detected"
+WARMING_TEXT = "Warming up - betting opens after 600 s of steady prices"
 
 # The first test's setup may include installing Chromium with apt (a minute or two on a fresh
 # machine), more than the suite's default per-test timeout.
@@ -297,11 +299,14 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def tap_server(tmp_path: Path) -> AsyncIterator[Server]:
+async def tap_server(
+    tmp_path: Path, recovery_s: float = 0.5, *, wait_open: bool = True
+) -> AsyncIterator[Server]:
+    """The server; ready once betting is open, or once it serves if not ``wait_open``."""
     config = TapConfig(
         data_dir=tmp_path,
         grid=GridConfig(column_seconds=2, rows=16, presets=(100, 500, 1_000, 2_500)),
-        breaker=BreakerConfig(degraded_after_s=1.2, critical_after_s=2.5, recovery_s=0.5),
+        breaker=BreakerConfig(degraded_after_s=1.2, critical_after_s=2.5, recovery_s=recovery_s),
         dev_self_fund=True,
         max_batch=1,
         db_writer="thread",
@@ -339,7 +344,7 @@ async def tap_server(tmp_path: Path) -> AsyncIterator[Server]:
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         deadline = time.monotonic() + 15
-        while not (server.started and service.breaker.allows_bets):
+        while not (server.started and (service.breaker.allows_bets or not wait_open)):
             assert time.monotonic() < deadline, "server or breaker never became ready"
             await asyncio.sleep(0.05)
         yield Server(f"http://127.0.0.1:{port}", service, hub, source)
@@ -629,4 +634,54 @@ async def test_sign_in_with_an_injected_wallet(browser_ws_url: str, tmp_path: Pa
         top = await page.js("[...Array(12).keys()].map(n => window.tapDebug.backoffDelay(n, 1))")
         assert top[:6] == [250, 500, 1000, 2000, 4000, 5000] and set(top[5:]) == {5000}
         assert await page.js("window.tapDebug.backoffDelay(9, 0)") == 0
+        assert page.errors() == []
+
+
+def feed_is(state: str, banner: str) -> str:
+    """A page expression: the feed indicator shows ``state`` and the banner says ``banner``."""
+    return (
+        f"document.getElementById('feed-state').dataset.state === {json.dumps(state)}"
+        f" && document.getElementById('banner-text').textContent === {json.dumps(banner)}"
+    )
+
+
+async def test_warming_up_is_told_apart_from_a_dead_feed(
+    browser_ws_url: str, tmp_path: Path
+) -> None:
+    """After start the breaker stays CRITICAL for its recovery period although prices flow: the
+    page says "Warming up", calmly, and still refuses taps; a feed that really stops is "Feed
+    down"; an operator opening the breaker is "Betting suspended" even with fresh prices."""
+    async with (
+        tap_server(tmp_path, recovery_s=600, wait_open=False) as server,
+        open_page(browser_ws_url) as page,
+    ):
+        await page.goto(server.url + "/")
+        await page.wait_for(feed_is("warming", WARMING_TEXT))
+        assert server.service.breaker.state is Health.CRITICAL
+        assert await page.js("document.getElementById('feed-text').textContent") == "Warming up"
+        assert await page.js("document.getElementById('banner').dataset.level") == "warming"
+        assert await page.js("document.getElementById('board').getAttribute('aria-disabled')") == (
+            "true"
+        )
+        await sign_in_and_fund(page)
+        await tap_cell(page, await open_cell(page))
+        await page.wait_for(
+            "document.getElementById('bet-status').textContent === " + json.dumps(WARMING_TEXT)
+        )
+        assert await server_bets(server, page) == []
+        await page.screenshot(ARTIFACTS / "tap-warming.png")
+
+        # the feed stops: the page turns to "Feed down" (the server's state never changed)
+        server.source.running.clear()
+        await page.wait_for(feed_is("critical", CRITICAL_TEXT))
+        assert await page.js("document.getElementById('feed-text').textContent") == "Feed down"
+        # prices again: warming up again
+        server.source.running.set()
+        await page.wait_for(feed_is("warming", WARMING_TEXT))
+        # an operator's "open" is a suspension, whatever the prices
+        server.service.request_override(Override.OPEN)
+        await page.wait_for(feed_is("critical", CRITICAL_TEXT))
+        await page.js("new Promise(r => setTimeout(r, 1200))")  # a few more prices and renders
+        assert await page.js("window.tapDebug.feed()") == "critical"
+        assert server.service.breaker.state is Health.CRITICAL
         assert page.errors() == []

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from tradehall.tap.breaker import BreakerConfig
 from tradehall.tap.web import SECURITY_HEADERS, STATIC_DIR
 
 from .conftest import Harness
@@ -51,16 +52,24 @@ async def test_api_routes_are_not_shadowed(tap: Harness) -> None:
     assert (await tap.http.get("/no-such-file.js")).status_code == 404
 
 
-async def test_app_config_tells_the_page_the_chain_and_faucet(
+async def test_app_config_tells_the_page_the_chain_faucet_and_breaker(
     tap_with: Callable[..., Any],
 ) -> None:
-    async with tap_with(chain_id=5, dev_self_fund=True) as harness:
+    breaker = BreakerConfig(degraded_after_s=1.5, critical_after_s=4.0, recovery_s=12.25)
+    async with tap_with(chain_id=5, dev_self_fund=True, breaker=breaker) as harness:
         resp = await harness.http.get("/app-config.json")
         assert resp.status_code == 200
-        assert resp.json() == {"chain_id": 5, "dev_self_fund": True}
+        assert resp.json() == {
+            "chain_id": 5,
+            "dev_self_fund": True,
+            "breaker_degraded_ms": 1500,
+            "breaker_recovery_ms": 12250,
+        }
         assert resp.headers["cache-control"] == "no-cache"
     async with tap_with() as harness:
         assert (await harness.http.get("/app-config.json")).json() == {
             "chain_id": 1,
             "dev_self_fund": False,
+            "breaker_degraded_ms": 3000,
+            "breaker_recovery_ms": 30000,
         }

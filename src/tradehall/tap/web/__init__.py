@@ -6,10 +6,11 @@ personal_sign on BigInt) is the project's own; ``app.js`` is the page (canvas gr
 bets, sign-in). The design is described in ``docs/tap-frontend.md``.
 
 :func:`web_routes` returns the routes to append after the API's: ``/app-config.json`` (what the
-page must know before signing in: the chain id in the signed text and whether the development
-faucet is on) and a catch-all mount of the static directory with ``index.html`` at ``/``. Every
-response carries a strict Content-Security-Policy (scripts, styles and sockets from this origin
-only) and ``Cache-Control: no-cache`` so a new release is picked up on the next load.
+page must know before signing in: the chain id in the signed text, whether the development
+faucet is on, and the breaker's freshness limit and recovery period) and a catch-all mount of
+the static directory with ``index.html`` at ``/``. Every response carries a strict
+Content-Security-Policy (scripts, styles and sockets from this origin only) and
+``Cache-Control: no-cache`` so a new release is picked up on the next load.
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ class _WithHeaders:
 def web_routes(config: TapConfig) -> list[BaseRoute]:
     """The front end's routes for a server configured by ``config``."""
     public = msgspec.json.encode(
-        {"chain_id": config.chain_id, "dev_self_fund": bool(config.dev_self_fund)}
+        {
+            "chain_id": config.chain_id,
+            "dev_self_fund": bool(config.dev_self_fund),
+            # the page tells a breaker warming up (critical, fresh prices) from a dead feed
+            "breaker_degraded_ms": round(config.breaker.degraded_after_s * 1000),
+            "breaker_recovery_ms": round(config.breaker.recovery_s * 1000),
+        }
     )
 
     async def app_config(request: Request) -> Response:

@@ -12,9 +12,10 @@
  *
  * The server is the authority on everything: placeability, rates and balances come from it; the
  * page only refuses taps it knows the server would refuse (closed columns, CRITICAL feed), so the
- * user gets an immediate answer. Server time is estimated from the price ticks' timestamps, so the
- * grid scrolls with the server's columns and the login timestamp falls inside its window even if
- * this device's clock is off.
+ * user gets an immediate answer. A CRITICAL breaker that is receiving fresh prices is shown as
+ * "Warming up" (it reopens after the recovery period), not as "Feed down". Server time is
+ * estimated from the price ticks' timestamps, so the grid scrolls with the server's columns and
+ * the login timestamp falls inside its window even if this device's clock is off.
  *
  * WebSocket: reconnects with full-jitter exponential back-off (random 0..min(5 s, 250 ms x 2^n)),
  * pings every 10 s and treats 15 s of silence as a dead socket.
@@ -30,16 +31,32 @@
     degraded: "Price feed delayed - trades at your own risk",
     critical: "Betting suspended - price feed issue detected",
   };
+  // The breaker is CRITICAL but prices are fresh: it is counting its recovery period. The server
+  // does not send the time left, so none is shown; the period itself comes from /app-config.json.
+  function warmingText() {
+    const ms = S.config.breaker_recovery_ms;
+    return Number.isFinite(ms) && ms > 0
+      ? `Warming up - betting opens after ${Math.round(ms / 1000)} s of steady prices`
+      : "Warming up - betting opens once the price feed is steady";
+  }
   const RANK = { failed: 0, pending: 1, unknown: 1, confirmed: 2, won: 3, lost: 3, void: 3 };
 
   const S = {
-    config: { chain_id: 1, dev_self_fund: false },
+    config: {
+      chain_id: 1,
+      dev_self_fund: false,
+      breaker_degraded_ms: 3000,
+      breaker_recovery_ms: null,
+    },
     grid: null,
     cellsById: new Map(),
     offsetMs: 0,
     offsetKnown: false,
     prices: [],
     health: "unknown",
+    override: "auto",
+    lastPriceAt: null, // performance.now() when the server last received a price (estimated)
+    feed: "connecting", // what the indicator shows: connecting, healthy, degraded, warming, critical
     session: null,
     balance: null,
     amount: null,
@@ -124,24 +141,50 @@
     el.textContent = text;
   }
 
+  function pricesFresh() {
+    const limit = S.config.breaker_degraded_ms ?? 3000;
+    return S.lastPriceAt !== null && performance.now() - S.lastPriceAt <= limit;
+  }
+
+  function feedState() {
+    if (!S.wsOpen) return "connecting";
+    if (S.health === "critical" && S.override === "auto" && pricesFresh()) return "warming";
+    return S.health;
+  }
+
+  // Bets are refused while the breaker is CRITICAL; the reason shown depends on why.
+  const suspendedText = () => (S.feed === "warming" ? warmingText() : BANNERS.critical);
+
+  // Called on every status, price and socket change and twice a second (a warming feed whose
+  // prices stop must turn to "Feed down" without waiting for the next status); touches the DOM
+  // only when the shown state changes.
+  let renderedFeed = "";
   function renderHealth() {
+    S.feed = feedState();
+    const key = `${S.feed}|${S.health}|${S.wsOpen}|${S.config.breaker_recovery_ms}`;
+    if (key === renderedFeed) return;
+    renderedFeed = key;
     const feed = $("feed-state");
     const text = $("feed-text");
-    if (!S.wsOpen) {
-      feed.dataset.state = "connecting";
-      text.textContent = "Reconnecting...";
-    } else {
-      feed.dataset.state = S.health;
-      text.textContent =
-        { healthy: "Live", degraded: "Feed delayed", critical: "Feed down" }[S.health] || "Connecting...";
-    }
+    feed.dataset.state = S.feed;
+    text.textContent =
+      {
+        connecting: "Reconnecting...",
+        healthy: "Live",
+        degraded: "Feed delayed",
+        warming: "Warming up",
+        critical: "Feed down",
+      }[S.feed] || "Connecting...";
+    // the banner follows the server's state even while the socket reconnects
+    const level = S.feed === "connecting" ? S.health : S.feed;
     const banner = $("banner");
-    const message = BANNERS[S.health];
+    const message = level === "warming" ? warmingText() : BANNERS[level];
     banner.hidden = !message;
-    banner.dataset.level = message ? S.health : "none";
+    banner.dataset.level = message ? level : "none";
     $("banner-text").textContent = message || "";
     $("board").setAttribute("aria-disabled", S.health === "critical" ? "true" : "false");
   }
+  setInterval(renderHealth, 500);
 
   // Balances arrive from responses and events in any order; a ticket taken when a request is sent
   // (or an event received) keeps a slow old answer from overwriting a newer balance.
@@ -320,7 +363,7 @@
         insufficient_funds: "Not enough balance for this bet - add funds first.",
         cell_unavailable: "That column has closed - pick a later one.",
         duplicate_bet: "You already have a bet on this cell.",
-        PRICE_FEED_STALE: BANNERS.critical,
+        PRICE_FEED_STALE: suspendedText(),
         rate_limited: "Too many bets - wait a moment.",
         invalid_amount: "That amount is not one of the presets.",
         overloaded: "The server is busy - try again.",
@@ -352,7 +395,7 @@
       openSignIn();
       return;
     }
-    if (S.health === "critical") return refuse(BANNERS.critical);
+    if (S.health === "critical") return refuse(suspendedText());
     if (!placeable(cell)) return refuse("This column is closed for bets: bets open from the third column on.");
     const existing = S.bets.get(cell.cell_id);
     if (existing && existing.state !== "failed") return refuse("You already have a bet on this cell.");
@@ -697,12 +740,19 @@
     switch (msg.type) {
       case "price":
         noteServerTime(data.timestamp);
+        S.lastPriceAt = performance.now();
+        if (S.feed !== "healthy") renderHealth();
         S.prices.push({ t: data.timestamp, p: data.price });
         if (S.prices.length > 4000) S.prices.splice(0, S.prices.length - 3000);
         $("price").textContent = fmtUsd(data.price);
         break;
       case "system:status":
         S.health = data.price_health;
+        S.override = data.override || "auto";
+        if (Number.isFinite(data.stale_for_ms)) {
+          const at = performance.now() - data.stale_for_ms;
+          if (S.lastPriceAt === null || at > S.lastPriceAt) S.lastPriceAt = at;
+        }
         renderHealth();
         break;
       case "auth:ok":
@@ -948,9 +998,11 @@
     if (critical) {
       ctx.fillStyle = "rgba(11,15,23,0.55)";
       ctx.fillRect(plot.left, plot.top, plot.width, plot.height);
-      ctx.fillStyle = "#fecaca";
+      const warming = S.feed === "warming";
+      ctx.fillStyle = warming ? "#bfdbfe" : "#fecaca";
       ctx.font = "600 14px system-ui, sans-serif";
-      ctx.fillText("Betting suspended", plot.left + plot.width / 2, plot.top + plot.height / 2);
+      const label = warming ? "Warming up - bets open shortly" : "Betting suspended";
+      ctx.fillText(label, plot.left + plot.width / 2, plot.top + plot.height / 2);
     }
     ctx.restore();
     // price axis
@@ -1040,6 +1092,7 @@
     placeable: (cellId) => !!S.grid && placeable(parseCellId(cellId, S.grid.column_seconds)),
     grid: () => S.grid,
     health: () => S.health,
+    feed: () => S.feed,
     socketOpen: () => S.wsOpen,
     backoffDelay,
   });
