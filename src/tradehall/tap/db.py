@@ -1,9 +1,10 @@
-"""SQLite access: one writer thread, one reader thread, WAL, ``synchronous=FULL``.
+"""SQLite access: one writer (a child process or a thread), one reader thread, WAL, FULL sync.
 
 Part A §5 wants a single writer: every write (bets, deposits, ticks, resolutions, archival
-rotation) runs as a function on the one write connection inside a dedicated thread, so writes
-are serialised without ``SQLITE_BUSY`` and the event loop never blocks on disk. Reads go to a
-second connection on its own thread; WAL lets them run beside a write transaction.
+rotation) runs as a function on the one write connection inside a dedicated process (the default,
+:mod:`tradehall.tap.writerproc`) or thread, so writes are serialised without ``SQLITE_BUSY``
+and the event loop never blocks on disk. Reads go to a second connection on its own thread; WAL
+lets them run beside a write transaction.
 
 ``synchronous=FULL`` is the default (C-26: a commit is on disk before the bet is answered 202,
 even across power loss); ``NORMAL`` is available for hosts whose fsync is too slow, at the cost of
@@ -20,17 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
-import os
-import signal
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
+
+from tradehall.tap.writerproc import WriterProcess
 
 __all__ = ["SCHEMA", "Database", "barrier", "connect"]
 
@@ -124,19 +122,6 @@ def connect(
     return conn
 
 
-_process_conn: sqlite3.Connection | None = None
-
-
-def _process_open(path: str, synchronous: str, parent_pid: int) -> None:
-    """Initializer of the writer process: open its one connection, die with the parent."""
-    global _process_conn
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the writer stops
-    _process_conn = connect(path, synchronous=synchronous)
-    _process_conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")
-    start_checkpointer(path, synchronous)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-
-
 WRITER_AUTOCHECKPOINT = 20_000  # pages; a fallback only, the checkpointer keeps the WAL short
 CHECKPOINT_EVERY_S = 0.5
 
@@ -162,36 +147,16 @@ def start_checkpointer(path: Path | str, synchronous: str) -> threading.Event:
     return stop
 
 
-def _watch_parent(parent_pid: int) -> None:
-    # A SIGKILLed server must not leave its writer behind holding the database open.
-    while os.getppid() == parent_pid:
-        time.sleep(0.2)
-    os._exit(0)
-
-
-def _process_call(fn: Callable[[sqlite3.Connection], T]) -> T:
-    if _process_conn is None:
-        raise RuntimeError("writer process has no connection")
-    return fn(_process_conn)
-
-
-def _process_close() -> None:
-    global _process_conn
-    if _process_conn is not None:
-        _process_conn.close()
-        _process_conn = None
-
-
 class Database:
     """The single write connection and one read connection.
 
     ``writer="thread"`` runs writes on a dedicated thread of this process. ``writer="process"``
-    runs them in a dedicated child process, so SQLite's CPU work and fsync waits never contend
-    with the event loop for the GIL (measured: batch writes 2-3x slower in a thread when the loop
-    is busy). In process mode the functions passed to :meth:`write` must be picklable
-    (module-level functions or ``functools.partial`` of them) and their results too. The child
-    commits before answering, so an acknowledged write is on disk whatever happens to either
-    process.
+    runs them in a dedicated child process (:class:`~tradehall.tap.writerproc.WriterProcess`), so
+    SQLite's CPU work and fsync waits never contend with the event loop for the GIL (measured:
+    batch writes 2-3x slower in a thread when the loop is busy). In process mode the functions
+    passed to :meth:`write` must be picklable (module-level functions or ``functools.partial`` of
+    them) and their results too. The child commits before answering, so an acknowledged write is
+    on disk whatever happens to either process.
     """
 
     def __init__(
@@ -202,7 +167,8 @@ class Database:
         self.path = Path(path)
         self.synchronous = synchronous
         self.writer = writer
-        self._writer_pool: Executor = ThreadPoolExecutor(1, thread_name_prefix="tap-db-writer")
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="tap-db-writer")
+        self._process: WriterProcess | None = None
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="tap-db-reader")
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
@@ -213,14 +179,8 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         if self.writer == "process":
-            self._writer_pool.shutdown()
-            self._writer_pool = ProcessPoolExecutor(
-                1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_process_open,
-                initargs=(str(self.path), self.synchronous, os.getpid()),
-            )
-            await loop.run_in_executor(self._writer_pool, _process_call, _noop)
+            self._process = WriterProcess(self.path, self.synchronous)
+            await self._process.start()
         else:
             self._write_conn = await loop.run_in_executor(
                 self._writer_pool, lambda: connect(self.path, synchronous=self.synchronous)
@@ -241,9 +201,9 @@ class Database:
         if self._read_conn is not None:
             await loop.run_in_executor(self._reader_pool, self._read_conn.close)
             self._read_conn = None
-        if self._open and self.writer == "process":
-            with contextlib.suppress(BrokenProcessPool):  # a dead writer has nothing to close
-                await loop.run_in_executor(self._writer_pool, _process_close)
+        if self._process is not None:
+            await self._process.close()  # tolerates a dead writer
+            self._process = None
         if self._write_conn is not None:
             await loop.run_in_executor(self._writer_pool, self._write_conn.close)
             self._write_conn = None
@@ -258,13 +218,12 @@ class Database:
         """Run ``fn`` on the write connection, in the writer thread or process."""
         if not self._open:
             raise RuntimeError("database is not open")
-        loop = asyncio.get_running_loop()
-        if self.writer == "process":
-            return await loop.run_in_executor(self._writer_pool, _process_call, fn)
+        if self._process is not None:
+            return await self._process.submit(fn)  # handed over before this first await
         conn = self._write_conn
         if conn is None:
             raise RuntimeError("database is not open")
-        return await loop.run_in_executor(self._writer_pool, fn, conn)
+        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, fn, conn)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the read connection, in the reader thread."""
@@ -272,10 +231,6 @@ class Database:
         if conn is None:
             raise RuntimeError("database is not open")
         return await asyncio.get_running_loop().run_in_executor(self._reader_pool, fn, conn)
-
-
-def _noop(conn: sqlite3.Connection) -> None:
-    return None
 
 
 def barrier(conn: sqlite3.Connection) -> None:
