@@ -94,6 +94,49 @@ def test_resolution_pays_once(conn: sqlite3.Connection) -> None:
     assert types == ["PAYOUT", "BET", "DEPOSIT"]
 
 
+def settlement(bet_id: str, status: str, credit: int, credit_type: str) -> ledger.Settlement:
+    return ledger.Settlement(bet_id, status, credit, credit_type, 6_000_500, 1_015_000, 3)
+
+
+def status(conn: sqlite3.Connection, n: int) -> str:
+    record = ledger.get_bet(conn, f"bet-{n}")
+    assert record is not None
+    return record.status
+
+
+def test_resolutions_settle_together_each_once(conn: sqlite3.Connection) -> None:
+    user = ledger.deposit(conn, "0xw", 3_000, NOW, "dep-1")
+    ledger.place_batch(conn, [bet(user.id, n) for n in (1, 2, 3)], NOW)
+    balances = ledger.apply_resolutions(
+        conn,
+        [
+            settlement("bet-1", "won", 2_500, "PAYOUT"),
+            settlement("bet-2", "lost", 0, "PAYOUT"),
+            settlement("bet-3", "void", 1_000, "REFUND"),
+            settlement("bet-1", "won", 2_500, "PAYOUT"),  # already settled above: no second pay
+        ],
+        NOW,
+    )
+    assert balances == [2_500, None, 3_500, None]
+    assert ledger.get_user(conn, user.id).balance == 3_500  # type: ignore[union-attr]
+    assert [status(conn, n) for n in (1, 2, 3)] == ["won", "lost", "void"]
+    assert ledger.integrity_check(conn) == []
+
+
+def test_a_failed_resolution_rolls_back_the_lot(conn: sqlite3.Connection) -> None:
+    user = ledger.deposit(conn, "0xw", 2_000, NOW, "dep-1")
+    ledger.place_batch(conn, [bet(user.id, n) for n in (1, 2)], NOW)
+    broken = ledger.Settlement("bet-2", "won", 2_500, None, None, None, 0)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):  # ref_type NOT NULL
+        ledger.apply_resolutions(conn, [settlement("bet-1", "won", 2_500, "PAYOUT"), broken], NOW)
+    assert not conn.in_transaction
+    assert ledger.get_user(conn, user.id).balance == 0  # type: ignore[union-attr]
+    assert [status(conn, n) for n in (1, 2)] == ["confirmed", "confirmed"]
+    assert ledger.apply_resolutions(conn, [settlement("bet-1", "won", 2_500, "PAYOUT")], NOW) == [
+        2_500
+    ]
+
+
 def test_integrity_check_reports_drift(conn: sqlite3.Connection) -> None:
     user = ledger.deposit(conn, "0xw", 1_000, NOW, "dep-1")
     conn.execute("UPDATE users SET balance = 1500 WHERE id = ?", (user.id,))

@@ -29,8 +29,10 @@ __all__ = [
     "Drift",
     "LedgerRow",
     "Placement",
+    "Settlement",
     "UserRecord",
     "apply_resolution",
+    "apply_resolutions",
     "deposit",
     "due_bets",
     "ensure_user",
@@ -316,6 +318,18 @@ def due_bets(conn: sqlite3.Connection, before_col_end: int, limit: int) -> list[
     return [BetRecord(*r) for r in rows]
 
 
+class Settlement(msgspec.Struct, frozen=True):
+    """How one confirmed bet resolves: its new status and what is credited (0: nothing)."""
+
+    bet_id: str
+    status: str
+    credit: int
+    credit_type: str
+    resolution_price: int | None
+    resolution_tick_ts: int | None
+    ticks_examined: int
+
+
 def apply_resolution(
     conn: sqlite3.Connection,
     bet_id: str,
@@ -329,41 +343,64 @@ def apply_resolution(
     now_ms: int,
 ) -> int | None:
     """Settle one confirmed bet at most once (C-20); return the new balance if credited."""
+    settlement = Settlement(
+        bet_id, status, credit, credit_type, resolution_price, resolution_tick_ts, ticks_examined
+    )
+    return apply_resolutions(conn, [settlement], now_ms)[0]
+
+
+def apply_resolutions(
+    conn: sqlite3.Connection, settlements: Sequence[Settlement], now_ms: int
+) -> list[int | None]:
+    """Settle confirmed bets, each at most once (C-20), in one transaction.
+
+    One commit (one fsync) for the lot: the resolver settles a whole column's bets at once, and
+    a transaction per bet made the single writer spend hundreds of milliseconds on fsyncs while
+    bet batches waited behind it. A failure rolls all of them back; they stay confirmed and the
+    next pass settles them. Returns each bet's new balance if credited, else ``None``.
+    """
+    balances: list[int | None] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        row = conn.execute(
-            "UPDATE bets SET status = ?, resolved_at = ?, payout_amount = ?,"
-            " resolution_price = ?, resolution_tick_ts = ?, ticks_examined = ?"
-            " WHERE id = ? AND status = 'confirmed' RETURNING user_id",
-            (
-                status,
-                now_ms,
-                credit if status == "won" else 0,
-                resolution_price,
-                resolution_tick_ts,
-                ticks_examined,
-                bet_id,
-            ),
-        ).fetchone()
-        new_balance: int | None = None
-        if row is not None and credit > 0:
-            user_id = row[0]
-            new_balance = conn.execute(
-                "UPDATE users SET balance = balance + ?, version = version + 1, updated_at = ?"
-                " WHERE id = ? RETURNING balance",
-                (credit, now_ms, user_id),
-            ).fetchone()[0]
-            conn.execute(
-                "INSERT INTO transaction_ledger"
-                " (id, user_id, amount, balance_after, ref_type, ref_id, metadata, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                (new_id(), user_id, credit, new_balance, credit_type, bet_id, now_ms),
-            )
+        for item in settlements:
+            balances.append(_settle_one(conn, item, now_ms))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return balances
+
+
+def _settle_one(conn: sqlite3.Connection, item: Settlement, now_ms: int) -> int | None:
+    row = conn.execute(
+        "UPDATE bets SET status = ?, resolved_at = ?, payout_amount = ?,"
+        " resolution_price = ?, resolution_tick_ts = ?, ticks_examined = ?"
+        " WHERE id = ? AND status = 'confirmed' RETURNING user_id",
+        (
+            item.status,
+            now_ms,
+            item.credit if item.status == "won" else 0,
+            item.resolution_price,
+            item.resolution_tick_ts,
+            item.ticks_examined,
+            item.bet_id,
+        ),
+    ).fetchone()
+    if row is None or item.credit <= 0:
+        return None
+    user_id = row[0]
+    new_balance: int = conn.execute(
+        "UPDATE users SET balance = balance + ?, version = version + 1, updated_at = ?"
+        " WHERE id = ? RETURNING balance",
+        (item.credit, now_ms, user_id),
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO transaction_ledger"
+        " (id, user_id, amount, balance_after, ref_type, ref_id, metadata, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+        (new_id(), user_id, item.credit, new_balance, item.credit_type, item.bet_id, now_ms),
+    )
     return new_balance
 
 

@@ -3,8 +3,8 @@
 :func:`settle_due` reads every confirmed bet whose column ended at least ``delay_s`` ago, loads
 the stored ticks of each window once, resolves each bet with
 :func:`~tradehall.tap.resolution.resolve` and settles them through the single writer (one
-transaction per bet, paid at most once). The service decides when to run it (not while the
-breaker is critical) and announces the results.
+transaction for the lot, each bet paid at most once). The service decides when to run it (not
+while the breaker is critical) and announces the results.
 """
 
 from __future__ import annotations
@@ -52,30 +52,23 @@ async def settle_due(
             max_gap_ms=max_gap_s * 1000,
         )
         plans.append((bet, res))
-    settlements = [(bet.bet_id, res) for bet, res in plans]
-    now_ms = now_ns // 1_000_000
-    balances = await db.write(functools.partial(_settle, settlements=settlements, now_ms=now_ms))
-    return [(bet, res, bal) for (bet, res), bal in zip(plans, balances, strict=True)]
-
-
-def _settle(
-    conn: sqlite3.Connection, *, settlements: list[tuple[str, Resolution]], now_ms: int
-) -> list[int | None]:
-    """Apply resolutions, one transaction per bet (runs in the writer)."""
-    return [
-        ledger.apply_resolution(
-            conn,
-            bet_id,
-            status=res.outcome.value,
-            credit=res.payout,
-            credit_type="PAYOUT" if res.outcome is Outcome.WON else "REFUND",
-            resolution_price=res.resolution_price,
-            resolution_tick_ts=res.resolution_tick_ts,
-            ticks_examined=res.ticks_examined,
-            now_ms=now_ms,
+    settlements = [
+        ledger.Settlement(
+            bet.bet_id,
+            res.outcome.value,
+            res.payout,
+            "PAYOUT" if res.outcome is Outcome.WON else "REFUND",
+            res.resolution_price,
+            res.resolution_tick_ts,
+            res.ticks_examined,
         )
-        for bet_id, res in settlements
+        for bet, res in plans
     ]
+    now_ms = now_ns // 1_000_000
+    balances = await db.write(
+        functools.partial(ledger.apply_resolutions, settlements=settlements, now_ms=now_ms)
+    )
+    return [(bet, res, bal) for (bet, res), bal in zip(plans, balances, strict=True)]
 
 
 def _ticks(
