@@ -171,7 +171,7 @@ async def running(
             sessions=rs.RedisSessionStore(client, clock, prefix),
             nonces=rs.RedisNonceStore(client, prefix),
             limiter=rs.RedisRateLimiter(client, prefix),
-            bus=rs.RedisBus(client, hub, prefix),
+            bus=rs.RedisBus(client, hub, prefix, f"{prefix}circuit:override"),
             health_probes={"redis": functools.partial(rs.redis_health, client)},
         )
     else:

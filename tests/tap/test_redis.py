@@ -184,10 +184,8 @@ async def test_breaker_override_reaches_every_api_process(tmp_path: Any) -> None
         # an operator can publish the same command straight to Redis
         client = aioredis.from_url(project_redis_url())
         try:
-            await client.publish(
-                f"{prefix}bus:control", b'{"type":"breaker:override","data":{"mode":"close"}}'
-            )
-            await client.publish(f"{prefix}bus:control", b"not json")  # ignored, logged
+            await client.publish(f"{prefix}circuit:override", b"close")
+            await client.publish(f"{prefix}circuit:override", b"shut")  # ignored, logged
         finally:
             await client.aclose()
         await eventually(lambda: a.service.breaker.override.value == "close")

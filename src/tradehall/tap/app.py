@@ -95,7 +95,7 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
     """
     metrics = service.metrics
     config = service.config
-    hub.control_handlers.append(service.on_control)  # breaker overrides from any process
+    hub.override_handlers.append(service.on_override)  # circuit:override from any process
 
     def endpoint(name: str, fn: Handler, *, limited: bool = True) -> Handler:
         counters: dict[tuple[str, int], Any] = {}

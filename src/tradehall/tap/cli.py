@@ -5,8 +5,9 @@ SQLite in the data directory and in-process sessions, nonces, rate limits and pu
 ``TRADEHALL_REDIS_URL`` those move to Redis so several API processes can share them. Every
 setting is a flag and a ``TRADEHALL_*`` variable (see ``tradehall tap --help``).
 
-Jobs: ``tradehall tap integrity-check`` (daily drift check, exit 1 on drift) and
-``tradehall tap archive`` (weekly archival, see :mod:`tradehall.tap.archive`).
+Jobs: ``tradehall tap integrity-check`` (daily drift check, exit 1 on drift),
+``tradehall tap archive`` (weekly archival, see :mod:`tradehall.tap.archive`) and
+``tradehall tap breaker close|open|auto`` (the C-47 override, :mod:`tradehall.tap.operator`).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ SETTINGS = [
     Setting("data_dir", "./data/tap", Path, "directory for the SQLite database"),
     Setting("redis_url", "", str, "Redis URL for shared sessions/nonces/limits/pub-sub"),
     Setting("redis_prefix", "tap:", str, "prefix for every Redis key and channel"),
+    Setting("override_channel", "circuit:override", str, "Redis channel of breaker overrides"),
     Setting("price_source", "sim", _source, "price feed: sim, binance, gateway or none"),
     Setting("binance_url", "wss://stream.binance.com:9443/ws/btcusdt@trade", str, "trade stream"),
     Setting("gateway_url", GATEWAY_URL, str, "the gateway's data bus (--price-source gateway)"),
@@ -227,7 +229,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         sessions = rs.RedisSessionStore(client, clock, prefix)
         nonces = rs.RedisNonceStore(client, prefix)
         limiter = rs.RedisRateLimiter(client, prefix)
-        bus = rs.RedisBus(client, hub, prefix)
+        bus = rs.RedisBus(client, hub, prefix, values["override_channel"])
 
         async def redis_probe() -> dict[str, Any]:
             return await rs.redis_health(client)
@@ -259,6 +261,10 @@ def serve(args: argparse.Namespace) -> int:
         return asyncio.run(_integrity(values))
     if args.tap_command == "archive":
         return asyncio.run(_archive(values))
+    if args.tap_command == "breaker":
+        from tradehall.tap.operator import send_override
+
+        return asyncio.run(send_override(values, args.mode))
     import uvicorn
 
     from tradehall.tap.app import create_app
@@ -358,6 +364,10 @@ def register(subparsers: Any) -> None:
     jobs = parser.add_subparsers(dest="tap_command", metavar="JOB")
     jobs.add_parser("integrity-check", help="compare every balance with its ledger; 1 on drift")
     jobs.add_parser("archive", help="snapshot, compress and store the database, then rotate")
+    breaker = jobs.add_parser(
+        "breaker", help="override the price breaker in every API process (C-47)"
+    )
+    breaker.add_argument("mode", choices=["close", "open", "auto"])
     parser.set_defaults(func=serve, tap_command=None)
 
 

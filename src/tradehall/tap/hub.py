@@ -2,11 +2,13 @@
 
 Every message is a ``{type, data}`` envelope (C-29) encoded once and shared by all recipients.
 Channels: ``broadcast`` (``price``, ``system:status``) and ``user:{id}`` (``bet:confirmed``,
-``bet:failed``, ``bet:resolved``) go to WebSocket clients; ``control`` (``breaker:override``)
-goes to the handlers in :attr:`Hub.control_handlers`, so an operator command reaches every API
-process on the bus (C-47). A :class:`Bus` carries messages between processes: the
-in-process :class:`MemoryBus` hands them straight to the local :class:`Hub`; the Redis bus
-(:mod:`tradehall.tap.redis_stores`) publishes them so every API process's hub receives them.
+``bet:failed``, ``bet:resolved``) go to WebSocket clients; ``circuit:override`` (Part B §5,
+C-47: a bare ``close``, ``open`` or ``auto``) goes to the handlers in
+:attr:`Hub.override_handlers`, so an operator command reaches every API process on the bus.
+A :class:`Bus` carries messages between processes: the in-process :class:`MemoryBus` hands them
+straight to the local :class:`Hub`; the Redis bus (:mod:`tradehall.tap.redis_stores`) publishes
+them so every API process's hub receives them (``circuit:override`` under its own unprefixed
+name, so ``redis-cli PUBLISH circuit:override close`` works as Part B writes it).
 
 Each connected client has a bounded queue; a client that cannot keep up (queue full) is dropped
 rather than allowed to grow memory (Part B §5).
@@ -22,7 +24,7 @@ import msgspec
 
 __all__ = [
     "BROADCAST",
-    "CONTROL",
+    "CIRCUIT_OVERRIDE",
     "Bus",
     "Client",
     "Hub",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 BROADCAST = "broadcast"
-CONTROL = "control"
+CIRCUIT_OVERRIDE = "circuit:override"
 _encoder = msgspec.json.Encoder()
 
 
@@ -76,7 +78,7 @@ class Hub:
     def __init__(self) -> None:
         self._clients: set[Client] = set()
         self._by_user: dict[str, set[Client]] = {}
-        self.control_handlers: list[Callable[[bytes], None]] = []
+        self.override_handlers: list[Callable[[bytes], None]] = []
 
     @property
     def count(self) -> int:
@@ -99,8 +101,8 @@ class Hub:
                     del self._by_user[client.user_id]
 
     def dispatch(self, channel: str, payload: bytes) -> None:
-        if channel == CONTROL:
-            for handler in list(self.control_handlers):
+        if channel == CIRCUIT_OVERRIDE:
+            for handler in list(self.override_handlers):
                 handler(payload)
             return
         if channel == BROADCAST:

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tradehall.core.clock import Clock
-from tradehall.tap.hub import Hub
+from tradehall.tap.hub import CIRCUIT_OVERRIDE, Hub
 from tradehall.tap.log import LazyLogger
 from tradehall.tap.stores import Session, StoreUnavailable, new_session_id
 
@@ -144,12 +144,24 @@ class RedisRateLimiter:
 
 
 class RedisBus:
-    """Publishes to Redis; a listener relays every ``{prefix}bus:*`` message to the local hub."""
+    """Publishes to Redis; a listener relays every ``{prefix}bus:*`` message to the local hub.
 
-    def __init__(self, client: aioredis.Redis, hub: Hub, prefix: str = "") -> None:
+    The breaker override travels on ``override_channel`` (default exactly ``circuit:override``,
+    Part B §5, without the key prefix) so an operator can ``PUBLISH circuit:override close``;
+    tests sharing one Redis pass a prefixed name to stay apart.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        hub: Hub,
+        prefix: str = "",
+        override_channel: str = CIRCUIT_OVERRIDE,
+    ) -> None:
         self._r = client
         self._hub = hub
         self._prefix = f"{prefix}bus:"
+        self._override = override_channel
         self._task: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -158,7 +170,8 @@ class RedisBus:
 
     def publish(self, channel: str, payload: bytes) -> None:
         if len(self._outbox) < 100_000:
-            self._outbox.append((self._prefix + channel, payload))
+            name = self._override if channel == CIRCUIT_OVERRIDE else self._prefix + channel
+            self._outbox.append((name, payload))
             self._wake.set()
 
     async def start(self) -> None:
@@ -198,6 +211,7 @@ class RedisBus:
             try:
                 pubsub = self._r.pubsub(ignore_subscribe_messages=True)
                 await pubsub.psubscribe(self._prefix + "*")
+                await pubsub.subscribe(self._override)
                 self._ready.set()
                 try:
                     while True:
@@ -207,7 +221,10 @@ class RedisBus:
                         channel = message["channel"]
                         if isinstance(channel, bytes):
                             channel = channel.decode()
-                        self._hub.dispatch(channel[len(self._prefix) :], message["data"])
+                        if channel == self._override:
+                            self._hub.dispatch(CIRCUIT_OVERRIDE, message["data"])
+                        elif channel.startswith(self._prefix):
+                            self._hub.dispatch(channel[len(self._prefix) :], message["data"])
                 finally:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             except asyncio.CancelledError:

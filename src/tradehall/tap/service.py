@@ -24,8 +24,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-import msgspec
-
 from tradehall.core.clock import Clock
 from tradehall.tap import ledger
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
@@ -46,7 +44,7 @@ from tradehall.tap.db import Database, barrier
 from tradehall.tap.feed import NoSource, PriceSource
 from tradehall.tap.grid import Cell, CellIdError, parse_cell_id
 from tradehall.tap.history import History
-from tradehall.tap.hub import BROADCAST, CONTROL, Bus, envelope, user_channel
+from tradehall.tap.hub import BROADCAST, CIRCUIT_OVERRIDE, Bus, envelope, user_channel
 from tradehall.tap.ids import new_id
 from tradehall.tap.ledger import BetRequest, BetResult
 from tradehall.tap.log import LazyLogger
@@ -250,18 +248,14 @@ class TapService:
     def request_override(self, override: Override) -> None:
         """Operator override (C-47): applied here at once and sent to every API process."""
         self.set_override(override)
-        self.publish(CONTROL, "breaker:override", {"mode": override.value})
+        self.bus.publish(CIRCUIT_OVERRIDE, override.value.encode())
 
-    def on_control(self, payload: bytes) -> None:
-        """A ``control`` message from the bus (any API process, or an operator's PUBLISH)."""
+    def on_override(self, payload: bytes) -> None:
+        """A ``circuit:override`` message (any API process, or an operator's PUBLISH)."""
         try:
-            message = msgspec.json.decode(payload, type=_Control)
-            if message.type == "breaker:override":
-                self.set_override(Override(message.data.get("mode", "")))
-            else:
-                raise ValueError(f"unknown control message {message.type!r}")
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-            _log.warning("control_message_ignored", error=str(exc))
+            self.set_override(parse_override(payload))
+        except ValueError as exc:
+            _log.warning("override_message_ignored", error=str(exc))
 
     def set_override(self, override: Override) -> None:
         transition = self.breaker.set_override(override, self.clock.time_ns())
@@ -694,17 +688,21 @@ class TapService:
         }
 
 
-class _Control(msgspec.Struct):
-    type: str
-    data: dict[str, str]
-
-
 class _Replayed(Exception):
     """Internal: a repeated nonce whose stored result is the answer."""
 
     def __init__(self, answer: dict[str, Any]) -> None:
         super().__init__("replayed")
         self.answer = answer
+
+
+def parse_override(payload: bytes) -> Override:
+    """``close``, ``open`` or ``auto`` (any case, optionally quoted) as an :class:`Override`."""
+    text = payload.decode("utf-8", "replace").strip().strip('"').strip().lower()
+    try:
+        return Override(text)
+    except ValueError:
+        raise ValueError(f"expected close, open or auto, got {text[:40]!r}") from None
 
 
 def _as_decimal(text: str) -> Decimal | None:

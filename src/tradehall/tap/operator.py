@@ -1,0 +1,65 @@
+"""Operator commands run from the CLI against a running (or stopped) tap deployment.
+
+``tradehall tap breaker close|open|auto`` sends the C-47 override: with Redis it is a plain
+``PUBLISH circuit:override <mode>`` (every API process subscribes); without Redis there is one
+process, reached through its admin endpoint ``POST /api/admin/breaker`` with the admin token.
+Each command prints one JSON line and returns the process exit status.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from tradehall.tap.breaker import Override
+
+__all__ = ["send_override"]
+
+
+async def send_override(values: dict[str, Any], mode: str) -> int:
+    """Publish (Redis) or POST (single process) the override; 0 when someone received it."""
+    override = Override(mode)
+    if values["redis_url"]:
+        from tradehall.tap.redis_stores import connect_redis
+
+        client = connect_redis(values["redis_url"])
+        try:
+            receivers = int(await client.publish(values["override_channel"], override.value))
+        finally:
+            await client.aclose()
+        print(
+            json.dumps(
+                {
+                    "mode": override.value,
+                    "channel": values["override_channel"],
+                    "receivers": receivers,
+                }
+            )
+        )
+        # nobody subscribed: no API process is running (or it uses another channel name)
+        return 0 if receivers > 0 else 1
+    host = values["host"]
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"  # a wildcard listen address is reached through loopback
+    url = f"http://{host}:{values['port']}/api/admin/breaker"
+    headers = {"Authorization": f"Bearer {values['admin_token']}"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        try:
+            resp = await http.post(url, json={"mode": override.value}, headers=headers)
+        except httpx.HTTPError as exc:
+            print(json.dumps({"mode": override.value, "url": url, "error": repr(exc)}))
+            return 1
+    print(
+        json.dumps({"mode": override.value, "url": url, "status": resp.status_code, **_body(resp)})
+    )
+    return 0 if resp.status_code == 200 else 1
+
+
+def _body(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
