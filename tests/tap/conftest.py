@@ -29,6 +29,7 @@ from tradehall.core.clock import VirtualClock
 from tradehall.tap import redis_stores as rs
 from tradehall.tap.app import create_app
 from tradehall.tap.auth import LoginRequest, login_text
+from tradehall.tap.balances import RedisBalanceCache
 from tradehall.tap.grid import GridConfig, GridLayout, layout
 from tradehall.tap.hub import Hub, MemoryBus
 from tradehall.tap.service import TapConfig, TapService
@@ -173,6 +174,7 @@ async def running(
             limiter=rs.RedisRateLimiter(client, prefix),
             bus=rs.RedisBus(client, hub, prefix, f"{prefix}circuit:override"),
             health_probes={"redis": functools.partial(rs.redis_health, client)},
+            balances=RedisBalanceCache(client, prefix),
         )
     else:
         service = TapService(

@@ -34,6 +34,7 @@ from tradehall.core.config import (
     resolve,
 )
 from tradehall.core.logging import configure, get_logger
+from tradehall.tap.balances import BalanceCache, RedisBalanceCache
 from tradehall.tap.breaker import BreakerConfig
 from tradehall.tap.contract import S3Settings
 from tradehall.tap.feed import BinanceSource, NoSource, PriceSource, SimSource
@@ -221,6 +222,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
     limiter: RateLimiter
     bus: Bus
     probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {}
+    balances: BalanceCache | None = None  # None: the service's in-process cache
     if values["redis_url"]:
         from tradehall.tap import redis_stores as rs
 
@@ -230,6 +232,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         nonces = rs.RedisNonceStore(client, prefix)
         limiter = rs.RedisRateLimiter(client, prefix)
         bus = rs.RedisBus(client, hub, prefix, values["override_channel"])
+        balances = RedisBalanceCache(client, prefix)
 
         async def redis_probe() -> dict[str, Any]:
             return await rs.redis_health(client)
@@ -249,6 +252,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         bus=bus,
         source=source,
         health_probes=probes,
+        balances=balances,
     )
     return service, hub
 

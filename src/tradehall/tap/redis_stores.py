@@ -7,8 +7,8 @@ relayed into each process's local hub. Every key carries a TTL; the server shoul
 ``noeviction`` (C-31). Any Redis error surfaces as :class:`StoreUnavailable`, which the API turns
 into 503 -- fail closed, never "replay" (C-10).
 
-SQLite stays the only authority for money: the optional balance cache of ADR-009 is not used, the
-conditional debit makes it unnecessary for correctness.
+SQLite stays the only authority for money: the ADR-009 balance cache
+(:mod:`tradehall.tap.balances`) only ever admits bets early, the conditional debit decides.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from tradehall.core.clock import Clock
 from tradehall.tap import ledger
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
 from tradehall.tap.auth import AuthError, LoginRequest, verify_login
+from tradehall.tap.balances import BalanceCache, BalanceGuard, MemoryBalanceCache
 from tradehall.tap.batcher import Batcher
 from tradehall.tap.breaker import Breaker, Health, Override, Transition
 from tradehall.tap.coldstore import ColdStore, S3Store
@@ -107,6 +108,7 @@ class TapService:
         metrics: TapMetrics | None = None,
         health_probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] | None = None,
         disk_usage: Callable[[Path], DiskUsage] = shutil.disk_usage,
+        balances: BalanceCache | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -130,6 +132,7 @@ class TapService:
         )
         self.partitions = Partitions(config.data_dir / "partitions", config.local_weeks)
         self.history = History(self.db, self.partitions)
+        self.balances = BalanceGuard(balances or MemoryBalanceCache(clock), self.db)
         self.breaker = Breaker(config.breaker)
         self.batcher = Batcher(
             self._flush,
@@ -159,6 +162,8 @@ class TapService:
     async def start(self, *, background: bool = True) -> None:
         await self.db.open()
         await self.bus.start()
+        await self.balances.cache.start()
+        await self.balances.rebuild()  # FR-22: the cache starts from the database
         self.batcher.start()
         self._started = True
         self._spawn("bet-timeouts", self.placements.timeout_loop)
@@ -186,6 +191,7 @@ class TapService:
         if self._started:
             with contextlib.suppress(Exception):
                 await self.flush_ticks()
+        await self.balances.cache.stop()
         await self.bus.stop()
         await self.db.close()
         self._started = False
@@ -450,11 +456,13 @@ class TapService:
         wallet = _admin_wallet(wallet, amount)
         now_ms = self.clock.time_ns() // 1_000_000
         dep_id = new_id()
-        return await self.db.write(
+        user = await self.db.write(
             functools.partial(
                 ledger.deposit, wallet=wallet, amount=amount, now_ms=now_ms, deposit_id=dep_id
             )
         )
+        self.balances.committed([(user.id, user.balance)])
+        return user
 
     async def withdraw(self, wallet: str, amount: int) -> ledger.UserRecord:
         """Admin withdrawal (C-12): conditional debit plus a WITHDRAWAL ledger row."""
@@ -474,6 +482,7 @@ class TapService:
             raise ApiError(404, "not_found", "no user with this wallet") from None
         if user is None:
             raise ApiError(400, "insufficient_funds", "balance too low")
+        self.balances.committed([(user.id, user.balance)])
         _log.info("withdrawal", user_id=user.id, amount=amount, new_balance=user.balance)
         return user
 
@@ -527,6 +536,12 @@ class TapService:
                 body,
                 ApiError(409, "rate_changed", "the rate has changed", extra={"rate": str(rate)}),
             )
+        if not await self.balances.enough(session.user_id, body.amount):
+            # refused before the write queue; only the database's balance can refuse (balances.py)
+            self.metrics.bets_placed.labels("rejected").inc()
+            await self._raise_replay_or(
+                session, body, ApiError(400, "insufficient_funds", "balance too low")
+            )
         bet = BetRequest(
             bet_id=new_id(),
             user_id=session.user_id,
@@ -539,7 +554,14 @@ class TapService:
             lower=cell.lower,
             upper=cell.upper,
         )
-        return await self.placements.submit(bet)
+        try:
+            placed = await self.placements.submit(bet)
+        except ApiError as exc:
+            if exc.code == "insufficient_funds":
+                self.balances.cache.forget(session.user_id)  # it let an unaffordable bet through
+            raise
+        self.balances.committed([(session.user_id, placed.get("new_balance"))])
+        return placed
 
     async def _raise_replay_or(self, session: Session, body: BetBody, error: ApiError) -> None:
         stored = await self._replay(session, body.nonce)
@@ -569,6 +591,7 @@ class TapService:
             max_gap_s=self.config.max_gap_s,
             limit=limit,
         )
+        self.balances.committed((bet.user_id, balance) for bet, _, balance in settled)
         for bet, res, balance in settled:
             self.metrics.bets_resolved.labels(res.outcome.value).inc()
             _log.info(

@@ -1,0 +1,219 @@
+"""The balance cache of ADR-009 / FR-22: early rejection of bets that cannot be paid for.
+
+``balance:{user_id}`` (24 h TTL, Part B §5) holds a recent balance. It is never the authority:
+the conditional debit in the single writer still decides every bet. The cache only lets a bet
+that is clearly unaffordable be refused before it takes a place in the write queue.
+
+The rule that keeps it safe (:meth:`BalanceGuard.enough`): a cached balance may *admit* a bet,
+never *refuse* one. When the cache says "too low" (or has nothing) the database is read and its
+balance decides, and refills the cache. A stale-high cache only sends a bet to the writer, whose
+conditional debit refuses it as before; a stale-low cache -- say a deposit committed by another
+API process whose best-effort SET was lost or overtaken by an older SET -- costs one read, never a
+wrongly refused bet.
+
+Writes are best effort and after the commit: :meth:`put` records the newest balance this process
+knows; the Redis cache pipelines them in the background (the newest value per user wins within a
+process) and logs, never raises, on a Redis error. At start-up the cache is rebuilt from
+``SELECT id, balance FROM users`` with pipelined SETs (FR-22). Without Redis an in-process,
+size-bounded cache with the same TTL plays the same part, so both backends run the same tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Iterable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tradehall.core.clock import Clock
+from tradehall.tap.db import Database
+from tradehall.tap.log import LazyLogger
+
+__all__ = [
+    "BalanceCache",
+    "BalanceGuard",
+    "MemoryBalanceCache",
+    "RedisBalanceCache",
+    "all_balances",
+]
+
+NS = 1_000_000_000
+TTL_S = 86_400
+_CHUNK = 1_000
+_log = LazyLogger("tap.balances")
+
+
+class BalanceCache(Protocol):
+    async def get(self, user_id: str) -> int | None:
+        """The cached balance, or ``None`` (miss, expired, or the store cannot answer)."""
+        ...
+
+    def put(self, user_id: str, balance: int) -> None:
+        """Remember a committed balance (best effort, never raises)."""
+        ...
+
+    def forget(self, user_id: str) -> None:
+        """Drop a balance known to be wrong."""
+        ...
+
+    async def flush(self) -> None:
+        """Write what :meth:`put` and :meth:`forget` recorded (no-op in memory)."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class MemoryBalanceCache:
+    """In-process cache: TTL from the injected clock, at most ``max_users`` entries."""
+
+    def __init__(self, clock: Clock, ttl_s: int = TTL_S, max_users: int = 100_000) -> None:
+        self._clock = clock
+        self._ttl_ns = ttl_s * NS
+        self._max = max_users
+        self._entries: dict[str, tuple[int, int]] = {}  # user -> (balance, expires_ns)
+
+    async def get(self, user_id: str) -> int | None:
+        entry = self._entries.get(user_id)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock.time_ns():
+            del self._entries[user_id]
+            return None
+        return entry[0]
+
+    def put(self, user_id: str, balance: int) -> None:
+        self._entries.pop(user_id, None)  # re-insert: dict order is the eviction order
+        self._entries[user_id] = (balance, self._clock.time_ns() + self._ttl_ns)
+        if len(self._entries) > self._max:
+            del self._entries[next(iter(self._entries))]
+
+    def forget(self, user_id: str) -> None:
+        self._entries.pop(user_id, None)
+
+    async def flush(self) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class RedisBalanceCache:
+    """``{prefix}balance:{user_id}`` in Redis, written by a background pipeline."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "", ttl_s: int = TTL_S) -> None:
+        self._r = client
+        self._prefix = f"{prefix}balance:"
+        self._ttl = ttl_s
+        self._pending: dict[str, int | None] = {}  # None: delete
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def key(self, user_id: str) -> str:
+        return self._prefix + user_id
+
+    async def get(self, user_id: str) -> int | None:
+        if user_id in self._pending:
+            return self._pending[user_id]  # newer than what Redis holds
+        try:
+            raw = await self._r.get(self.key(user_id))
+        except RedisError as exc:
+            _log.warning("balance_cache_read_failed", error=repr(exc))
+            return None  # a miss: the database answers
+        if raw is None:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            return None
+
+    def put(self, user_id: str, balance: int) -> None:
+        self._pending[user_id] = balance
+        self._wake.set()
+
+    def forget(self, user_id: str) -> None:
+        self._pending[user_id] = None
+        self._wake.set()
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch = dict(list(self._pending.items())[:_CHUNK])
+            for user_id in batch:
+                del self._pending[user_id]
+            try:
+                async with self._r.pipeline(transaction=False) as pipe:
+                    for user_id, balance in batch.items():
+                        if balance is None:
+                            pipe.delete(self.key(user_id))
+                        else:
+                            pipe.set(self.key(user_id), balance, ex=self._ttl)
+                    await pipe.execute()
+            except RedisError as exc:
+                # best effort: the database stays right; a stale entry only costs reads
+                _log.warning("balance_cache_write_failed", users=len(batch), error=repr(exc))
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="tap-balance-cache")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+
+def all_balances(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """Every user's balance (the start-up rebuild, FR-22)."""
+    return [(str(r[0]), int(r[1])) for r in conn.execute("SELECT id, balance FROM users")]
+
+
+class BalanceGuard:
+    """Early rejection over a :class:`BalanceCache`, with the database as the tie-breaker."""
+
+    def __init__(self, cache: BalanceCache, db: Database) -> None:
+        self.cache = cache
+        self.db = db
+        self.db_reads = 0  # lookups the cache could not settle (tests and metrics read it)
+
+    async def enough(self, user_id: str, amount: int) -> bool:
+        """Whether the bet may go to the writer; ``False`` only if the *database* says so."""
+        cached = await self.cache.get(user_id)
+        if cached is not None and cached >= amount:
+            return True
+        self.db_reads += 1
+        row = await self.db.read(
+            lambda c: c.execute("SELECT balance FROM users WHERE id = ?", (user_id,)).fetchone()
+        )
+        balance = 0 if row is None else int(row[0])
+        self.cache.put(user_id, balance)
+        return balance >= amount
+
+    def committed(self, items: Iterable[tuple[str, int | None]]) -> None:
+        """Balances just committed (bets, payouts, refunds, deposits, withdrawals)."""
+        for user_id, balance in items:
+            if balance is not None:
+                self.cache.put(user_id, balance)
+
+    async def rebuild(self) -> int:
+        """Fill the cache from the database; the number of users written."""
+        rows = await self.db.read(all_balances)
+        for user_id, balance in rows:
+            self.cache.put(user_id, balance)
+        await self.cache.flush()
+        return len(rows)
