@@ -32,6 +32,7 @@ from tradehall.tap.auth import LoginRequest, login_text
 from tradehall.tap.balances import RedisBalanceCache
 from tradehall.tap.grid import GridConfig, GridLayout, layout
 from tradehall.tap.hub import Hub, MemoryBus
+from tradehall.tap.price_history import RedisPriceMirror
 from tradehall.tap.service import TapConfig, TapService
 from tradehall.tap.stores import MemoryNonceStore, MemoryRateLimiter, MemorySessionStore
 
@@ -175,6 +176,7 @@ async def running(
             bus=rs.RedisBus(client, hub, prefix, f"{prefix}circuit:override"),
             health_probes={"redis": functools.partial(rs.redis_health, client)},
             balances=RedisBalanceCache(client, prefix),
+            price_mirror=RedisPriceMirror(client, prefix),
         )
     else:
         service = TapService(

@@ -41,6 +41,7 @@ from tradehall.tap.feed import BinanceSource, NoSource, PriceSource, SimSource
 from tradehall.tap.gatewayfeed import GATEWAY_URL, GatewaySource
 from tradehall.tap.grid import GridConfig
 from tradehall.tap.hub import Bus, Hub, MemoryBus
+from tradehall.tap.price_history import PriceMirror, RedisPriceMirror
 from tradehall.tap.service import TapConfig, TapService
 from tradehall.tap.stores import (
     MemoryNonceStore,
@@ -223,6 +224,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
     bus: Bus
     probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {}
     balances: BalanceCache | None = None  # None: the service's in-process cache
+    mirror: PriceMirror | None = None  # None: prices only in SQLite
     if values["redis_url"]:
         from tradehall.tap import redis_stores as rs
 
@@ -233,6 +235,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         limiter = rs.RedisRateLimiter(client, prefix)
         bus = rs.RedisBus(client, hub, prefix, values["override_channel"])
         balances = RedisBalanceCache(client, prefix)
+        mirror = RedisPriceMirror(client, prefix)
 
         async def redis_probe() -> dict[str, Any]:
             return await rs.redis_health(client)
@@ -253,6 +256,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         source=source,
         health_probes=probes,
         balances=balances,
+        price_mirror=mirror,
     )
     return service, hub
 

@@ -52,6 +52,7 @@ from tradehall.tap.log import LazyLogger
 from tradehall.tap.metrics import TapMetrics
 from tradehall.tap.partitions import Partitions
 from tradehall.tap.placement import BetTimeout, Placements, answer, check_bet_signature
+from tradehall.tap.price_history import NoPriceMirror, PriceMirror
 from tradehall.tap.pricing import GridPricer, GridSnapshot
 from tradehall.tap.rates import BrownianTouchModel, RateModel
 from tradehall.tap.resolution import Outcome
@@ -109,6 +110,7 @@ class TapService:
         health_probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] | None = None,
         disk_usage: Callable[[Path], DiskUsage] = shutil.disk_usage,
         balances: BalanceCache | None = None,
+        price_mirror: PriceMirror | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -132,6 +134,7 @@ class TapService:
         )
         self.partitions = Partitions(config.data_dir / "partitions", config.local_weeks)
         self.history = History(self.db, self.partitions)
+        self.price_mirror = price_mirror or NoPriceMirror()
         self.balances = BalanceGuard(balances or MemoryBalanceCache(clock), self.db)
         self.breaker = Breaker(config.breaker)
         self.batcher = Batcher(
@@ -163,6 +166,7 @@ class TapService:
         await self.db.open()
         await self.bus.start()
         await self.balances.cache.start()
+        await self.price_mirror.start()
         await self.balances.rebuild()  # FR-22: the cache starts from the database
         self.batcher.start()
         self._started = True
@@ -192,6 +196,7 @@ class TapService:
             with contextlib.suppress(Exception):
                 await self.flush_ticks()
         await self.balances.cache.stop()
+        await self.price_mirror.stop()
         await self.bus.stop()
         await self.db.close()
         self._started = False
@@ -230,6 +235,7 @@ class TapService:
                 self._recent.popleft()
             self._last_sample_ms = now_ms
             self._pending_ticks.append((now_ms, price_cents))
+            self.price_mirror.record(now_ms, price_cents)  # Redis copy; SQLite is the record
             self.publish(
                 BROADCAST, "price", {"symbol": "BTC/USD", "price": price_cents, "timestamp": now_ms}
             )
