@@ -171,7 +171,7 @@ async def running(
             clock=clock,
             timer_clock=timer,
             sessions=rs.RedisSessionStore(client, clock, prefix),
-            nonces=rs.RedisNonceStore(client, prefix),
+            nonces=rs.RedisNonceStore(client, prefix, clock=clock),
             limiter=rs.RedisRateLimiter(client, prefix),
             bus=rs.RedisBus(client, hub, prefix, f"{prefix}circuit:override"),
             health_probes={"redis": functools.partial(rs.redis_health, client)},

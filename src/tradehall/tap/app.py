@@ -37,6 +37,7 @@ from tradehall.tap.fastpath import FastBets
 from tradehall.tap.hub import Client, Hub, envelope
 from tradehall.tap.log import LazyLogger
 from tradehall.tap.service import ApiError, TapService, bet_json
+from tradehall.tap.stores import StoreUnavailable, utc_day
 from tradehall.tap.web import web_routes
 
 __all__ = ["create_app"]
@@ -226,6 +227,9 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
     async def metrics_endpoint(request: Request) -> Response:
         service.evaluate_gauges()
         metrics.ws_clients.set(hub.count)
+        with contextlib.suppress(StoreUnavailable):  # Redis down: /healthz says so
+            today = utc_day(service.clock.time_ns())
+            metrics.nonce_claims_today.set(await service.nonces.count(today))
         return Response(render(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def ws_endpoint(websocket: WebSocket) -> None:

@@ -231,7 +231,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         client = rs.connect_redis(values["redis_url"])
         prefix = values["redis_prefix"]
         sessions = rs.RedisSessionStore(client, clock, prefix)
-        nonces = rs.RedisNonceStore(client, prefix)
+        nonces = rs.RedisNonceStore(client, prefix, clock=clock)
         limiter = rs.RedisRateLimiter(client, prefix)
         bus = rs.RedisBus(client, hub, prefix, values["override_channel"])
         balances = RedisBalanceCache(client, prefix)

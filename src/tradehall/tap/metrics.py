@@ -60,3 +60,8 @@ class TapMetrics:
             "disk_used_fraction", "Share of the data directory's disk in use", registry=r
         )
         self.ws_clients = Gauge("ws_clients", "Connected WebSocket clients", registry=r)
+        self.nonce_claims_today = Gauge(
+            "nonce_claims_today",
+            "Nonce claims (first uses and replays) this UTC day: nonce_count:{date}",
+            registry=r,
+        )

@@ -1,7 +1,8 @@
 """Redis implementations of the shared stores and the bus (Part A §2), for several API processes.
 
 Keys follow Part B §5 under a configurable prefix (tests use a random one): ``session:{id}`` and
-``session:wallet:{wallet}`` (24 h), ``nonce:{n}`` (``SET NX EX 90``), ``rate_limit:{key}`` (a
+``session:wallet:{wallet}`` (24 h), ``nonce:{n}`` (``SET NX EX 90``) with its per-day
+``nonce_count:{date}`` counter (7 d), ``rate_limit:{key}`` (a
 counter whose expiry is set only when it is created, C-45), and pub/sub channels ``bus:{channel}``
 relayed into each process's local hub. Every key carries a TTL; the server should run with
 ``noeviction`` (C-31). Any Redis error surfaces as :class:`StoreUnavailable`, which the API turns
@@ -22,10 +23,10 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from tradehall.core.clock import Clock
+from tradehall.core.clock import Clock, SystemClock
 from tradehall.tap.hub import CIRCUIT_OVERRIDE, Hub
 from tradehall.tap.log import LazyLogger
-from tradehall.tap.stores import Session, StoreUnavailable, new_session_id
+from tradehall.tap.stores import COUNT_DAYS, Session, StoreUnavailable, new_session_id, utc_day
 
 __all__ = [
     "RedisBus",
@@ -112,17 +113,35 @@ class RedisSessionStore:
 
 
 class RedisNonceStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "", ttl_s: int = 90) -> None:
+    """``nonce:{n}`` (``SET NX EX 90``) and the ``nonce_count:{date}`` counter (7 d)."""
+
+    def __init__(
+        self, client: aioredis.Redis, prefix: str = "", ttl_s: int = 90, clock: Clock | None = None
+    ) -> None:
         self._r = client
         self._prefix = prefix
         self._ttl = ttl_s
+        self._clock = clock or SystemClock()
 
     async def claim(self, nonce: str, owner: str) -> bool:
+        counter = f"{self._prefix}nonce_count:{utc_day(self._clock.time_ns())}"
         try:
-            ok = await self._r.set(f"{self._prefix}nonce:{nonce}", owner, nx=True, ex=self._ttl)
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.set(f"{self._prefix}nonce:{nonce}", owner, nx=True, ex=self._ttl)
+                pipe.incr(counter)
+                # refreshed on each claim (EXPIRE NX needs Redis 7): kept 7 d after the day ends
+                pipe.expire(counter, COUNT_DAYS * 86_400)
+                ok, _, _ = await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
         return bool(ok)
+
+    async def count(self, day: str) -> int:
+        try:
+            raw = await self._r.get(f"{self._prefix}nonce_count:{day}")
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return 0 if raw is None else int(raw)
 
 
 class RedisRateLimiter:

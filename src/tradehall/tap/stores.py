@@ -6,12 +6,17 @@ Part B §5 semantics: sessions are 32 random bytes (hex) valid 24 h; a nonce can
 within its 90 s TTL; a rate limit is a fixed-window counter whose window starts at the first hit
 (C-45: the expiry is set only when the count is 1, so it never slides).
 
+Every nonce claim (first use or replay) also counts towards ``nonce_count:{date}`` (ADR-007,
+Part B §5: a per-UTC-day counter kept 7 days, for abuse detection), exported as the
+``nonce_claims_today`` gauge; a jump means someone is hammering the signed endpoints.
+
 Expiry uses the injected clock, so tests move time with a ``VirtualClock``.
 """
 
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Protocol
 
 import msgspec
@@ -27,10 +32,17 @@ __all__ = [
     "Session",
     "SessionStore",
     "StoreUnavailable",
+    "utc_day",
 ]
 
 NS = 1_000_000_000
 _SWEEP_EVERY = 1024
+COUNT_DAYS = 7
+
+
+def utc_day(now_ns: int) -> str:
+    """The UTC date (``YYYY-MM-DD``) of ``now_ns``: the ``nonce_count:{date}`` key."""
+    return datetime.fromtimestamp(now_ns // NS, UTC).strftime("%Y-%m-%d")
 
 
 class StoreUnavailable(Exception):
@@ -56,6 +68,10 @@ class SessionStore(Protocol):
 class NonceStore(Protocol):
     async def claim(self, nonce: str, owner: str) -> bool:
         """True the first time ``nonce`` is claimed within its TTL, False on any reuse."""
+        ...
+
+    async def count(self, day: str) -> int:
+        """Claims (first uses and replays) made on UTC ``day``; 0 after 7 days."""
         ...
 
 
@@ -107,10 +123,20 @@ class MemoryNonceStore:
         self._clock = clock
         self._ttl_ns = int(ttl_s * NS)
         self._seen: dict[str, int] = {}
+        self._counts: dict[str, int] = {}  # UTC day -> claims
         self._ops = 0
+
+    async def count(self, day: str) -> int:
+        return self._counts.get(day, 0)
 
     async def claim(self, nonce: str, owner: str) -> bool:
         now = self._clock.time_ns()
+        day = utc_day(now)
+        if day not in self._counts:
+            self._counts[day] = 0
+            for old in sorted(self._counts)[:-COUNT_DAYS]:  # a 7-day TTL
+                del self._counts[old]
+        self._counts[day] += 1
         self._ops += 1
         if self._ops % _SWEEP_EVERY == 0:
             for key in [k for k, exp in self._seen.items() if exp <= now]:
