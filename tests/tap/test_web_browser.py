@@ -56,7 +56,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 NS = 1_000_000_000
 DEGRADED_TEXT = "Price feed delayed - trades at your own risk"
 CRITICAL_TEXT = "Betting suspended - price feed issue detected"
-WARMING_TEXT = "Warming up - betting opens after 600 s of steady prices"
+WARMING_PREFIX = "Warming up - betting opens in "  # + the seconds left, counting down
 
 # The first test's setup may include installing Chromium with apt (a minute or two on a fresh
 # machine), more than the suite's default per-test timeout.
@@ -517,7 +517,8 @@ async def test_tap_flow_in_the_browser(browser_ws_url: str, tmp_path: Path) -> N
         await page.wait_for(
             f"document.getElementById('banner-text').textContent === {json.dumps(CRITICAL_TEXT)}"
         )
-        assert await page.js("document.getElementById('banner').getAttribute('role')") == "alert"
+        # a routine status, announced politely rather than as an alert
+        assert await page.js("document.getElementById('banner').getAttribute('role')") == "status"
         assert await page.js("document.getElementById('board').getAttribute('aria-disabled')") == (
             "true"
         )
@@ -645,6 +646,21 @@ def feed_is(state: str, banner: str) -> str:
     )
 
 
+def warming() -> str:
+    """A page expression: the feed shows "Warming up" with a countdown in the banner."""
+    return (
+        "document.getElementById('feed-state').dataset.state === 'warming'"
+        " && document.getElementById('banner-text').textContent.startsWith("
+        f"{json.dumps(WARMING_PREFIX)})"
+    )
+
+
+async def seconds_left(page: Any) -> int:
+    text = await page.js("document.getElementById('banner-text').textContent")
+    assert text.startswith(WARMING_PREFIX) and text.endswith(" s"), text
+    return int(text[len(WARMING_PREFIX) : -2])
+
+
 async def test_warming_up_is_told_apart_from_a_dead_feed(
     browser_ws_url: str, tmp_path: Path
 ) -> None:
@@ -656,8 +672,17 @@ async def test_warming_up_is_told_apart_from_a_dead_feed(
         open_page(browser_ws_url) as page,
     ):
         await page.goto(server.url + "/")
-        await page.wait_for(feed_is("warming", WARMING_TEXT))
+        await page.wait_for(warming())
         assert server.service.breaker.state is Health.CRITICAL
+        # the countdown comes from the server's recovering_for_ms and runs down locally
+        first = await seconds_left(page)
+        assert 590 <= first <= 600
+        await page.wait_for(
+            "document.getElementById('banner-text').textContent !== "
+            + json.dumps(f"{WARMING_PREFIX}{first} s")
+        )
+        assert await seconds_left(page) < first
+        assert await page.js("document.getElementById('banner').getAttribute('role')") == "status"
         assert await page.js("document.getElementById('feed-text').textContent") == "Warming up"
         assert await page.js("document.getElementById('banner').dataset.level") == "warming"
         assert await page.js("document.getElementById('board').getAttribute('aria-disabled')") == (
@@ -666,8 +691,12 @@ async def test_warming_up_is_told_apart_from_a_dead_feed(
         await sign_in_and_fund(page)
         await tap_cell(page, await open_cell(page))
         await page.wait_for(
-            "document.getElementById('bet-status').textContent === " + json.dumps(WARMING_TEXT)
+            "document.getElementById('bet-status').textContent.startsWith("
+            + json.dumps(WARMING_PREFIX)
+            + ")"
         )
+        # refused, but calmly: not the red "refused" style
+        assert await page.js("document.getElementById('bet-status').dataset.state") == "waiting"
         assert await server_bets(server, page) == []
         await page.screenshot(ARTIFACTS / "tap-warming.png")
 
@@ -675,9 +704,10 @@ async def test_warming_up_is_told_apart_from_a_dead_feed(
         server.source.running.clear()
         await page.wait_for(feed_is("critical", CRITICAL_TEXT))
         assert await page.js("document.getElementById('feed-text').textContent") == "Feed down"
-        # prices again: warming up again
+        # prices again: warming up again, the countdown restarted from the full period
         server.source.running.set()
-        await page.wait_for(feed_is("warming", WARMING_TEXT))
+        await page.wait_for(warming())
+        assert await seconds_left(page) >= 595
         # an operator's "open" is a suspension, whatever the prices
         server.service.request_override(Override.OPEN)
         await page.wait_for(feed_is("critical", CRITICAL_TEXT))

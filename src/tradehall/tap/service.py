@@ -241,19 +241,27 @@ class TapService:
             )
 
     def status_json(self) -> dict[str, Any]:
+        """The ``system:status`` body; ``recovering_for_ms`` counts a warm-up (the page's timer)."""
         now = self.clock.time_ns()
         age = self.breaker.age_s(now)
+        since = self.breaker.recovering_since_ns
         return {
             "price_health": self.breaker.state.value,
             "override": self.breaker.override.value,
             "stale_for_ms": None if age is None else int(age * 1000),
+            "recovering_for_ms": None if since is None else (now - since) // 1_000_000,
+            "recovery_ms": round(self.config.breaker.recovery_s * 1000),
             "timestamp": now // 1_000_000,
         }
 
     def evaluate_breaker(self) -> Transition | None:
+        warming = self.breaker.recovering_since_ns is not None
         transition = self.breaker.evaluate(self.clock.time_ns())
         if transition is not None:
             self._on_transition(transition)
+        elif warming != (self.breaker.recovering_since_ns is not None):
+            # a warm-up began or was cut short: no state change, but the countdown did change
+            self.publish(BROADCAST, "system:status", self.status_json())
         self.evaluate_gauges()
         return transition
 

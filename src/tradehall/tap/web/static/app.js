@@ -31,13 +31,16 @@
     degraded: "Price feed delayed - trades at your own risk",
     critical: "Betting suspended - price feed issue detected",
   };
-  // The breaker is CRITICAL but prices are fresh: it is counting its recovery period. The server
-  // does not send the time left, so none is shown; the period itself comes from /app-config.json.
+  // The breaker is CRITICAL but prices are fresh: it is counting its recovery period. Each
+  // system:status says how long it has been counting (recovering_for_ms) and the period
+  // (recovery_ms, also in /app-config.json), so the page counts down locally between statuses;
+  // before the first such status it names the period instead.
   function warmingText() {
-    const ms = S.config.breaker_recovery_ms;
-    return Number.isFinite(ms) && ms > 0
-      ? `Warming up - betting opens after ${Math.round(ms / 1000)} s of steady prices`
-      : "Warming up - betting opens once the price feed is steady";
+    const ms = Number.isFinite(S.recoveryMs) ? S.recoveryMs : S.config.breaker_recovery_ms;
+    if (!(Number.isFinite(ms) && ms > 0)) return "Warming up - betting opens once the price feed is steady";
+    if (S.recoveringAt === null) return `Warming up - betting opens after ${Math.round(ms / 1000)} s of steady prices`;
+    const left = Math.ceil((ms - (performance.now() - S.recoveringAt)) / 1000);
+    return left > 0 ? `Warming up - betting opens in ${left} s` : "Warming up - betting opens in a moment";
   }
   const RANK = { failed: 0, pending: 1, unknown: 1, confirmed: 2, won: 3, lost: 3, void: 3 };
 
@@ -56,6 +59,8 @@
     health: "unknown",
     override: "auto",
     lastPriceAt: null, // performance.now() when the server last received a price (estimated)
+    recoveringAt: null, // performance.now() when the breaker's warm-up began (estimated), or null
+    recoveryMs: null, // the warm-up period, from system:status
     feed: "connecting", // what the indicator shows: connecting, healthy, degraded, warming, critical
     session: null,
     balance: null,
@@ -161,7 +166,8 @@
   let renderedFeed = "";
   function renderHealth() {
     S.feed = feedState();
-    const key = `${S.feed}|${S.health}|${S.wsOpen}|${S.config.breaker_recovery_ms}`;
+    const shown = S.feed === "warming" ? warmingText() : ""; // the countdown re-renders each second
+    const key = `${S.feed}|${S.health}|${S.wsOpen}|${shown}`;
     if (key === renderedFeed) return;
     renderedFeed = key;
     const feed = $("feed-state");
@@ -395,7 +401,8 @@
       openSignIn();
       return;
     }
-    if (S.health === "critical") return refuse(suspendedText());
+    // warming up is routine, not an error: said calmly, not in the red "refused" style
+    if (S.health === "critical") return S.feed === "warming" ? setStatus("waiting", warmingText()) : refuse(suspendedText());
     if (!placeable(cell)) return refuse("This column is closed for bets: bets open from the third column on.");
     const existing = S.bets.get(cell.cell_id);
     if (existing && existing.state !== "failed") return refuse("You already have a bet on this cell.");
@@ -437,6 +444,7 @@
       markUnknown(bet);
     } else {
       failBet(bet, failureMessage(resp.data.error, resp.data.message));
+      if (resp.data.error === "PRICE_FEED_STALE" && S.feed === "warming") setStatus("waiting", warmingText());
       if (resp.data.error === "duplicate_bet") loadHistorySoon(); // placed elsewhere: show it
     }
     renderHistory();
@@ -749,6 +757,8 @@
       case "system:status":
         S.health = data.price_health;
         S.override = data.override || "auto";
+        S.recoveringAt = Number.isFinite(data.recovering_for_ms) ? performance.now() - data.recovering_for_ms : null;
+        if (Number.isFinite(data.recovery_ms)) S.recoveryMs = data.recovery_ms;
         if (Number.isFinite(data.stale_for_ms)) {
           const at = performance.now() - data.stale_for_ms;
           if (S.lastPriceAt === null || at > S.lastPriceAt) S.lastPriceAt = at;
