@@ -46,7 +46,8 @@ def test_sign_v4_matches_the_aws_documentation_example() -> None:
 
 
 class FakeS3:
-    """Path-style PUT/HEAD that re-derives each request's signature and checks the payload hash."""
+    """Path-style PUT/HEAD/GET that re-derives each request's signature and checks the payload
+    hash."""
 
     def __init__(self) -> None:
         self.objects: dict[str, tuple[bytes, str]] = {}
@@ -93,6 +94,8 @@ class FakeS3:
         data, meta = self.objects[key]
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         headers = {"etag": f'"{md5}"', "x-amz-meta-sha256": meta}
+        if request.method == "GET":
+            return Response(data, 200, headers=headers)
         response = Response(status_code=200, headers=headers)
         response.headers["content-length"] = str(len(data))
         return response
@@ -101,7 +104,7 @@ class FakeS3:
 @contextlib.asynccontextmanager
 async def fake_s3() -> AsyncIterator[tuple[str, FakeS3]]:
     store = FakeS3()
-    app = Starlette(routes=[Route("/{key:path}", store.handle, methods=["PUT", "HEAD"])])
+    app = Starlette(routes=[Route("/{key:path}", store.handle, methods=["PUT", "HEAD", "GET"])])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

@@ -36,7 +36,8 @@ from tradehall.tap.breaker import Override
 from tradehall.tap.fastpath import FastBets
 from tradehall.tap.hub import Client, Hub, envelope
 from tradehall.tap.log import LazyLogger
-from tradehall.tap.service import ApiError, TapService, bet_json
+from tradehall.tap.restore import RestoreError, restore_since
+from tradehall.tap.service import ApiError, TapService, bet_json, cold_store
 from tradehall.tap.stores import StoreUnavailable, utc_day
 from tradehall.tap.web import web_routes
 
@@ -59,6 +60,10 @@ class FundBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class OverrideBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mode: str
+
+
+class RestoreBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    week: str
 
 
 class _WsMessage(msgspec.Struct):
@@ -201,6 +206,21 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
         service.request_override(mode)
         return json_response(service.status_json())
 
+    async def admin_restore(request: Request) -> Response:
+        """FR-17: fetch, verify and attach archived weeks from ``week`` on (restore.py)."""
+        require_admin(request)
+        body = await decode(request, RestoreBody)
+        try:
+            result = await restore_since(
+                service.db, cold_store(config), service.partitions, body.week
+            )
+        except RestoreError as exc:
+            status = {"validation_error": 400, "not_found": 404}.get(exc.code, 502)
+            raise ApiError(status, exc.code, exc.message) from None
+        horizon = await service.history.horizon_ms()
+        _log.info("archive_restored", week=body.week, restored=result.restored)
+        return json_response({**result.to_json(), "archived_before": horizon})
+
     async def dev_fund(request: Request) -> Response:
         if not config.dev_self_fund:
             raise ApiError(404, "not_found", "self-funding is disabled")
@@ -305,6 +325,7 @@ def create_app(service: TapService, hub: Hub, *, manage_service: bool = True) ->
         Route("/api/admin/deposit", endpoint("deposit", admin_deposit), methods=["POST"]),
         Route("/api/admin/withdraw", endpoint("withdraw", admin_withdraw), methods=["POST"]),
         Route("/api/admin/breaker", endpoint("breaker", admin_breaker), methods=["POST"]),
+        Route("/api/admin/restore", endpoint("restore", admin_restore), methods=["POST"]),
         Route("/api/dev/fund", endpoint("dev_fund", dev_fund), methods=["POST"]),
         Route("/healthz", endpoint("healthz", healthz, limited=False), methods=["GET"]),
         Route("/api/healthz", endpoint("healthz", healthz, limited=False), methods=["GET"]),

@@ -7,7 +7,8 @@ setting is a flag and a ``TRADEHALL_*`` variable (see ``tradehall tap --help``).
 
 Jobs: ``tradehall tap integrity-check`` (daily drift check, exit 1 on drift),
 ``tradehall tap archive`` (weekly archival, see :mod:`tradehall.tap.archive`) and
-``tradehall tap breaker close|open|auto`` (the C-47 override, :mod:`tradehall.tap.operator`).
+``tradehall tap breaker close|open|auto`` (the C-47 override) and ``tradehall tap restore WEEK``
+(archived history back online), both in :mod:`tradehall.tap.operator`.
 """
 
 from __future__ import annotations
@@ -273,6 +274,10 @@ def serve(args: argparse.Namespace) -> int:
         from tradehall.tap.operator import send_override
 
         return asyncio.run(send_override(values, args.mode))
+    if args.tap_command == "restore":
+        from tradehall.tap.operator import restore_week
+
+        return asyncio.run(restore_week(config_from(values), args.week))
     import uvicorn
 
     from tradehall.tap.app import create_app
@@ -376,6 +381,10 @@ def register(subparsers: Any) -> None:
         "breaker", help="override the price breaker in every API process (C-47)"
     )
     breaker.add_argument("mode", choices=["close", "open", "auto"])
+    restore = jobs.add_parser(
+        "restore", help="fetch, verify and attach archived weeks from WEEK on (FR-17)"
+    )
+    restore.add_argument("week", metavar="WEEK", help="the week's Sunday, YYYY-MM-DD")
     parser.set_defaults(func=serve, tap_command=None)
 
 

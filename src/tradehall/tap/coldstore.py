@@ -37,6 +37,10 @@ class ColdStore(Protocol):
         """Store ``local`` under its file name, verify it, return where it now lives."""
         ...
 
+    async def fetch(self, location: str, dest: Path) -> None:
+        """Copy the archive ``put`` stored at ``location`` to the local file ``dest``."""
+        ...
+
 
 def file_digests(path: Path) -> tuple[int, str, str]:
     """Size, sha256 hex and md5 hex of a file."""
@@ -71,6 +75,15 @@ class DirectoryStore:
 
     async def put(self, local: Path, size: int, sha256: str) -> str:
         return await asyncio.to_thread(self._put, local, size, sha256)
+
+    def _fetch(self, location: str, dest: Path) -> None:
+        source = Path(location)
+        if not source.exists():  # the store was moved: look for the file name under root
+            source = self.root / source.name
+        shutil.copyfile(source, dest)
+
+    async def fetch(self, location: str, dest: Path) -> None:
+        await asyncio.to_thread(self._fetch, location, dest)
 
 
 def sign_v4(
@@ -184,3 +197,19 @@ class S3Store:
                 f"sha256 {stored_sha}/{sha256}, etag {etag}/{md5}"
             )
         return url
+
+    async def fetch(self, location: str, dest: Path) -> None:
+        """Stream a signed ``GET`` of ``location`` (a URL ``put`` returned) into ``dest``."""
+        if not location.startswith(("http://", "https://")):
+            location = self.url_for(Path(location).name)
+        empty = hashlib.sha256(b"").hexdigest()
+        headers = self._signed("GET", location, {}, empty)
+        async with (
+            httpx.AsyncClient(timeout=self.timeout_s) as client,
+            client.stream("GET", location, headers=headers) as resp,
+        ):
+            if resp.status_code != 200:
+                raise OSError(f"S3 GET {location} failed: {resp.status_code}")
+            with dest.open("wb") as fh:
+                async for chunk in resp.aiter_bytes(_CHUNK):
+                    await asyncio.to_thread(fh.write, chunk)  # disk I/O off the event loop

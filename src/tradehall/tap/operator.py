@@ -3,6 +3,10 @@
 ``tradehall tap breaker close|open|auto`` sends the C-47 override: with Redis it is a plain
 ``PUBLISH circuit:override <mode>`` (every API process subscribes); without Redis there is one
 process, reached through its admin endpoint ``POST /api/admin/breaker`` with the admin token.
+``tradehall tap restore YYYY-MM-DD`` fetches, verifies and attaches archived weeks
+(:mod:`tradehall.tap.restore`) into the data directory's ``restore/``, where a running server's
+history finds them on its next query.
+
 Each command prints one JSON line and returns the process exit status.
 """
 
@@ -14,8 +18,9 @@ from typing import Any
 import httpx
 
 from tradehall.tap.breaker import Override
+from tradehall.tap.contract import TapConfig
 
-__all__ = ["send_override"]
+__all__ = ["restore_week", "send_override"]
 
 
 async def send_override(values: dict[str, Any], mode: str) -> int:
@@ -63,3 +68,23 @@ def _body(resp: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+async def restore_week(config: TapConfig, week: str) -> int:
+    """Restore ``week`` and the later archived weeks not held locally; 0 on success."""
+    from tradehall.tap.db import Database
+    from tradehall.tap.restore import RestoreError, WeekFiles, restore_since
+    from tradehall.tap.service import cold_store
+
+    db = Database(config.db_path)
+    await db.open()
+    weeks = WeekFiles.in_data_dir(config.data_dir, config.local_weeks)
+    try:
+        result = await restore_since(db, cold_store(config), weeks, week)
+    except RestoreError as exc:
+        print(json.dumps({"week": week, "error": exc.code, "message": exc.message}))
+        return 1
+    finally:
+        await db.close()
+    print(json.dumps({"week": week, **result.to_json()}))
+    return 0

@@ -50,13 +50,13 @@ from tradehall.tap.ids import new_id
 from tradehall.tap.ledger import BetRequest, BetResult
 from tradehall.tap.log import LazyLogger
 from tradehall.tap.metrics import TapMetrics
-from tradehall.tap.partitions import Partitions
 from tradehall.tap.placement import BetTimeout, Placements, answer, check_bet_signature
 from tradehall.tap.price_history import NoPriceMirror, PriceMirror
 from tradehall.tap.pricing import GridPricer, GridSnapshot
 from tradehall.tap.rates import BrownianTouchModel, RateModel
 from tradehall.tap.resolution import Outcome
 from tradehall.tap.resolver import settle_due
+from tradehall.tap.restore import WeekFiles
 from tradehall.tap.stores import NonceStore, RateLimiter, Session, SessionStore, StoreUnavailable
 
 # TapConfig, ApiError, BetBody, bet_json and GridSnapshot are re-exported for existing importers.
@@ -132,7 +132,7 @@ class TapService:
         self.db = Database(
             config.db_path, synchronous=config.sqlite_synchronous, writer=config.db_writer
         )
-        self.partitions = Partitions(config.data_dir / "partitions", config.local_weeks)
+        self.partitions = WeekFiles.in_data_dir(config.data_dir, config.local_weeks)
         self.history = History(self.db, self.partitions)
         self.price_mirror = price_mirror or NoPriceMirror()
         self.balances = BalanceGuard(balances or MemoryBalanceCache(clock), self.db)
