@@ -6,9 +6,10 @@ SQLite in the data directory and in-process sessions, nonces, rate limits and pu
 setting is a flag and a ``TRADEHALL_*`` variable (see ``tradehall tap --help``).
 
 Jobs: ``tradehall tap integrity-check`` (daily drift check, exit 1 on drift),
-``tradehall tap archive`` (weekly archival, see :mod:`tradehall.tap.archive`) and
+``tradehall tap archive`` (weekly archival, see :mod:`tradehall.tap.archive`),
+``tradehall tap backup`` (one online backup now, see :mod:`tradehall.tap.backup`),
 ``tradehall tap breaker close|open|auto`` (the C-47 override) and ``tradehall tap restore WEEK``
-(archived history back online), both in :mod:`tradehall.tap.operator`.
+(archived history back online), the last two in :mod:`tradehall.tap.operator`.
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ SETTINGS = [
     Setting("archive_s3_secret_key", "", str, "S3 secret access key"),
     Setting("archive_interval", "168h", parse_duration, "how often the archiver runs"),
     Setting("local_weeks", "4", _non_negative_int, "archived weeks kept locally, read-only"),
+    Setting("backup_dir", "", str, "directory of hourly .backup copies (default DATA/backups)"),
+    Setting("backup_interval", "1h", parse_duration, "how often the server backs up; 0 = never"),
+    Setting("backup_keep", "24", parse_positive_int, "backups kept (newest)"),
     Setting("disk_warn", "0.70", _disk_fraction, "disk share in use that warns, archives early"),
     Setting("disk_stop", "0.85", _disk_fraction, "disk share in use that stops new bets"),
     Setting("disk_purge", "0.95", _disk_fraction, "disk share that purges local partitions"),
@@ -194,6 +198,9 @@ def config_from(values: dict[str, Any]) -> TapConfig:
         archive_s3=_s3(values),
         archive_interval_s=values["archive_interval"],
         local_weeks=values["local_weeks"],
+        backup_dir=Path(values["backup_dir"]) if values["backup_dir"] else None,
+        backup_interval_s=values["backup_interval"],
+        backup_keep=values["backup_keep"],
         disk_warn_fraction=values["disk_warn"],
         disk_stop_fraction=values["disk_stop"],
         disk_purge_fraction=values["disk_purge"],
@@ -274,6 +281,8 @@ def serve(args: argparse.Namespace) -> int:
         from tradehall.tap.operator import send_override
 
         return asyncio.run(send_override(values, args.mode))
+    if args.tap_command == "backup":
+        return asyncio.run(_backup(values))
     if args.tap_command == "restore":
         from tradehall.tap.operator import restore_week
 
@@ -349,6 +358,25 @@ async def _archive(values: dict[str, Any]) -> int:
     return 0
 
 
+async def _backup(values: dict[str, Any]) -> int:
+    import sqlite3
+
+    from tradehall.tap.backup import backup_once
+
+    config = config_from(values)
+    now_ms = SystemClock().time_ns() // 1_000_000
+    directory = config.backup_dir or config.data_dir / "backups"
+    try:
+        result = await asyncio.to_thread(
+            backup_once, config.db_path, directory, now_ms, config.backup_keep
+        )
+    except (OSError, sqlite3.Error) as exc:
+        print(json.dumps({"error": "backup_failed", "message": repr(exc)}))
+        return 1
+    print(json.dumps(result.to_json()))
+    return 0
+
+
 def _s3(values: dict[str, Any]) -> S3Settings | None:
     if not values["archive_s3_endpoint"]:
         return None
@@ -381,6 +409,7 @@ def register(subparsers: Any) -> None:
         "breaker", help="override the price breaker in every API process (C-47)"
     )
     breaker.add_argument("mode", choices=["close", "open", "auto"])
+    jobs.add_parser("backup", help="one online .backup copy of the database now (ADR-001)")
     restore = jobs.add_parser(
         "restore", help="fetch, verify and attach archived weeks from WEEK on (FR-17)"
     )

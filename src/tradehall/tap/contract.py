@@ -74,6 +74,9 @@ class TapConfig:
     disk_stop_fraction: float = 0.85  # C-48: stop new bets above this share of the disk in use
     disk_purge_fraction: float = 0.95  # purge the oldest local partitions (they are archived)
     local_weeks: int = 4  # archived weeks kept locally, read-only (FR-17)
+    backup_dir: Path | None = None  # hourly .backup copies (default data_dir/backups)
+    backup_interval_s: float = 3_600.0  # 0 disables the server's backup job
+    backup_keep: int = 24
 
     @property
     def db_path(self) -> Path:

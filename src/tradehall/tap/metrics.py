@@ -40,6 +40,11 @@ class TapMetrics:
             "Unix time of the last successful archive (dead man's switch)",
             registry=r,
         )
+        self.last_backup = Gauge(
+            "last_successful_backup_timestamp",
+            "Unix time of the last successful hourly database backup",
+            registry=r,
+        )
         self.drift_users = Gauge(
             "ledger_drift_users", "Users whose balance differs from their ledger", registry=r
         )

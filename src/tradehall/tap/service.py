@@ -28,6 +28,7 @@ from tradehall.core.clock import Clock
 from tradehall.tap import ledger
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
 from tradehall.tap.auth import AuthError, LoginRequest, verify_login
+from tradehall.tap.backup import Backups
 from tradehall.tap.balances import BalanceCache, BalanceGuard, MemoryBalanceCache
 from tradehall.tap.batcher import Batcher
 from tradehall.tap.breaker import Breaker, Health, Override, Transition
@@ -134,6 +135,14 @@ class TapService:
         )
         self.partitions = WeekFiles.in_data_dir(config.data_dir, config.local_weeks)
         self.history = History(self.db, self.partitions)
+        self.backups = Backups(
+            config.db_path,
+            config.backup_dir or config.data_dir / "backups",
+            clock,
+            self.metrics,
+            interval_s=config.backup_interval_s,
+            keep=config.backup_keep,
+        )
         self.price_mirror = price_mirror or NoPriceMirror()
         self.balances = BalanceGuard(balances or MemoryBalanceCache(clock), self.db)
         self.breaker = Breaker(config.breaker)
@@ -178,6 +187,8 @@ class TapService:
             self._spawn("integrity", self._integrity_loop)
             if self.config.archive_dir is not None:
                 self._spawn("archive", self._archive_loop)
+            if self.config.backup_interval_s > 0:
+                self._spawn("backup", self.backups.loop)
             self._spawn("feed", lambda: self.source.run(self.ingest_price))
             self._spawn("monitor", self._monitor_loop)
             self._spawn("grid", self._grid_loop)
