@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tradehall.tap import redis_stores as rs
+from tradehall.tap.breaker import parse_override
 from tradehall.tap.hub import CIRCUIT_OVERRIDE, Hub
 from tradehall.tap.operator import send_override
-from tradehall.tap.service import parse_override
 
 from .conftest import ADMIN, Harness, eventually, project_redis_url, running
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Breaker", "BreakerConfig", "Health", "Override", "Transition"]
+__all__ = ["Breaker", "BreakerConfig", "Health", "Override", "Transition", "parse_override"]
 
 NS = 1_000_000_000
 
@@ -139,3 +139,12 @@ class Breaker:
             self._state = Health.HEALTHY  # rule 3
         after = self.state
         return None if before is after else Transition(before, after, now_ns, age)
+
+
+def parse_override(payload: bytes) -> Override:
+    """``close``, ``open`` or ``auto`` (any case, optionally quoted) as an :class:`Override`."""
+    text = payload.decode("utf-8", "replace").strip().strip('"').strip().lower()
+    try:
+        return Override(text)
+    except ValueError:
+        raise ValueError(f"expected close, open or auto, got {text[:40]!r}") from None

@@ -31,7 +31,7 @@ from tradehall.tap.auth import AuthError, LoginRequest, verify_login
 from tradehall.tap.backup import Backups
 from tradehall.tap.balances import BalanceCache, BalanceGuard, MemoryBalanceCache
 from tradehall.tap.batcher import Batcher
-from tradehall.tap.breaker import Breaker, Health, Override, Transition
+from tradehall.tap.breaker import Breaker, Health, Override, Transition, parse_override
 from tradehall.tap.coldstore import ColdStore, S3Store
 from tradehall.tap.contract import (
     ApiError,
@@ -45,6 +45,7 @@ from tradehall.tap.contract import (
 from tradehall.tap.db import Database, barrier
 from tradehall.tap.feed import NoSource, PriceSource
 from tradehall.tap.grid import Cell, CellIdError, parse_cell_id
+from tradehall.tap.health import apply_disk_guards, health_report
 from tradehall.tap.history import History
 from tradehall.tap.hub import BROADCAST, CIRCUIT_OVERRIDE, Bus, envelope, user_channel
 from tradehall.tap.ids import new_id
@@ -128,8 +129,8 @@ class TapService:
         self.disk_usage = disk_usage
         self.disk_full = False
         self.disk_level = "ok"
-        self._archive_soon = asyncio.Event()
-        self._early_archive = -1e18
+        self.archive_soon = asyncio.Event()
+        self.early_archive_at = -1e18  # monotonic time of the last early archive
         self.db = Database(
             config.db_path, synchronous=config.sqlite_synchronous, writer=config.db_writer
         )
@@ -306,41 +307,9 @@ class TapService:
         self.metrics.breaker_state.set(1 if self.breaker.state is Health.CRITICAL else 0)
         self.metrics.queue_depth.set(self.batcher.depth)
 
-    def _disk_used(self) -> float:
-        usage = self.disk_usage(self.config.data_dir)
-        return 1.0 - usage.free / usage.total if usage.total else 0.0
-
     async def check_disk(self) -> float:
-        """Apply the disk guards (Part B §3, C-48) to the data directory's disk; share in use.
-
-        >= 70 %: warning, and the archiver runs early (at most once a day); >= 85 %: new bets
-        get 503 ``DISK_CRITICAL``; >= 95 %: the oldest local partitions are deleted (their
-        weeks stay in the cold store) until usage drops below 95 % or none is left.
-        """
-        config = self.config
-        used = self._disk_used()
-        while used >= config.disk_purge_fraction:
-            week = await asyncio.to_thread(self.partitions.purge_oldest)  # unlink may be slow
-            if week is None:
-                break
-            _log.error("disk_partition_purged", week=week, used=round(used, 3))
-            used = self._disk_used()
-        if used >= config.disk_stop_fraction:
-            level = "critical"
-        elif used >= config.disk_warn_fraction:
-            level = "warning"
-        else:
-            level = "ok"
-        if level != self.disk_level:
-            log = {"ok": _log.info, "warning": _log.warning, "critical": _log.error}[level]
-            log("disk_" + level, used=round(used, 3), previous=self.disk_level)
-            if level != "ok" and self.clock.monotonic() - self._early_archive >= 86_400:
-                self._early_archive = self.clock.monotonic()
-                self._archive_soon.set()
-        self.disk_level = level
-        self.disk_full = level == "critical"
-        self.metrics.disk_used.set(used)
-        return used
+        """Apply the disk guards (:func:`tradehall.tap.health.apply_disk_guards`)."""
+        return await apply_disk_guards(self)
 
     async def _monitor_loop(self) -> None:
         last_status = self.clock.monotonic()
@@ -682,58 +651,21 @@ class TapService:
 
     async def _archive_loop(self) -> None:
         while True:
-            soon = asyncio.ensure_future(self._archive_soon.wait())
+            soon = asyncio.ensure_future(self.archive_soon.wait())
             timer = asyncio.ensure_future(self.clock.sleep(self.config.archive_interval_s))
             try:
                 await asyncio.wait((soon, timer), return_when=asyncio.FIRST_COMPLETED)
             finally:
                 soon.cancel()
                 timer.cancel()
-            self._archive_soon.clear()
+            self.archive_soon.clear()
             await self.archive()
 
     # ----------------------------------------------------------------- health
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
-        checks: dict[str, Any] = {}
-        ok = True
-        try:
-            await self.db.read(lambda c: c.execute("SELECT 1").fetchone())
-            await asyncio.wait_for(self.db.write(barrier), 5.0)  # the writer is alive
-            wal = self.config.db_path.with_name(self.config.db_path.name + "-wal")
-            size = wal.stat().st_size if wal.exists() else 0
-            checks["database"] = {"status": "ok", "wal_size_mb": round(size / 2**20, 3)}
-        except Exception as exc:
-            ok = False
-            checks["database"] = {"status": "error", "error": type(exc).__name__}
-        for name, probe in self.health_probes.items():
-            try:
-                checks[name] = await probe()
-            except Exception as exc:
-                ok = False
-                checks[name] = {"status": "error", "error": type(exc).__name__}
-        now = self.clock.time_ns()
-        age = self.breaker.age_s(now)
-        state = self.breaker.state
-        last = self.breaker.last_price_ns
-        checks["price_feed"] = {
-            "status": state.value,
-            "source": self.source.name,
-            "last_update": None if last is None else last // 1_000_000,
-            "stale_for_ms": None if age is None else int(age * 1000),
-        }
-        checks["circuit_breaker"] = {"status": "open" if state is Health.CRITICAL else "closed"}
-        checks["batcher"] = {"queue_depth": self.batcher.depth, "flushes": self.batcher.flushes}
-        checks["disk"] = {"status": self.disk_level}
-        if self.disk_full:
-            ok = False
-        if state is Health.CRITICAL:
-            ok = False
-        return ok, {
-            "status": "ok" if ok else "degraded",
-            "timestamp": now // 1_000_000,
-            "checks": checks,
-        }
+        """``/healthz``: whether all is well, and the report (:mod:`tradehall.tap.health`)."""
+        return await health_report(self)
 
 
 class _Replayed(Exception):
@@ -742,15 +674,6 @@ class _Replayed(Exception):
     def __init__(self, answer: dict[str, Any]) -> None:
         super().__init__("replayed")
         self.answer = answer
-
-
-def parse_override(payload: bytes) -> Override:
-    """``close``, ``open`` or ``auto`` (any case, optionally quoted) as an :class:`Override`."""
-    text = payload.decode("utf-8", "replace").strip().strip('"').strip().lower()
-    try:
-        return Override(text)
-    except ValueError:
-        raise ValueError(f"expected close, open or auto, got {text[:40]!r}") from None
 
 
 def _as_decimal(text: str) -> Decimal | None:
