@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     tlog.configure(settings.log_level)
     from tradehall.exchange.app import create_app
-    from tradehall.exchange.http_protocol import CoalescingHttpToolsProtocol
+    from tradehall.exchange.lean_http import LeanHttpProtocol
     from tradehall.exchange.service import ExchangeService
 
     service = ExchangeService(settings)
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,  # httptools, one socket write per response
+        http=LeanHttpProtocol,  # httptools; contract routes without an ASGI cycle
         lifespan="on",
         access_log=False,
         # Per-request work uvicorn would otherwise do for nothing: nothing here reads the client

@@ -29,7 +29,7 @@ from tradehall.exchange.metrics import CounterChild, ExchangeMetrics, HistogramC
 from tradehall.exchange.schemas import ErrorOut
 from tradehall.exchange.service import ExchangeService
 
-__all__ = ["MAX_BODY_BYTES", "FastRoutes", "parse_query"]
+__all__ = ["MAX_BODY_BYTES", "FastRoute", "FastRoutes", "parse_query"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,8 +64,8 @@ class _Disconnected(Exception):
     """The client went away before its request body was complete."""
 
 
-class _Route:
-    """An endpoint with its metric children bound once."""
+class FastRoute:
+    """An endpoint with its metric children bound once (what :meth:`FastRoutes.match` finds)."""
 
     __slots__ = (
         "_requests",
@@ -121,9 +121,9 @@ class FastRoutes:
         self._service = service
         self._read_timeout = service.settings.read_timeout
         self._watchdog = _ReadWatchdog(self._read_timeout)
-        self._routes = {_shape(e.method, e.path): _Route(e, service.metrics) for e in endpoints}
+        self._routes = {_shape(e.method, e.path): FastRoute(e, service.metrics) for e in endpoints}
 
-    def match(self, method: str, path: str) -> tuple[_Route, str] | None:
+    def match(self, method: str, path: str) -> tuple[FastRoute, str] | None:
         """The route serving ``method path`` and its path parameter, or ``None``."""
         parts = path.split("/")
         count = len(parts)
@@ -147,19 +147,47 @@ class FastRoutes:
                 return
         await self.fallback(scope, receive, send)
 
+    @property
+    def service(self) -> ExchangeService:
+        """The service the routes run on (the lean protocol awaits its durability gate)."""
+        return self._service
+
+    def call(
+        self,
+        route: FastRoute,
+        arg: str,
+        query_string: bytes,
+        content_type: str | None,
+        body: bytes,
+    ) -> tuple[int, bytes]:
+        """Run ``route`` synchronously: its status and JSON body, errors rendered.
+
+        A command that returns (status below 400) has run in memory; the caller makes it
+        durable (:meth:`ExchangeService.durable`) before answering, then calls :meth:`record`.
+        """
+        try:
+            return route.fn(arg, parse_query(query_string), content_type, body)
+        except ExchangeError as exc:
+            return exc.status, error_body(exc)
+        except Exception:
+            log.exception("unhandled_error", route=route.name, method=route.endpoint.method)
+            return 500, _INTERNAL_ERROR
+
+    @staticmethod
+    def record(route: FastRoute, started: float, status: int) -> None:
+        """Count one answered request and its latency since ``started`` (``perf_counter``)."""
+        route.latency.observe(time.perf_counter() - started)
+        route.counter(status).inc()
+
     async def _serve(
-        self, route: _Route, arg: str, scope: Scope, receive: Receive, send: Send
+        self, route: FastRoute, arg: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         started = time.perf_counter()
+        content_type: str | None = None
+        body = b""
         try:
-            content_type: str | None = None
-            body = b""
             if route.reads_body:
                 content_type, body = await self._read_body(scope, receive)
-            query = parse_query(scope["query_string"])
-            status, payload = route.fn(arg, query, content_type, body)
-            if route.durable:
-                await self._service.durable()
         except ExchangeError as exc:
             status, payload = exc.status, error_body(exc)
         except _Disconnected:
@@ -167,8 +195,14 @@ class FastRoutes:
         except Exception:
             log.exception("unhandled_error", route=route.name, method=scope["method"])
             status, payload = 500, _INTERNAL_ERROR
-        route.latency.observe(time.perf_counter() - started)
-        route.counter(status).inc()
+        else:
+            status, payload = self.call(route, arg, scope["query_string"], content_type, body)
+            if route.durable and status < 400:
+                try:
+                    await self._service.durable()
+                except ExchangeError as exc:
+                    status, payload = exc.status, error_body(exc)
+        self.record(route, started, status)
         if status == 204:
             headers: list[tuple[bytes, bytes]] = []
         else:

@@ -54,6 +54,15 @@ class CoalescingTransport:
         if not self.raw.is_closing():
             self.raw.write(data)
 
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` at once, behind anything buffered: one ``send`` for a response that
+        is complete before the loop iteration ends (the lean path batches per read itself)."""
+        if self._pending:
+            self._pending.append(data)
+            self.flush()
+        elif not self.raw.is_closing():
+            self.raw.write(data)
+
     def get_write_buffer_size(self) -> int:
         return self.raw.get_write_buffer_size() + sum(len(data) for data in self._pending)
 
