@@ -1,7 +1,8 @@
 """Engine benchmark: the matching engine in-process on one core, no HTTP, no journal I/O.
 
     python bench/exchange/engine_bench.py [--commands 300000] [--seed 1] [--repeat 3]
-                                          [--layer engine|machine] [--ids sequential|random]
+                                          [--layer engine|machine|service]
+                                          [--ids sequential|random]
 
 Mixed flow per the performance issue: 60% resting limit orders, 25% cancels of resting orders,
 15% crossing orders that fill 1-3 resting orders, including all trade, settlement and event work.
@@ -14,6 +15,10 @@ What one command includes:
 - ``--layer machine``: what the server runs per command on top of that, short of HTTP and the
   journal write: :meth:`ExchangeMachine.execute` (the recorder capturing clock readings and ids,
   webhook deliveries, the journal :class:`Record`) and ``encode_record`` (the journal bytes).
+- ``--layer service``: :meth:`ExchangeService.submit` / :meth:`ExchangeService.cancel` of an
+  in-memory service (no journal) with market data started, so each command also pays for the
+  metrics and the market-data capture and release (book diff, trades, ticker check); the
+  market-data hub is flushed every 64 commands (no WebSocket clients), as its timer would.
 
 Ids come from a counter (``--ids sequential``, the default for ``engine``) or are random
 UUIDs as in the server (``--ids random``, the default for ``machine``).
@@ -29,6 +34,7 @@ with ``perf_counter_ns`` around each command for the latency percentiles. The be
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import random
 import time
@@ -39,7 +45,11 @@ from tradehall.core.ids import IdSource, RandomIds, SequentialIds
 from tradehall.exchange.commands import CancelOrder, RegisterBroker, SubmitOrder, encode_record
 from tradehall.exchange.engine import Engine, OrderRequest
 from tradehall.exchange.machine import ExchangeMachine
+from tradehall.exchange.marketdata import MarketData
 from tradehall.exchange.model import Order
+from tradehall.exchange.requests import BrokerRequest
+from tradehall.exchange.service import ExchangeService
+from tradehall.exchange.settings import ExchangeSettings
 
 FAR = 4_102_444_800 * 10**9  # 2100-01-01
 Step = tuple[bool, object]  # (is_submit, OrderRequest | cancel pick in [0, 1))
@@ -78,6 +88,31 @@ class Runner:
             self.trades = lambda: engine.trade_count
             self.submit: Callable[[OrderRequest], Order] = lambda r: engine.submit(r)[0]
             self.cancel: Callable[[str], object] = engine.cancel
+        elif layer == "service":
+            service = ExchangeService(ExchangeSettings(), ids=ids)
+            for broker in ("maker", "taker"):
+                service.register_broker(BrokerRequest(broker, 10**15, [("SYM", 10**12)]))
+            market = MarketData(service)
+            market.start()
+            self.orders = service.engine.orders
+            self.trades = lambda: service.engine.trade_count
+            served = 0
+
+            def submit_via_service(request: OrderRequest) -> Order:
+                nonlocal served
+                served += 1
+                if not served & 63:
+                    market.flush()
+                return service.submit(request)
+
+            def cancel_via_service(order_id: str) -> object:
+                nonlocal served
+                served += 1
+                if not served & 63:
+                    market.flush()
+                return service.cancel(order_id)
+
+            self.submit, self.cancel = submit_via_service, cancel_via_service
         else:
             machine = ExchangeMachine(SystemClock(), ids, vwap_window_ns=300 * 10**9)
             machine.execute(RegisterBroker("maker", 10**15, [("SYM", 10**12)]))
@@ -141,12 +176,25 @@ def run(
     return wall, cpu, latencies, runner.trades()
 
 
+def run_layer(
+    flow: list[Step], layer: str, ids: str, *, timed: bool
+) -> tuple[float, float, list[int], int]:
+    """:func:`run`, inside an event loop for the service layer (market-data release uses it)."""
+    if layer != "service":
+        return run(flow, layer, ids, timed=timed)
+
+    async def in_loop() -> tuple[float, float, list[int], int]:
+        return run(flow, layer, ids, timed=timed)
+
+    return asyncio.run(in_loop())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=300_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--layer", choices=("engine", "machine"), default="engine")
+    parser.add_argument("--layer", choices=("engine", "machine", "service"), default="engine")
     parser.add_argument("--ids", choices=("sequential", "random"), default=None)
     parser.add_argument("--gc", choices=("default", "off"), default="default")
     args = parser.parse_args()
@@ -157,9 +205,9 @@ def main() -> None:
     best_wall = best_cpu = float("inf")
     best_latencies: list[int] = []
     for _ in range(args.repeat):
-        wall, cpu, _, trades = run(flow, args.layer, ids, timed=False)
+        wall, cpu, _, trades = run_layer(flow, args.layer, ids, timed=False)
         best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
-        _, _, latencies, _ = run(flow, args.layer, ids, timed=True)
+        _, _, latencies, _ = run_layer(flow, args.layer, ids, timed=True)
         latencies.sort()
         if (
             not best_latencies

@@ -21,7 +21,7 @@ from tradehall.core.ids import SequentialIds
 from tradehall.core.timefmt import format_ns
 from tradehall.exchange import requests as rq
 from tradehall.exchange.errors import ExchangeError
-from tradehall.exchange.marketdata import Channel, Item, MarketData, encoder
+from tradehall.exchange.marketdata import Channel, Item, MarketData, PublishedBook, encoder
 from tradehall.exchange.service import ExchangeService
 from tradehall.exchange.settings import ExchangeSettings
 
@@ -175,3 +175,25 @@ def _run(
     else:
         clock.set_ns(clock.time_ns() + step[1] * 10**9)
         service.expire_due()
+
+
+level_changes = st.lists(
+    st.tuples(st.booleans(), st.integers(1, 12), st.integers(0, 3), st.integers(1, 2)), max_size=40
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(level_changes)
+def test_published_best_levels_follow_the_sorted_sides(
+    changes: list[tuple[bool, int, int, int]],
+) -> None:
+    """The cached best bid/ask always equal the top of the sorted sides, change after change."""
+    book = PublishedBook()
+    for is_bid, price, total, count in changes:
+        book.apply([(is_bid, price, total, total and count)])
+        for side, sign, best in ((book.bids, -1, book.best_bid), (book.asks, 1, book.best_ask)):
+            if side:
+                key, (quantity, _count) = side.peekitem(0)
+                assert best == (sign * key, quantity)
+            else:
+                assert best is None

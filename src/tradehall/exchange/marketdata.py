@@ -5,18 +5,21 @@ right after a command executes -- before any other command can run -- the price 
 (the resting price of a new limit order, the resting prices its fills consumed, the price of a
 cancelled or expired order) are read from the live book as absolute aggregates
 ``(total_quantity, order_count)``; each touched symbol gets the next book sequence number and every
-trade the next trade sequence number of its symbol; each message is encoded to JSON once. Nothing
-is sent yet: the encoded batch rides with the command and is released by the service only after
-the command is durable, in journal order (:meth:`MarketData._release`).
+trade the next trade sequence number of its symbol. Capture keeps only these figures (plain
+tuples, no message objects): it runs on every command, subscribers or not. Nothing is sent yet:
+the captured update rides with the command and is released by the service only after the command
+is durable, in journal order (:meth:`MarketData._release`).
 
 Release applies the book diffs to a *published* copy of every book (:class:`PublishedBook`), so a
 subscriber's snapshot is always exactly the state its sequence number names and never shows
 anything a crash could take back. Tickers (best bid/ask, last price) are derived from that copy and
 emitted only when they change.
 
-Fan-out (:meth:`MarketData.flush`): the messages released since the last flush are joined into
-one frame per distinct subscription set -- built once, the same string for every client with that
-set -- and appended to each client's queue (:mod:`~tradehall.exchange.marketdata_ws`). A socket
+Fan-out (:meth:`MarketData.flush`): the updates released since the last flush become messages,
+each built and encoded to JSON once and only if its (symbol, channel) has a subscriber; they are
+joined into one frame per distinct subscription set -- built once, the same string for every
+client with that set -- and appended to each client's queue
+(:mod:`~tradehall.exchange.marketdata_ws`). A socket
 write costs tens of microseconds of the event loop, so the flush interval grows with the number of
 connected clients (``max(min_interval, clients * per_client)``: 5 ms for up to 10 clients, 50 ms for
 100): the fan-out then costs about the same share of the loop however many clients there are and
@@ -29,6 +32,7 @@ reconnecting after a restart gets a fresh snapshot anyway.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -120,31 +124,59 @@ class TickerMsg(msgspec.Struct, tag="ticker", tag_field="type"):
 
 # ---------------------------------------------------------------------------------- state
 LevelChange = tuple[bool, int, int, int]  # (is_bid, price, total_quantity, order_count)
+RawTrade = tuple[int, str, int, int, str, int]
+"""A trade as captured: (sequence, trade_id, price, quantity, taker_side, executed_at)."""
 
 
 class PublishedBook:
-    """The L2 book of one symbol as of the last *released* update: price -> (quantity, count)."""
+    """The L2 book of one symbol as of the last *released* update: price -> (quantity, count).
 
-    __slots__ = ("asks", "bids", "sequence")
+    The best level of each side is kept beside the sorted levels (:meth:`apply` maintains it), so
+    the ticker check after every release reads two attributes instead of searching the sides.
+    """
+
+    __slots__ = ("asks", "best_ask", "best_bid", "bids", "sequence")
 
     def __init__(self) -> None:
         self.sequence = 0
         self.bids: SortedDict = SortedDict()  # key: -price
         self.asks: SortedDict = SortedDict()  # key: price
+        self.best_bid: tuple[int, int] | None = None  # (price, total_quantity)
+        self.best_ask: tuple[int, int] | None = None
 
     def apply(self, changes: Iterable[LevelChange]) -> None:
+        bids, asks = self.bids, self.asks
         for is_bid, price, total, count in changes:
-            side, key = (self.bids, -price) if is_bid else (self.asks, price)
-            if total:
-                side[key] = (total, count)
+            if is_bid:
+                best = self.best_bid
+                if total:
+                    bids[-price] = (total, count)
+                    if best is None or price >= best[0]:
+                        self.best_bid = (price, total)
+                else:
+                    bids.pop(-price, None)
+                    if best is not None and price == best[0]:
+                        self.best_bid = self._top(True)
             else:
-                side.pop(key, None)
+                best = self.best_ask
+                if total:
+                    asks[price] = (total, count)
+                    if best is None or price <= best[0]:
+                        self.best_ask = (price, total)
+                else:
+                    asks.pop(price, None)
+                    if best is not None and price == best[0]:
+                        self.best_ask = self._top(False)
 
     def levels(self, is_bid: bool) -> list[LevelOut]:
         side, sign = (self.bids, -1) if is_bid else (self.asks, 1)
         return [LevelOut(money(sign * key), t, c) for key, (t, c) in side.items()]
 
     def best(self, is_bid: bool) -> tuple[int, int] | None:
+        """The best level's (price, total quantity), if the side has any."""
+        return self.best_bid if is_bid else self.best_ask
+
+    def _top(self, is_bid: bool) -> tuple[int, int] | None:
         side = self.bids if is_bid else self.asks
         if not side:
             return None
@@ -161,7 +193,7 @@ class _Symbol:
         self.book_seq = 0  # last sequence assigned at capture (may be ahead of ``book.sequence``)
         self.trade_seq = 0
         self.book = PublishedBook()
-        self.recent: deque[TradeMsg] = deque(maxlen=RECENT_TRADES)
+        self.recent: deque[RawTrade] = deque(maxlen=RECENT_TRADES)  # released
         self.last_trade: tuple[int, int] | None = None  # (price, quantity), released
         self.ticker_key: tuple[object, ...] | None = None
 
@@ -176,16 +208,42 @@ class Item(NamedTuple):
 
 
 class _Update:
-    """One symbol's share of one command: the encoded book diff and trades."""
+    """One symbol's share of one command, as captured: figures and sequence numbers only.
 
-    __slots__ = ("book", "book_text", "changes", "symbol", "trades")
+    Messages are built and encoded from it at flush time, and only for channels someone is
+    subscribed to; the figures are final at capture, so the bytes are the same whenever that is.
+    """
 
-    def __init__(self, symbol: str) -> None:
+    __slots__ = ("changes", "sequence", "symbol", "trades")
+
+    def __init__(
+        self, symbol: str, sequence: int, changes: list[LevelChange], trades: list[RawTrade]
+    ) -> None:
         self.symbol = symbol
-        self.changes: list[LevelChange] = []
-        self.book: BookUpdateMsg | None = None
-        self.book_text = ""
-        self.trades: list[tuple[TradeMsg, str, int, int]] = []  # (msg, text, price, quantity)
+        self.sequence = sequence  # its book sequence; 0 when it changed no level
+        self.changes = changes  # bids best first, then asks best first
+        self.trades = trades
+
+
+def _best_first(change: tuple[bool, int]) -> tuple[bool, int]:
+    is_bid, price = change
+    return (not is_bid, -price if is_bid else price)
+
+
+def _book_msg(update: _Update) -> BookUpdateMsg:
+    bids: list[LevelOut] = []
+    asks: list[LevelOut] = []
+    for is_bid, price, total, count in update.changes:
+        (bids if is_bid else asks).append(LevelOut(money(price), total, count))
+    sequence = update.sequence
+    return BookUpdateMsg(update.symbol, sequence, sequence, bids, asks)
+
+
+def _trade_msg(symbol: str, trade: RawTrade) -> TradeMsg:
+    sequence, trade_id, price, quantity, taker_side, executed_at = trade
+    return TradeMsg(
+        symbol, sequence, trade_id, money(price), quantity, taker_side, format_ns(executed_at)
+    )
 
 
 # ---------------------------------------------------------------------------------- the hub
@@ -235,7 +293,7 @@ class MarketData:
         self._symbols: dict[str, _Symbol] = {}
         self._subs: dict[tuple[str, Channel], set[Subscriber]] = {}
         self._members: dict[Subscriber, int] = {}  # subscriber -> number of subscriptions
-        self._tick: list[Item] = []
+        self._pending: list[_Update] = []  # released, not yet flushed
         self._tick_tickers: dict[str, None] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self.started = False
@@ -284,17 +342,29 @@ class MarketData:
             return None
         if not updates:
             return None
-        return lambda: self._release(updates)
+        return functools.partial(self._release, updates)
 
     def _capture(self, executed: Executed) -> list[_Update]:
+        result = executed.result
+        events = executed.events
+        engine = self._service.engine
+        if not events:  # the common case: an order that rests without trading
+            if isinstance(result, Order) and result.remaining and result.price is not None:
+                at, is_bid = result.price, result.side == "bid"
+                level = engine.book(result.symbol).side(result.side).level(at)
+                change = (
+                    (is_bid, at, 0, 0) if level is None else (is_bid, at, level.total, level.count)
+                )
+                state = self._symbol(result.symbol)
+                state.book_seq = sequence = state.book_seq + 1
+                return [_Update(result.symbol, sequence, [change], [])]
+            return []
         touched: dict[str, set[tuple[bool, int]]] = {}
         trades: dict[str, list[TradeExecuted]] = {}
-        result = executed.result
-        engine = self._service.engine
-        if isinstance(result, Order) and result.is_active and result.price is not None:
-            touched.setdefault(result.symbol, set()).add((result.side == "bid", result.price))
+        if isinstance(result, Order) and result.remaining and result.price is not None:
+            touched[result.symbol] = {(result.side == "bid", result.price)}
         taker = result.order_id if isinstance(result, Order) else None
-        for event in executed.events:
+        for event in events:
             if isinstance(event, TradeExecuted):
                 trades.setdefault(event.symbol, []).append(event)
             elif isinstance(event, OrderFilled):
@@ -307,38 +377,33 @@ class MarketData:
         updates: list[_Update] = []
         for symbol in dict.fromkeys([*touched, *trades]):
             state = self._symbol(symbol)
-            update = _Update(symbol)
+            changes: list[LevelChange] = []
+            sequence = 0
             levels = touched.get(symbol)
             if levels:
                 book = engine.book(symbol)
-                bids: list[LevelOut] = []
-                asks: list[LevelOut] = []
                 # best first on each side, like snapshots
-                for is_bid, price in sorted(
-                    levels, key=lambda lv: (not lv[0], -lv[1] if lv[0] else lv[1])
-                ):
-                    level = book.side("bid" if is_bid else "ask").level(price)
-                    total, count = (level.total, level.count) if level is not None else (0, 0)
-                    update.changes.append((is_bid, price, total, count))
-                    (bids if is_bid else asks).append(LevelOut(money(price), total, count))
-                state.book_seq += 1
-                update.book = BookUpdateMsg(symbol, state.book_seq, state.book_seq, bids, asks)
-                update.book_text = encoder.encode(update.book).decode()
+                for is_bid, price in sorted(levels, key=_best_first) if len(levels) > 1 else levels:
+                    level = (book.bids if is_bid else book.asks).level(price)
+                    if level is None:
+                        changes.append((is_bid, price, 0, 0))
+                    else:
+                        changes.append((is_bid, price, level.total, level.count))
+                state.book_seq = sequence = state.book_seq + 1
+            raw: list[RawTrade] = []
             for trade in trades.get(symbol, ()):
                 state.trade_seq += 1
-                msg = TradeMsg(
-                    symbol,
-                    state.trade_seq,
-                    trade.trade_id,
-                    money(trade.price),
-                    trade.quantity,
-                    trade.taker_side,
-                    format_ns(trade.executed_at),
+                raw.append(
+                    (
+                        state.trade_seq,
+                        trade.trade_id,
+                        trade.price,
+                        trade.quantity,
+                        trade.taker_side,
+                        trade.executed_at,
+                    )
                 )
-                update.trades.append(
-                    (msg, encoder.encode(msg).decode(), trade.price, trade.quantity)
-                )
-            updates.append(update)
+            updates.append(_Update(symbol, sequence, changes, raw))
         return updates
 
     # -------------------------------------------------------------- release path
@@ -349,22 +414,26 @@ class MarketData:
             log.exception("marketdata_release_failed")
 
     def _fan_out(self, updates: list[_Update]) -> None:
-        tick = self._tick
+        pending = self._pending
+        tickers = self._tick_tickers
         for update in updates:
             symbol = update.symbol
             state = self._symbol(symbol)
-            if update.book is not None:
-                state.book.apply(update.changes)
-                state.book.sequence = update.book.sequence
-                tick.append(Item(symbol, "book", update.book_text, update.book))
-            if update.trades:
-                for msg, text, _price, _quantity in update.trades:
-                    state.recent.append(msg)
-                    tick.append(Item(symbol, "trades", text, None))
-                state.last_trade = update.trades[-1][2:]
-            if self._ticker_changed(state):
-                self._tick_tickers[symbol] = None  # rendered at flush time: latest wins
-        if self._flush_handle is None and (tick or self._tick_tickers):
+            book = state.book
+            if update.sequence:
+                book.apply(update.changes)
+                book.sequence = update.sequence
+            trades = update.trades
+            if trades:
+                state.recent.extend(trades)
+                last = trades[-1]
+                state.last_trade = (last[2], last[3])
+            pending.append(update)
+            key = (book.best_bid, book.best_ask, state.last_trade)
+            if key != state.ticker_key:
+                state.ticker_key = key
+                tickers[symbol] = None  # rendered at flush time: latest wins
+        if self._flush_handle is None and (pending or tickers):
             loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_later(self.flush_interval, self.flush)
 
@@ -374,13 +443,28 @@ class MarketData:
 
     def flush(self) -> None:
         """Hand everything released since the last flush to the subscribers, one frame per
-        distinct subscription set (built once, shared by every client with that set)."""
+        distinct subscription set (built once, shared by every client with that set).
+
+        Messages are built and encoded here, once each, and only for (symbol, channel) pairs
+        someone is subscribed to: with no subscriber the released updates are just dropped."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        tick, self._tick = self._tick, []
+        pending, self._pending = self._pending, []
         tickers, self._tick_tickers = self._tick_tickers, {}
         subs = self._subs
+        if not subs:
+            return
+        tick: list[Item] = []
+        for update in pending:
+            symbol = update.symbol
+            if update.sequence and (symbol, "book") in subs:
+                book = _book_msg(update)
+                tick.append(Item(symbol, "book", encoder.encode(book).decode(), book))
+            if update.trades and (symbol, "trades") in subs:
+                for raw in update.trades:
+                    text = encoder.encode(_trade_msg(symbol, raw)).decode()
+                    tick.append(Item(symbol, "trades", text, None))
         for symbol in tickers:
             if (symbol, "ticker") in subs:
                 ticker = self.ticker(symbol)
@@ -404,14 +488,6 @@ class MarketData:
                 sub.push_batch(frame, items, trades)
             self.metrics.frames.inc(len(members))
             self.metrics.messages.inc(len(members) * len(items))
-
-    @staticmethod
-    def _ticker_changed(state: _Symbol) -> bool:
-        key = (state.book.best(True), state.book.best(False), state.last_trade)
-        if key == state.ticker_key:
-            return False
-        state.ticker_key = key
-        return True
 
     # -------------------------------------------------------------- subscriptions
     def subscribe(self, subscriber: Subscriber, symbol: str, channel: Channel) -> None:
@@ -447,8 +523,7 @@ class MarketData:
         return BookSnapshotMsg(symbol, book.sequence, book.levels(True), book.levels(False))
 
     def trades_snapshot(self, symbol: str) -> TradesSnapshotMsg:
-        state = self._symbol(symbol)
-        recent = list(state.recent)
+        recent = [_trade_msg(symbol, trade) for trade in self._symbol(symbol).recent]
         return TradesSnapshotMsg(symbol, recent[-1].sequence if recent else 0, recent)
 
     def ticker(self, symbol: str) -> TickerMsg:

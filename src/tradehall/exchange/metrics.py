@@ -26,7 +26,6 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from tradehall.core.metrics import LATENCY_BUCKETS
-from tradehall.exchange.events import EngineEvent, TradeExecuted
 from tradehall.exchange.model import Order
 
 if TYPE_CHECKING:
@@ -51,11 +50,17 @@ class _LoopFamily(Collector, Generic[Child]):
         raise NotImplementedError
 
     def labels(self, *values: object) -> Child:
-        """The child for these label values (resolve once and keep it on hot paths)."""
-        key = tuple(str(v) for v in values)
-        child = self._children.get(key)
+        """The child for these label values, made on first use.
+
+        String values (the usual case) find their child without building a key; others are
+        converted with ``str`` first, as ``prometheus_client`` does.
+        """
+        child = self._children.get(values)  # type: ignore[arg-type]
         if child is None:
-            child = self._children[key] = self._new_child()
+            key = tuple(str(v) for v in values)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self._new_child()
         return child
 
 
@@ -180,19 +185,15 @@ class ExchangeMetrics:
             "tradehall_orders_expired", "Orders expired by the sweep", registry=registry
         )
         self.trades = Counter("tradehall_trades", "Trades executed", registry=registry)
-        self._order_children: dict[tuple[str, str], CounterChild] = {}
         registry.register(_BookCollector(engine))
 
-    def observe(self, result: object, events: list[EngineEvent]) -> None:
-        """Count an accepted order and the trades a command produced."""
-        if isinstance(result, Order):
-            child = self._order_children.get((result.type, result.side))
-            if child is None:  # labels() takes a lock and builds a key: resolve each pair once
-                child = self._order_children[(result.type, result.side)] = self.orders.labels(
-                    result.type, result.side
-                )
-            child.inc()
-        if events:
-            trades = sum(1 for event in events if isinstance(event, TradeExecuted))
-            if trades:
-                self.trades.inc(trades)
+    def observe(self, order: Order) -> None:
+        """Count an accepted order and the trades it made on arrival.
+
+        Every trade of a matching pass involves the arriving order, so its trade log holds
+        exactly the trades of the command that placed it.
+        """
+        self.orders.labels(order.type, order.side).inc()
+        trades = order.trade_log
+        if trades:
+            self.trades.inc(len(trades))

@@ -156,8 +156,7 @@ class ExchangeService:
             self.metrics.orders_rejected.inc()
             raise
         assert isinstance(result, Order)
-        if not result.trades:
-            self.metrics.observe(result, [])  # with trades, the publisher counts it
+        self.metrics.observe(result)
         return result
 
     def cancel(self, order_id: str) -> Order:
@@ -240,10 +239,8 @@ class ExchangeService:
     def _publisher(
         self, executed: Executed, after: Callable[[], None] | None = None
     ) -> Callable[[], None] | None:
-        if executed.error is not None or not (executed.events or executed.deliveries or after):
+        if executed.error is not None or not (executed.deliveries or after):
             return None
-        if executed.events and isinstance(executed.result, Order):
-            self.metrics.observe(executed.result, executed.events)
 
         def publish() -> None:
             if executed.deliveries:
