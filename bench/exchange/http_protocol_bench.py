@@ -9,7 +9,8 @@ directory) through uvicorn's httptools protocol with a stand-in transport: each 
 to ``data_received`` and the event loop runs until its response has been written. It compares
 ``CoalescingHttpToolsProtocol`` (every request through uvicorn's ASGI cycle and ``FastRoutes``)
 with ``LeanHttpProtocol`` (contract routes answered from the parser callbacks), and prints CPU µs
-per request (best of ``--repeat``) for a resting ``POST /orders``, ``GET`` book and balance.
+per request (best of ``--repeat``) for a resting ``POST /orders``, ``GET`` book and balance, and
+``GET /healthz`` (nearly no endpoint work: the cost of the HTTP path itself).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ SCENARIOS = {
     "resting": _post(b"/orders", ORDER),
     "book": _get(b"/stocks/AAPL/book?depth=10"),
     "balance": _get(b"/brokers/bench/balance"),
+    "healthz": _get(b"/healthz"),  # the HTTP path alone
 }
 SETUP = [
     _post(

@@ -486,3 +486,37 @@ def test_the_lean_path_is_off_behind_middleware_or_a_root_path() -> None:
     finally:
         loop.close()
     assert lean_http.LEAN_BODY_LIMIT < 1 << 20
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    async with lean_server(_service(), timeout_keep_alive=1) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            loop = asyncio.get_running_loop()
+            for _ in range(3):  # each answer restarts the idle period
+                writer.write(request("GET", "/healthz"))
+                await writer.drain()
+                assert (await asyncio.wait_for(reader.readuntil(b"}"), 5)).endswith(b'"ok"}')
+            answered = loop.time()
+            assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+            assert loop.time() - answered >= 0.9
+        finally:
+            writer.close()
+
+
+def test_request_targets_match_only_in_origin_form_without_escapes() -> None:
+    front = create_app(_service(), manage_service=False)
+    found = front.match_target(b"GET", b"/stocks/AAPL/book?depth=3")
+    assert found is not None
+    assert (found[0].name, found[1], found[2]) == ("GET /stocks/{symbol}/book", "AAPL", b"depth=3")
+    assert front.match_target(b"GET", b"/stocks/AAPL/book?depth=3") == found  # cached
+    for method, target in [
+        (b"GET", b"/orders/a%20b"),
+        (b"GET", b"http://x/healthz"),
+        (b"GET", b"/healthz#top"),
+        (b"GET", "/orders/é".encode()),
+        (b"HEAD", b"/healthz"),
+        (b"PUT", b"/orders"),
+        (b"GET", b"/orders/"),
+    ]:
+        assert front.match_target(method, target) is None, target

@@ -42,6 +42,9 @@ log = get_logger("exchange.http")
 _JSON_TYPE = (b"content-type", b"application/json")
 _INTERNAL_ERROR = encode(ErrorOut("internal_error", "Internal server error"))
 _EMPTY: dict[str, str] = {}
+_UNKNOWN = object()
+_CACHED_TARGETS = 4096
+_CACHED_TARGET_BYTES = 256
 
 
 def parse_query(raw: bytes) -> Mapping[str, str]:
@@ -122,6 +125,7 @@ class FastRoutes:
         self._read_timeout = service.settings.read_timeout
         self._watchdog = _ReadWatchdog(self._read_timeout)
         self._routes = {_shape(e.method, e.path): FastRoute(e, service.metrics) for e in endpoints}
+        self._targets: dict[tuple[bytes, bytes], tuple[FastRoute, str, bytes] | None] = {}
 
     def match(self, method: str, path: str) -> tuple[FastRoute, str] | None:
         """The route serving ``method path`` and its path parameter, or ``None``."""
@@ -138,6 +142,28 @@ class FastRoutes:
             return None
         route = self._routes.get(key)
         return None if route is None or parts[0] else (route, arg)
+
+    def match_target(self, method: bytes, target: bytes) -> tuple[FastRoute, str, bytes] | None:
+        """:meth:`match` for a request line as received: the route, its path parameter and the
+        raw query string; ``None`` also for targets the server would decode first (not origin
+        form, ``%`` escapes in the path, a fragment, non-ASCII). Answers are cached (bounded,
+        short targets only): clients repeat the same few targets, and a hit costs one lookup."""
+        key = (method, target)
+        found = self._targets.get(key, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found  # type: ignore[return-value]
+        found = None
+        if target[:1] == b"/" and b"#" not in target and method.isalpha():
+            path, _, query = target.partition(b"?")
+            if b"%" not in path and path.isascii():
+                matched = self.match(method.decode("ascii"), path.decode("ascii"))
+                if matched is not None:
+                    found = (matched[0], matched[1], query)
+        if len(target) <= _CACHED_TARGET_BYTES:
+            if len(self._targets) >= _CACHED_TARGETS:
+                self._targets.clear()
+            self._targets[key] = found
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -63,6 +63,9 @@ class CoalescingTransport:
         elif not self.raw.is_closing():
             self.raw.write(data)
 
+    def is_closing(self) -> bool:
+        return self.raw.is_closing()  # asked on every request: spare the __getattr__ fallback
+
     def get_write_buffer_size(self) -> int:
         return self.raw.get_write_buffer_size() + sum(len(data) for data in self._pending)
 

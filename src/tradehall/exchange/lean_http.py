@@ -41,8 +41,11 @@ uvicorn internals this depends on (uvicorn is pinned in ``requirements.lock``; t
   ``scope``, ``expect_100_continue``, ``cycle``); for a request handed to uvicorn the scope is
   built by calling ``on_message_begin`` late, then ``on_headers_complete`` as uvicorn would;
 - the cycle attributes uvicorn reads (``response_complete``, ``keep_alive``, ``disconnected``,
-  ``message_event``), ``on_response_complete`` (pipeline start, keep-alive timer, request count),
-  ``shutdown``, ``send_400_response``, ``flow`` and ``server_state.default_headers``;
+  ``message_event``), ``on_response_complete`` (pipeline start, keep-alive timer, request count;
+  after a lean answer with nothing queued its steps are done inline, with one lazy keep-alive
+  timer per connection instead of a timer armed and cancelled per request), ``pipeline``,
+  ``timeout_keep_alive_handler``, ``shutdown``, ``send_400_response``, ``flow`` and
+  ``server_state.default_headers``;
 - ``STATUS_LINE`` and the header order of ``RequestResponseCycle.send``, for identical bytes.
 """
 
@@ -64,8 +67,6 @@ __all__ = ["LEAN_BODY_LIMIT", "LeanHttpProtocol"]
 
 # Bodies up to this size are collected by the lean path (uvicorn pauses reading above it).
 LEAN_BODY_LIMIT = 1 << 16
-# Methods some contract route uses; any other method cannot be lean (saves a decode and lookup).
-_METHODS = {b"GET": "GET", b"POST": "POST", b"DELETE": "DELETE"}
 _FALL_THROUGH_HEADERS = frozenset({b"expect", b"transfer-encoding", b"upgrade"})
 _CLOSE = b"connection: close\r\n"
 
@@ -201,6 +202,10 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
         self._lean: _Request | None = None
         self._out: list[bytes] = []
         self._reading = False
+        # Keep-alive after lean answers: one lazy timer instead of uvicorn's arm-and-cancel
+        # per request (see _idle_check); None while a request is being received or served.
+        self._idle_since: float | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------- transport side
     def data_received(self, data: bytes) -> None:
@@ -208,6 +213,7 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
             super().data_received(data)
             return
         self._reading = True
+        self._idle_since = None
         try:
             super().data_received(data)
             request = self._lean
@@ -229,6 +235,12 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
             transport.write_now(data)
         else:
             transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
         if self._out:  # answers to earlier requests of this read go first
@@ -307,24 +319,11 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
     def _lean_request(self, front: FastRoutes) -> _Request | None:
         """The request as a lean one, or ``None`` if uvicorn's path must serve it."""
         parser = self.parser
-        method = _METHODS.get(parser.get_method())
-        url = self.url
-        if method is None or url[:1] != b"/" or b"#" in url:
-            return None
-        path, _, query = url.partition(b"?")
-        if b"%" in path or not path.isascii():
-            return None
-        found = front.match(method, path.decode("ascii"))
+        found = front.match_target(parser.get_method(), self.url)
         if found is None:
             return None
-        version = parser.get_http_version()
-        if version == "1.1":
-            keep_alive = parser.should_keep_alive()
-        elif version == "1.0":
-            keep_alive = False  # as uvicorn: HTTP/1.0 connections are never kept alive
-        else:
-            return None
         content_type: str | None = None
+        connection = False
         for name, value in self.headers:
             if name == b"content-type":
                 if content_type is None:
@@ -332,11 +331,17 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
             elif name == b"content-length":
                 if not value.isdigit() or int(value) > LEAN_BODY_LIMIT:
                     return None
+            elif name == b"connection":
+                connection = True
             elif name in _FALL_THROUGH_HEADERS:
                 return None
         if parser.should_upgrade() or self.flow.write_paused or self.transport.is_closing():
             return None
-        return _Request(found[0], found[1], query, content_type, keep_alive)
+        keep_alive = parser.should_keep_alive()
+        # uvicorn never keeps an HTTP/1.0 connection alive; llhttp does when it says so.
+        if keep_alive and connection and parser.get_http_version() == "1.0":
+            keep_alive = False
+        return _Request(found[0], found[1], found[2], content_type, keep_alive)
 
     def answered(self, status: int, payload: bytes, keep_alive: bool) -> None:
         """Write a lean response and do what uvicorn does once a response is complete."""
@@ -352,7 +357,29 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
             self.transport.close()
         elif not self._reading:  # a durable answer, from the gate's callback
             self._flush_out()
-        self.on_response_complete()
+        if self.pipeline or self.transport.is_closing():
+            self.on_response_complete()  # starts the next queued request
+            return
+        # The rest of uvicorn's on_response_complete, with the lazy keep-alive timer.
+        self.server_state.total_requests += 1
+        if self.flow.read_paused:
+            self.flow.resume_reading()
+        self._idle_since = self.loop.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.loop.call_later(self.timeout_keep_alive, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """Close the connection once it has been idle for the keep-alive timeout since its
+        last lean answer; re-armed for the remainder while it has not."""
+        self._idle_timer = None
+        since = self._idle_since
+        if since is None:  # a request is in progress: armed again when it is answered
+            return
+        remaining = since + self.timeout_keep_alive - self.loop.time()
+        if remaining > 0:
+            self._idle_timer = self.loop.call_later(remaining, self._idle_check)
+        else:
+            self.timeout_keep_alive_handler()
 
     def _to_uvicorn(self) -> None:
         """Let uvicorn serve the current request: build the scope it builds at message begin,
