@@ -307,6 +307,9 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     get_logger("tap").info("starting", host=values["host"], port=values["port"])
+    from tradehall.tap.gctune import tune_for_serving
+
+    tune_for_serving()  # start-up objects out of every GC pass, young passes rarer
     uvicorn.Server(config).run()
     return 0
 
