@@ -175,7 +175,7 @@ async def running(
             limiter=rs.RedisRateLimiter(client, prefix),
             bus=rs.RedisBus(client, hub, prefix, f"{prefix}circuit:override"),
             health_probes={"redis": functools.partial(rs.redis_health, client)},
-            balances=RedisBalanceCache(client, prefix),
+            balances=RedisBalanceCache(client, prefix, clock=clock),
             price_mirror=RedisPriceMirror(client, prefix),
         )
     else:

@@ -86,7 +86,12 @@ async def test_stale_high_cache_leaves_the_decision_to_the_conditional_debit(tap
     assert refused.status_code == 400 and refused.json()["error"] == "insufficient_funds"
     assert "bet_id" in refused.json()  # the writer stored the refusal (ADR-009)
     await cache.flush()
-    assert await cache.get(user) is None  # forgotten: the next bet asks the database
+    assert await cache.get(user) is None  # forgotten
+    # a miss admits the bet too: the conditional debit refuses it again, and nothing was read
+    reads = tap.service.balances.db_reads
+    again = await tap.bet(token, tap.placeable_cells()[1]["cell_id"], 100)
+    assert again.status_code == 400 and "bet_id" in again.json()
+    assert tap.service.balances.db_reads == reads
     assert await tap.service.db.read(ledger.integrity_check) == []
 
 
@@ -135,3 +140,20 @@ async def test_memory_cache_expires_and_stays_bounded() -> None:
     assert [await cache.get(u) for u in "abc"] == [None, 2, 3]
     await clock.advance(10.0)
     assert await cache.get("b") is None
+
+
+async def test_the_cache_can_be_switched_off(tmp_path: Path) -> None:
+    from tradehall.core.config import resolve
+    from tradehall.tap.balances import NoBalanceCache
+    from tradehall.tap.cli import SETTINGS, build
+
+    values = resolve(
+        SETTINGS,
+        {"data_dir": str(tmp_path), "price_source": "none", "balance_cache": "false"},
+        environ={},
+    )
+    service, _ = build(values, VirtualClock())
+    assert isinstance(service.balances.cache, NoBalanceCache)
+    service.balances.committed([("u1", 5)])
+    assert await service.balances.enough("u1", 10**9) is True  # the writer decides
+    assert service.balances.db_reads == 0

@@ -61,6 +61,23 @@ async def test_rate_limit_window_does_not_slide(redis_prefix: tuple[aioredis.Red
     assert 59_000 < await client.pttl(f"{prefix}rate_limit:w") <= 60_000
 
 
+async def test_a_burst_beyond_the_pool_waits_instead_of_failing(redis_url: str) -> None:
+    """More concurrent requests than pooled connections queue for one (redis-py's default pool
+    raised MaxConnectionsError, which the API turned into 503)."""
+    client = rs.connect_redis(redis_url, max_connections=4)
+    prefix = f"test-{uuid.uuid4().hex}:"
+    limiter = rs.RedisRateLimiter(client, prefix)
+    try:
+        results = await asyncio.gather(*(limiter.hit(f"k{i}", 5, 60) for i in range(200)))
+        assert results == [None] * 200
+        assert await client.exists(*(f"{prefix}rate_limit:k{i}" for i in range(200))) == 200
+    finally:
+        keys = [k async for k in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
 async def test_bus_relays_between_processes(redis_prefix: tuple[aioredis.Redis, str]) -> None:
     client, prefix = redis_prefix
     hubs = [Hub(), Hub()]

@@ -36,7 +36,7 @@ from tradehall.core.config import (
     resolve,
 )
 from tradehall.core.logging import configure, get_logger
-from tradehall.tap.balances import BalanceCache, RedisBalanceCache
+from tradehall.tap.balances import BalanceCache, NoBalanceCache, RedisBalanceCache
 from tradehall.tap.breaker import BreakerConfig
 from tradehall.tap.contract import S3Settings
 from tradehall.tap.feed import BinanceSource, NoSource, PriceSource, SimSource
@@ -115,6 +115,7 @@ SETTINGS = [
     Setting("data_dir", "./data/tap", Path, "directory for the SQLite database"),
     Setting("redis_url", "", str, "Redis URL for shared sessions/nonces/limits/pub-sub"),
     Setting("redis_prefix", "tap:", str, "prefix for every Redis key and channel"),
+    Setting("balance_cache", "true", parse_bool, "early-rejection balance cache (ADR-009)"),
     Setting("override_channel", "circuit:override", str, "Redis channel of breaker overrides"),
     Setting("price_source", "sim", _source, "price feed: sim, binance, gateway or none"),
     Setting("binance_url", "wss://stream.binance.com:9443/ws/btcusdt@trade", str, "trade stream"),
@@ -242,7 +243,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         nonces = rs.RedisNonceStore(client, prefix, clock=clock)
         limiter = rs.RedisRateLimiter(client, prefix)
         bus = rs.RedisBus(client, hub, prefix, values["override_channel"])
-        balances = RedisBalanceCache(client, prefix)
+        balances = RedisBalanceCache(client, prefix, clock=clock)
         mirror = RedisPriceMirror(client, prefix)
 
         async def redis_probe() -> dict[str, Any]:
@@ -254,6 +255,8 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         nonces = MemoryNonceStore(clock)
         limiter = MemoryRateLimiter(clock)
         bus = MemoryBus(hub)
+    if not values["balance_cache"]:
+        balances = NoBalanceCache()
     service = TapService(
         config,
         clock=clock,
