@@ -44,7 +44,7 @@ from sortedcontainers import SortedDict
 
 from tradehall.core.logging import get_logger
 from tradehall.core.timefmt import format_ns
-from tradehall.exchange.events import OrderClosed, OrderFilled, TradeExecuted
+from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled, TradeExecuted
 from tradehall.exchange.machine import Executed
 from tradehall.exchange.model import Order
 from tradehall.exchange.schemas import LevelOut, money
@@ -359,19 +359,19 @@ class MarketData:
                 state.book_seq = sequence = state.book_seq + 1
                 return [_Update(result.symbol, sequence, [change], [])]
             return []
+        if isinstance(result, Order):  # a submit or cancel: everything is in its symbol
+            update = self._capture_order(result, events)
+            return [update] if update.sequence or update.trades else []
+        # An expiry sweep: closed orders of any symbols (no trades, but kept general).
         touched: dict[str, set[tuple[bool, int]]] = {}
         trades: dict[str, list[TradeExecuted]] = {}
-        if isinstance(result, Order) and result.remaining and result.price is not None:
-            touched[result.symbol] = {(result.side == "bid", result.price)}
-        taker = result.order_id if isinstance(result, Order) else None
         for event in events:
             if isinstance(event, TradeExecuted):
                 trades.setdefault(event.symbol, []).append(event)
             elif isinstance(event, OrderFilled):
-                if event.order_id != taker:  # the resting side: its level lost quantity
-                    price = engine.orders[event.order_id].price
-                    assert price is not None
-                    touched.setdefault(event.symbol, set()).add((event.side == "bid", price))
+                price = engine.orders[event.order_id].price
+                assert price is not None
+                touched.setdefault(event.symbol, set()).add((event.side == "bid", price))
             elif isinstance(event, OrderClosed):
                 touched.setdefault(event.symbol, set()).add((event.side == "bid", event.price))
         updates: list[_Update] = []
@@ -405,6 +405,50 @@ class MarketData:
                 )
             updates.append(_Update(symbol, sequence, changes, raw))
         return updates
+
+    def _capture_order(self, order: Order, events: list[EngineEvent]) -> _Update:
+        """The update of a submit or cancel: the order's own level if it rests, the levels its
+        fills took from, or the level it was cancelled from; and its trades."""
+        symbol = order.symbol
+        state = self._symbol(symbol)
+        levels: set[tuple[bool, int]] = set()
+        if order.remaining and order.price is not None:
+            levels.add((order.side == "bid", order.price))
+        raw: list[RawTrade] = []
+        orders = self._service.engine.orders
+        taker = order.order_id
+        for event in events:
+            if isinstance(event, TradeExecuted):
+                state.trade_seq = sequence = state.trade_seq + 1
+                raw.append(
+                    (
+                        sequence,
+                        event.trade_id,
+                        event.price,
+                        event.quantity,
+                        event.taker_side,
+                        event.executed_at,
+                    )
+                )
+            elif isinstance(event, OrderFilled):
+                if event.order_id != taker:  # the resting side: its level lost quantity
+                    price = orders[event.order_id].price
+                    assert price is not None
+                    levels.add((event.side == "bid", price))
+            elif isinstance(event, OrderClosed):
+                levels.add((event.side == "bid", event.price))
+        if not levels:
+            return _Update(symbol, 0, [], raw)
+        book = self._service.engine.book(symbol)
+        changes: list[LevelChange] = []
+        for is_bid, price in sorted(levels, key=_best_first) if len(levels) > 1 else levels:
+            level = (book.bids if is_bid else book.asks).level(price)
+            if level is None:
+                changes.append((is_bid, price, 0, 0))
+            else:
+                changes.append((is_bid, price, level.total, level.count))
+        state.book_seq = sequence = state.book_seq + 1
+        return _Update(symbol, sequence, changes, raw)
 
     # -------------------------------------------------------------- release path
     def _release(self, updates: list[_Update]) -> None:

@@ -213,11 +213,14 @@ class ExchangeService:
         return executed.result
 
     def _journal(self, executed: Executed, after: Callable[[], None] | None = None) -> None:
-        publish = self._publisher(executed, after)
-        if self.journal is None:
-            if publish is not None:
-                publish()
+        if self.journal is None:  # nothing to wait for: publish now, without a closure
+            if executed.error is None:
+                if executed.deliveries:
+                    self.dispatcher.submit(executed.deliveries)
+                if after is not None:
+                    after()
             return
+        publish = self._publisher(executed, after)
         try:
             batch = self.journal.append(encode_record(executed.record), publish)
         except Exception as exc:
