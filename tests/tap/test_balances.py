@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -124,6 +125,7 @@ async def test_cache_is_rebuilt_from_the_database_at_start(tmp_path: Path) -> No
             row = await again.service.db.read(
                 lambda c: c.execute("SELECT id FROM users").fetchone()
             )
+            await asyncio.wait_for(again.service.balances.rebuilt.wait(), 10)
             cache = again.service.balances.cache
             assert await cache.get(str(row[0])) == 700  # before any request
             if isinstance(cache, RedisBalanceCache):
@@ -157,3 +159,23 @@ async def test_the_cache_can_be_switched_off(tmp_path: Path) -> None:
     service.balances.committed([("u1", 5)])
     assert await service.balances.enough("u1", 10**9) is True  # the writer decides
     assert service.balances.db_reads == 0
+
+
+async def test_rebuild_keeps_a_balance_committed_while_it_ran(tmp_path: Path) -> None:
+    from tradehall.tap.balances import BalanceGuard
+    from tradehall.tap.db import Database
+
+    db = Database(tmp_path / "tap.db")
+    await db.open()
+    try:
+        user = await db.write(lambda c: ledger.deposit(c, "0xaa", 100, 1, "dep-1"))
+        guard = BalanceGuard(MemoryBalanceCache(VirtualClock()), db)
+        task = asyncio.create_task(guard.rebuild())
+        await asyncio.sleep(0)  # the rebuild is now waiting for its snapshot read
+        guard.committed([(user.id, 5)])  # a bet committed meanwhile: newer than the snapshot
+        assert await task == 0 and guard.rebuilt.is_set()
+        assert await guard.cache.get(user.id) == 5
+        assert await guard.rebuild() == 1  # alone, it writes every user
+        assert await guard.cache.get(user.id) == 100
+    finally:
+        await db.close()

@@ -177,9 +177,9 @@ class TapService:
         await self.bus.start()
         await self.balances.cache.start()
         await self.price_mirror.start()
-        await self.balances.rebuild()  # FR-22: the cache starts from the database
         self.batcher.start()
         self._started = True
+        self._tasks.append(asyncio.create_task(self._rebuild_balances(), name="tap-balances"))
         self._spawn("bet-timeouts", self.placements.timeout_loop)
         last = await self.db.read(last_archive_time)
         if last is not None:
@@ -212,6 +212,16 @@ class TapService:
         await self.bus.stop()
         await self.db.close()
         self._started = False
+
+    async def _rebuild_balances(self) -> None:
+        """FR-22: fill the balance cache from the database, once, beside serving."""
+        try:
+            users = await self.balances.rebuild()
+        except Exception:
+            with contextlib.suppress(Exception):
+                _log.exception("balance_cache_rebuild_failed")  # misses admit: only slower
+            return
+        _log.info("balance_cache_rebuilt", users=users)
 
     def _spawn(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
         async def supervised() -> None:
