@@ -8,7 +8,8 @@ page or miss committed transactions that live only in ``tap.db-wal``.
 
 Each backup is written under a temporary name, checked with ``PRAGMA quick_check``, fsynced and
 renamed to ``tap_<UTC time>.db`` in the backup directory (default ``DATA/backups``); then all but
-the newest ``keep`` (24: a day of hourly copies) are deleted. The server runs it every
+the newest ``keep`` (3: each is a full copy of the hot database, so 24 copies of a large
+week would fill the disk the guards watch) are deleted. The server runs it every
 ``backup_interval_s`` (1 h; 0 disables) and sets ``last_successful_backup_timestamp``; a failure
 is logged and retried at the next interval. ``tradehall tap backup`` runs one now. The daily full
 copy to object storage is the weekly archive's job plus whatever ships this directory off the

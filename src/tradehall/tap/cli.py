@@ -158,7 +158,7 @@ SETTINGS = [
     Setting("local_weeks", "4", _non_negative_int, "archived weeks kept locally, read-only"),
     Setting("backup_dir", "", str, "directory of hourly .backup copies (default DATA/backups)"),
     Setting("backup_interval", "1h", parse_duration, "how often the server backs up; 0 = never"),
-    Setting("backup_keep", "24", parse_positive_int, "backups kept (newest)"),
+    Setting("backup_keep", "3", parse_positive_int, "backups kept (newest)"),
     Setting("disk_warn", "0.70", _disk_fraction, "disk share in use that warns, archives early"),
     Setting("disk_stop", "0.85", _disk_fraction, "disk share in use that stops new bets"),
     Setting("disk_purge", "0.95", _disk_fraction, "disk share that purges local partitions"),

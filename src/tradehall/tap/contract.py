@@ -76,7 +76,7 @@ class TapConfig:
     local_weeks: int = 4  # archived weeks kept locally, read-only (FR-17)
     backup_dir: Path | None = None  # hourly .backup copies (default data_dir/backups)
     backup_interval_s: float = 3_600.0  # 0 disables the server's backup job
-    backup_keep: int = 24
+    backup_keep: int = 3  # each is a full copy of the hot database: size the disk for N + 1
 
     @property
     def db_path(self) -> Path:
