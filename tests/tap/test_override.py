@@ -98,3 +98,7 @@ async def test_cli_with_redis_publishes_on_exactly_circuit_override(capsys: Any)
         await client.aclose()
     # nobody listening any more: the command says so with exit status 1
     assert await send_override(values, "auto") == 1
+    capsys.readouterr()
+    down = {"redis_url": "redis://127.0.0.1:1/0", "override_channel": "circuit:override"}
+    assert await send_override(down, "auto") == 1  # Redis unreachable: an error, not a trace
+    assert '"error"' in capsys.readouterr().out

@@ -27,11 +27,16 @@ async def send_override(values: dict[str, Any], mode: str) -> int:
     """Publish (Redis) or POST (single process) the override; 0 when someone received it."""
     override = Override(mode)
     if values["redis_url"]:
+        from redis.exceptions import RedisError
+
         from tradehall.tap.redis_stores import connect_redis
 
         client = connect_redis(values["redis_url"])
         try:
             receivers = int(await client.publish(values["override_channel"], override.value))
+        except RedisError as exc:
+            print(json.dumps({"mode": override.value, "error": repr(exc)}))
+            return 1
         finally:
             await client.aclose()
         print(
