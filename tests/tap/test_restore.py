@@ -168,3 +168,18 @@ async def test_cli_restore_and_disk_purge_of_restored_weeks(
     assert json.loads(capsys.readouterr().out)["error"] == "not_found"
     # the 95 % disk guard frees restored weeks first: they can be fetched again
     assert weeks.purge_oldest() == result.week and weeks.labels() == []
+
+
+async def test_concurrent_restores_fetch_each_week_once(db: Database, tmp_path: Path) -> None:
+    import asyncio
+
+    weeks = WeekFiles.in_data_dir(tmp_path, keep=0)
+    clock = VirtualClock()
+    cold = tmp_path / "cold"
+    result = await archive.run_archive(db, cold, clock, cutoff_ns=clock.time_ns(), partitions=weeks)
+    first, second = await asyncio.gather(
+        restore_since(db, cold, weeks, result.week), restore_since(db, cold, weeks, result.week)
+    )
+    assert sorted([first.restored, second.restored]) == [[], [result.week]]
+    assert sorted([first.already, second.already]) == [[], [result.week]]
+    assert [p.name for p in (tmp_path / "restore").iterdir()] == [f"tap_{result.week}.db"]

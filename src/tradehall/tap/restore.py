@@ -26,6 +26,7 @@ import os
 import re
 import sqlite3
 import stat
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,7 @@ class WeekFiles(Partitions):
         super().__init__(directory, keep)
         self.local = Partitions(directory, keep)
         self.restored = Partitions(restore_dir, keep=0)
+        self.restore_lock = asyncio.Lock()  # one restore at a time per process
 
     @classmethod
     def in_data_dir(cls, data_dir: Path, keep: int) -> WeekFiles:
@@ -114,7 +116,7 @@ def _unpack(compressed: Path, final: Path, size: int, sha256: str) -> None:
             "restore_failed",
             f"{compressed.name}: size/sha256 {got_size}/{got_sha} != recorded {size}/{sha256}",
         )
-    temp = final.with_name(f".{final.name}.part")
+    temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
     try:
         with compressed.open("rb") as src, temp.open("wb") as dst:
             zstandard.ZstdDecompressor().copy_stream(src, dst)
@@ -146,8 +148,14 @@ async def restore_since(
     if week not in archived:
         raise RestoreError("not_found", f"no complete archive for the week of {week}")
     cold = DirectoryStore(store) if isinstance(store, Path) else store
+    async with weeks.restore_lock:
+        return await _restore(db, cold, weeks, [w for w in archived if w >= week])
+
+
+async def _restore(
+    db: Database, cold: ColdStore, weeks: WeekFiles, wanted: list[str]
+) -> RestoreResult:
     held = set(weeks.labels())
-    wanted = [w for w in archived if w >= week]
     missing = [w for w in wanted if w not in held]
     directory = weeks.restored.directory
     directory.mkdir(parents=True, exist_ok=True)
@@ -156,7 +164,8 @@ async def restore_since(
         if row is None:  # raced with a rewrite of the record: treat as not found
             raise RestoreError("not_found", f"no complete archive for the week of {label}")
         location, size, sha256 = row
-        download = directory / f".tap_{label}.db.zst.download"
+        # a unique name: a CLI restore may run beside the server's
+        download = directory / f".tap_{label}.{uuid.uuid4().hex}.db.zst.download"
         try:
             await cold.fetch(location, download)
         except OSError as exc:
