@@ -15,6 +15,7 @@ Scenarios (request bodies in the ``*.lua`` files beside this script):
   so a slowdown as trades accumulate shows.
 - ``book``: GET /stocks/AAPL/book?depth=10 with 200 resting orders (100 bid and 100 ask levels).
 - ``balance``: GET /brokers/bench/balance (a broker holding two symbols).
+- ``healthz``: GET /healthz, a constant answer: the cost of the HTTP path itself.
 
 The server runs as a real ``tradehall exchange`` process on a fresh data directory, with the
 given journal sync policy (``fsync``, ``none``, or ``memory`` for no journal at all). wrk shares
@@ -102,6 +103,7 @@ SCENARIOS: dict[str, tuple[Callable[[httpx.Client], None], str, str]] = {
     "crossing": (_setup_crossing, "crossing.lua", "/orders"),
     "book": (_setup_book, "get_latency.lua", "/stocks/AAPL/book?depth=10"),
     "balance": (_setup_balance, "get_latency.lua", "/brokers/bench/balance"),
+    "healthz": (lambda client: None, "get_latency.lua", "/healthz"),
 }
 
 

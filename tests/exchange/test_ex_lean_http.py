@@ -520,3 +520,12 @@ def test_request_targets_match_only_in_origin_form_without_escapes() -> None:
         (b"GET", b"/orders/"),
     ]:
         assert front.match_target(method, target) is None, target
+
+
+async def test_requests_pipelined_after_connection_close_are_not_run() -> None:
+    service = _service()
+    async with lean_server(service) as port:
+        closing = request("GET", "/healthz", "Connection: close")
+        (answer,) = split_responses(await talk(port, [closing + post("/brokers", BROKER)]))
+    assert status_of(answer) == 200
+    assert "s" not in service.engine.brokers

@@ -2,9 +2,12 @@
 
 The contract routes (:mod:`~tradehall.exchange.endpoints`) are served by
 :class:`~tradehall.exchange.fastroutes.FastRoutes`, which handles the requests it recognises
-directly and hands everything else to the Starlette app built here. That app serves the same
-endpoints too (``HEAD``, and the single source of 404/405 answers with their ``Allow`` header)
-plus operations routes (metrics, OpenAPI, docs, admin) and market data (WebSocket, console).
+directly and hands everything else to the Starlette app built here. (Under ``tradehall
+exchange`` most contract requests never reach the ASGI app: :mod:`~tradehall.exchange.lean_http`
+answers them from the HTTP parser's callbacks through the same ``FastRoutes`` methods.) That app
+serves the same endpoints too (``HEAD``, and the single source of 404/405 answers with their
+``Allow`` header) plus operations routes (metrics, OpenAPI, docs, admin) and market data
+(WebSocket, console).
 Errors are ``ExchangeError`` instances mapped to ``{"error", "message"}`` bodies; anything else is
 a 500 that is logged and changes nothing further.
 """

@@ -110,13 +110,13 @@ class _Request:
 
     def __init__(
         self,
-        route: FastRoute,
+        route: FastRoute | None,
         arg: str,
         query: bytes,
         content_type: str | None,
         keep_alive: bool,
     ) -> None:
-        self.route = route
+        self.route = route  # None: a request after the connection was closed, ignored
         self.arg = arg
         self.query = query
         self.content_type = content_type
@@ -219,7 +219,7 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
             request = self._lean
             if request is not None:  # headers done, body still arriving: uvicorn takes it over
                 self._lean = None
-                if not self.transport.is_closing():
+                if request.route is not None and not self.transport.is_closing():
                     self._hand_over(request)
         finally:
             self._reading = False
@@ -272,6 +272,11 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
         if front is not None:
             cycle = self.cycle
             if cycle is None or cycle.response_complete:
+                if self.transport.is_closing():
+                    # Pipelined after a lean answer that closed the connection: uvicorn would
+                    # never start it (its cycle would sit queued), so it must not run here.
+                    self._lean = _Request(None, "", b"", None, False)
+                    return
                 self._lean = self._lean_request(front)
                 if self._lean is not None:
                     return
@@ -293,11 +298,12 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
             return
         self._lean = None
         front = self._front
-        assert front is not None
+        route = request.route
+        if front is None or route is None:
+            return
         started = time.perf_counter()
         chunks = request.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        route = request.route
         status, payload = front.call(route, request.arg, request.query, request.content_type, body)
         if route.durable and status < 400:
             coro = front.service.durable()
@@ -335,7 +341,7 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
                 connection = True
             elif name in _FALL_THROUGH_HEADERS:
                 return None
-        if parser.should_upgrade() or self.flow.write_paused or self.transport.is_closing():
+        if parser.should_upgrade() or self.flow.write_paused:
             return None
         keep_alive = parser.should_keep_alive()
         # uvicorn never keeps an HTTP/1.0 connection alive; llhttp does when it says so.
