@@ -149,6 +149,10 @@ def main() -> None:
     args = parser.parse_args()
     import uvloop
 
+    from tradehall.core import logging as tlog
+
+    tlog.configure("warn")  # recovery and snapshot lines would interleave with the table
+
     print(f"{'scenario':10} {'protocol':12} {'cpu µs/req (best of ' + str(args.repeat) + ')'}")
     for scenario in args.scenarios or list(SCENARIOS):
         for name, cls in (("asgi", CoalescingHttpToolsProtocol), ("lean", LeanHttpProtocol)):
