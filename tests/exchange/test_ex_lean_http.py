@@ -529,3 +529,18 @@ async def test_requests_pipelined_after_connection_close_are_not_run() -> None:
         (answer,) = split_responses(await talk(port, [closing + post("/brokers", BROKER)]))
     assert status_of(answer) == 200
     assert "s" not in service.engine.brokers
+
+
+async def test_an_unexpected_error_is_a_json_500_and_the_connection_goes_on() -> None:
+    async def broken() -> None:
+        raise RuntimeError("disk on fire")
+
+    async with in_memory() as app:
+        app.service.durable = broken  # type: ignore[method-assign]
+        stream = [post("/brokers", BROKER), request("GET", "/healthz")]
+        lean = split_responses(await feed(LeanHttpProtocol, [b"".join(stream)], 2, app))
+        stream[0] = post("/brokers", BROKER.replace(b'"s"', b'"t"'))  # "s" exists now
+        asgi = split_responses(await feed(CoalescingHttpToolsProtocol, stream, 2, app))
+    for out in (lean, asgi):
+        assert [status_of(r) for r in out] == [500, 200]
+        assert body_of(out[0])["error"] == "internal_error"

@@ -193,11 +193,17 @@ class FastRoutes:
         """
         try:
             return route.fn(arg, parse_query(query_string), content_type, body)
-        except ExchangeError as exc:
+        except Exception as exc:
+            return self.error_reply(route, exc)
+
+    @staticmethod
+    def error_reply(route: FastRoute, exc: Exception) -> tuple[int, bytes]:
+        """The answer to a request of ``route`` that raised ``exc``: the contract's error body
+        for an :class:`ExchangeError`, else a logged 500."""
+        if isinstance(exc, ExchangeError):
             return exc.status, error_body(exc)
-        except Exception:
-            log.exception("unhandled_error", route=route.name, method=route.endpoint.method)
-            return 500, _INTERNAL_ERROR
+        log.error("unhandled_error", route=route.name, method=route.endpoint.method, exc_info=exc)
+        return 500, _INTERNAL_ERROR
 
     @staticmethod
     def record(route: FastRoute, started: float, status: int) -> None:
@@ -226,8 +232,8 @@ class FastRoutes:
             if route.durable and status < 400:
                 try:
                     await self._service.durable()
-                except ExchangeError as exc:
-                    status, payload = exc.status, error_body(exc)
+                except Exception as exc:
+                    status, payload = self.error_reply(route, exc)
         self.record(route, started, status)
         if status == 204:
             headers: list[tuple[bytes, bytes]] = []

@@ -58,8 +58,6 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from tradehall.exchange.endpoints import error_body
-from tradehall.exchange.errors import ExchangeError
 from tradehall.exchange.fastroutes import FastRoute, FastRoutes
 from tradehall.exchange.http_protocol import CoalescingHttpToolsProtocol, CoalescingTransport
 
@@ -166,8 +164,8 @@ class _LeanCycle:
             waiter = self._coro.send(None)
         except StopIteration:
             status, payload = self._status, self._payload
-        except ExchangeError as exc:  # the journal failed: 503, like the ASGI path
-            status, payload = exc.status, error_body(exc)
+        except Exception as exc:  # the journal failed: 503, like the ASGI path
+            status, payload = FastRoutes.error_reply(self._route, exc)
         else:
             _wait(waiter, self.resume)
             return
@@ -311,8 +309,8 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
                 waiter = coro.send(None)
             except StopIteration:
                 pass  # durable already (or no journal)
-            except ExchangeError as exc:
-                status, payload = exc.status, error_body(exc)
+            except Exception as exc:  # an exception here would become uvicorn's 400
+                status, payload = front.error_reply(route, exc)
             else:
                 cycle = _LeanCycle(self, route, started, status, payload, request.keep_alive, coro)
                 self.cycle = cycle  # type: ignore[assignment]  # later requests queue behind it
