@@ -39,7 +39,9 @@ import gc
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import tradehall.exchange.engine as engine_module
 from tradehall.core.clock import SystemClock
 from tradehall.core.ids import IdSource, RandomIds, SequentialIds
 from tradehall.exchange.commands import CancelOrder, RegisterBroker, SubmitOrder, encode_record
@@ -176,6 +178,12 @@ def run(
     return wall, cpu, latencies, runner.trades()
 
 
+def engine_build() -> str:
+    """Which engine module was imported: the Python source, or a compiled extension."""
+    path = Path(engine_module.__file__ or "?")
+    return "pure Python" if path.suffix == ".py" else f"compiled ({path.name})"
+
+
 def run_layer(
     flow: list[Step], layer: str, ids: str, *, timed: bool
 ) -> tuple[float, float, list[int], int]:
@@ -220,6 +228,7 @@ def main() -> None:
     def pct(p: float) -> float:
         return best_latencies[min(commands - 1, int(commands * p))] / 1000
 
+    print(f"engine build       {engine_build()}")
     print(f"layer / ids / gc   {args.layer} / {ids} / {args.gc}")
     print(f"commands           {commands:>10} (of {len(flow)} steps)")
     print(f"trades             {trades:>10}")

@@ -36,11 +36,11 @@ import functools
 from collections import deque
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sortedcontainers import SortedDict
 
 from tradehall.core.logging import get_logger
 from tradehall.core.timefmt import format_ns
@@ -128,60 +128,73 @@ RawTrade = tuple[int, str, int, int, str, int]
 """A trade as captured: (sequence, trade_id, price, quantity, taker_side, executed_at)."""
 
 
-class PublishedBook:
-    """The L2 book of one symbol as of the last *released* update: price -> (quantity, count).
+class _PublishedSide:
+    """One side of a published book: price -> (total_quantity, order_count), and its best level.
 
-    The best level of each side is kept beside the sorted levels (:meth:`apply` maintains it), so
-    the ticker check after every release reads two attributes instead of searching the sides.
+    Like the engine's book sides (:mod:`~tradehall.exchange.book`), levels live in a dict with a
+    binary heap of their keys (the price for asks, the negated price for bids) beside it; a level
+    that empties leaves its key behind, skipped when it surfaces, and the heap is rebuilt once
+    stale keys outnumber live ones. So a release costs a dict write (plus a heap push for a new
+    level), and only a snapshot, taken when a client subscribes, sorts the levels.
     """
 
-    __slots__ = ("asks", "best_ask", "best_bid", "bids", "sequence")
+    __slots__ = ("best", "heap", "levels", "sign")
+
+    def __init__(self, *, is_bid: bool) -> None:
+        self.sign = -1 if is_bid else 1
+        self.levels: dict[int, tuple[int, int]] = {}
+        self.heap: list[int] = []
+        self.best: tuple[int, int] | None = None  # (price, total_quantity)
+
+    def set(self, price: int, total: int, count: int) -> None:
+        """Apply one absolute level figure (``total == 0`` deletes the level)."""
+        levels = self.levels
+        best = self.best
+        if total:
+            new = price not in levels
+            levels[price] = (total, count)
+            if new:
+                heap = self.heap
+                heappush(heap, self.sign * price)
+                if len(heap) > 2 * len(levels) + 64:
+                    heap[:] = [self.sign * key for key in levels]
+                    heapify(heap)
+            if best is None or (price <= best[0] if self.sign > 0 else price >= best[0]):
+                self.best = (price, total)
+        elif levels.pop(price, None) is not None and best is not None and price == best[0]:
+            heap, sign = self.heap, self.sign
+            while heap and sign * heap[0] not in levels:
+                heappop(heap)
+            self.best = (sign * heap[0], levels[sign * heap[0]][0]) if heap else None
+
+    def sorted_levels(self) -> list[tuple[int, tuple[int, int]]]:
+        """(price, (total, count)) best first."""
+        return sorted(self.levels.items(), reverse=self.sign < 0)
+
+
+class PublishedBook:
+    """The L2 book of one symbol as of the last *released* update, with each side's best level
+    at hand (the ticker check after every release reads two attributes)."""
+
+    __slots__ = ("asks", "bids", "sequence")
 
     def __init__(self) -> None:
         self.sequence = 0
-        self.bids: SortedDict = SortedDict()  # key: -price
-        self.asks: SortedDict = SortedDict()  # key: price
-        self.best_bid: tuple[int, int] | None = None  # (price, total_quantity)
-        self.best_ask: tuple[int, int] | None = None
+        self.bids = _PublishedSide(is_bid=True)
+        self.asks = _PublishedSide(is_bid=False)
 
     def apply(self, changes: Iterable[LevelChange]) -> None:
         bids, asks = self.bids, self.asks
         for is_bid, price, total, count in changes:
-            if is_bid:
-                best = self.best_bid
-                if total:
-                    bids[-price] = (total, count)
-                    if best is None or price >= best[0]:
-                        self.best_bid = (price, total)
-                else:
-                    bids.pop(-price, None)
-                    if best is not None and price == best[0]:
-                        self.best_bid = self._top(True)
-            else:
-                best = self.best_ask
-                if total:
-                    asks[price] = (total, count)
-                    if best is None or price <= best[0]:
-                        self.best_ask = (price, total)
-                else:
-                    asks.pop(price, None)
-                    if best is not None and price == best[0]:
-                        self.best_ask = self._top(False)
+            (bids if is_bid else asks).set(price, total, count)
 
     def levels(self, is_bid: bool) -> list[LevelOut]:
-        side, sign = (self.bids, -1) if is_bid else (self.asks, 1)
-        return [LevelOut(money(sign * key), t, c) for key, (t, c) in side.items()]
+        side = self.bids if is_bid else self.asks
+        return [LevelOut(money(price), t, c) for price, (t, c) in side.sorted_levels()]
 
     def best(self, is_bid: bool) -> tuple[int, int] | None:
         """The best level's (price, total quantity), if the side has any."""
-        return self.best_bid if is_bid else self.best_ask
-
-    def _top(self, is_bid: bool) -> tuple[int, int] | None:
-        side = self.bids if is_bid else self.asks
-        if not side:
-            return None
-        key, (total, _count) = side.peekitem(0)
-        return (-key if is_bid else key), total
+        return self.bids.best if is_bid else self.asks.best
 
 
 class _Symbol:
@@ -473,7 +486,7 @@ class MarketData:
                 last = trades[-1]
                 state.last_trade = (last[2], last[3])
             pending.append(update)
-            key = (book.best_bid, book.best_ask, state.last_trade)
+            key = (book.bids.best, book.asks.best, state.last_trade)
             if key != state.ticker_key:
                 state.ticker_key = key
                 tickers[symbol] = None  # rendered at flush time: latest wins
