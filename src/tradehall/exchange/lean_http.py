@@ -3,20 +3,22 @@
 For every request uvicorn's httptools protocol builds a scope dict (copying the app state),
 lower-cases and checks each header, creates a ``RequestResponseCycle`` with an ``asyncio.Event``,
 starts a Task running the app, and turns the app's ``send`` messages back into bytes, validating
-every header on the way. A trivial app costs 34-42 µs of server CPU per request on this stack,
-more than the exchange work of a resting order (docs/exchange-performance.md).
+every header on the way. A trivial app cost 34-42 µs of server CPU per request on this stack,
+more than the exchange work of a resting order; this path brings ``GET /healthz`` to ~12 µs over
+the socket (docs/exchange-performance.md, bench/exchange/http_protocol_bench.py).
 
 :class:`LeanHttpProtocol` keeps that machinery for everything unusual and bypasses it for the
 requests :class:`~tradehall.exchange.fastroutes.FastRoutes` serves. When the headers of a request
-are complete it checks, in order: nothing earlier on the connection is still unanswered; the
-method and origin-form path (no ``%`` escape, no fragment, ASCII) match a contract route; the
-request is HTTP/1.1 or 1.0, not an upgrade, has no ``Expect`` or ``Transfer-Encoding`` and
-declares at most 64 KiB of body; the socket is writable. Such a request is *lean*: its body is
-collected from ``on_body``, and ``on_message_complete`` calls the synchronous endpoint
-(:meth:`FastRoutes.call`) and writes the pre-encoded response -- the bytes uvicorn would write
-for the same ASGI messages: status line, uvicorn's default headers (``date``), ``content-type``,
-``content-length``, ``connection: close`` when the connection is not kept alive. Responses of
-one read are joined into one ``send``.
+are complete it checks: nothing earlier on the connection is still unanswered; the method and
+origin-form target (no ``%`` escape in the path, no fragment, ASCII) match a contract route
+(:meth:`FastRoutes.match_target`, cached); the request is not an upgrade, has no ``Expect`` or
+``Transfer-Encoding`` and declares at most 64 KiB of body; the socket's writes are not paused.
+Keep-alive is llhttp's verdict, except that HTTP/1.0 is never kept alive (as in uvicorn). Such a
+request is *lean*: its body is collected from ``on_body``, and ``on_message_complete`` calls the
+synchronous endpoint (:meth:`FastRoutes.call`) and writes the pre-encoded response -- the bytes
+uvicorn would write for the same ASGI messages: status line, uvicorn's default headers
+(``date``), ``content-type``, ``content-length``, ``connection: close`` when the connection is
+not kept alive. Responses of one read are joined into one ``send``.
 
 A command that must wait for the journal (:meth:`ExchangeService.durable`) does not get a Task:
 its ``durable()`` coroutine is stepped by hand (a coroutine awaiting a pending future yields that
@@ -24,7 +26,8 @@ future, the protocol ``asyncio.Task`` itself relies on) and resumed from a done-
 batch's shared gate. Meanwhile a :class:`_LeanCycle` stands in for uvicorn's cycle as
 ``self.cycle``, so uvicorn's own bookkeeping keeps every later request on that connection
 queued behind it (pipelining order), ``shutdown()`` turns it into the connection's last response,
-and ``connection_lost`` marks it disconnected.
+and ``connection_lost`` marks it disconnected. A request pipelined after a lean answer that
+closed the connection is ignored, as uvicorn never starts a cycle queued behind a closing one.
 
 Anything else -- another method (405 with ``Allow``), ``HEAD``, docs, metrics, admin, WebSocket
 upgrades, ``Expect: 100-continue``, chunked or large bodies, a request pipelined behind an
@@ -33,8 +36,10 @@ ASGI path or the Starlette app). A lean request whose body has not fully arrived
 read is handed to uvicorn's path at that point, with the body received so far, so the body read
 deadline (408), the size limit (413) and disconnects mid-body keep their one implementation.
 
-uvicorn internals this depends on (uvicorn is pinned in ``requirements.lock``; the tests in
-``tests/exchange/test_ex_lean_http.py`` run every case over real sockets against it):
+uvicorn internals this depends on, because the lean path has to hand requests back to uvicorn
+mid-parse and keep its per-connection state consistent (uvicorn is pinned in
+``requirements.lock``; ``tests/exchange/test_ex_lean_http.py`` checks the behaviour against it,
+in-process and over real sockets, so an upgrade that changes these fails there):
 
 - the parser callbacks ``on_message_begin``/``on_url``/``on_header``/``on_headers_complete``/
   ``on_body``/``on_message_complete`` and the attributes they fill (``url``, ``headers``,
