@@ -294,3 +294,25 @@ async def test_book_answers_follow_every_command(exchange: ExchangeHarness) -> N
     assert (await exchange.post("/orders", ask)).status_code == 201
     book = (await exchange.client.get("/stocks/AAPL/book?depth=1")).json()
     assert [level["price"] for level in book["asks"]] == [11.0]
+
+
+async def test_book_answer_is_the_encoded_struct_with_the_time_spliced_in(
+    exchange: ExchangeHarness,
+) -> None:
+    await exchange.broker("fa", AAPL=10)
+    for price in ("10.00", "9.50", "9.50"):
+        assert (await exchange.post("/orders", ORDER.replace("10.00", price))).status_code == 201
+    ask = ORDER.replace('"bid"', '"ask"').replace("10.00", "11.25")
+    assert (await exchange.post("/orders", ask)).status_code == 201
+    for _ in range(2):  # the second answer comes from the cache
+        for depth in ("1", "10"):
+            plain = (await exchange.client.get(f"/stocks/AAPL/book?depth={depth}")).content
+            sequenced = await exchange.client.get(
+                f"/stocks/AAPL/book?depth={depth}&with_sequence=1"
+            )
+            # The sequenced answer is encoded from the whole struct (asdict), the plain one
+            # from the cached head + snapshot_at: identical apart from the sequence field.
+            sequence = b',"sequence":%d}' % sequenced.json()["sequence"]
+            assert sequenced.content.endswith(sequence)
+            assert plain == sequenced.content[: -len(sequence)] + b"}"
+        await exchange.clock.advance(1)  # a new snapshot_at, same levels
