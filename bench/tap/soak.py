@@ -6,10 +6,10 @@ raised), logs in and funds ``--wallets`` wallets, then offers bets open loop ove
 e.g. ``1000:10,8000:10,1000:20`` for a spike, ``5000:600`` for a soak). A request's latency
 counts from when it was due (no coordinated omission). Every ``--interval`` seconds it prints
 the offered and accepted rate, p50/p99/max latency of the requests answered in that interval,
-503 ``overloaded`` and other 5xx counts, the server's and writer's RSS, and the WAL and database
-sizes; at the end, per phase, the same figures and the recovery time after each phase whose
-rate is higher than the next one's (first interval after it whose p99 is back under
-``--recovered-ms``).
+503 ``overloaded`` and other 5xx counts, the server's and writer's heap (``RssAnon``), and the
+WAL and database sizes; at the end, per phase, the same figures and the recovery time after
+each phase whose rate is higher than the next one's (first interval after it whose p99 is back
+under ``--recovered-ms``).
 
 Each connection has one request outstanding at a time, so the server never holds more than
 ``--connections`` bets: 503 ``overloaded`` can only appear when that exceeds the batcher's queue
@@ -129,7 +129,12 @@ async def worker(
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its children (the writer process), in MB."""
+    """Anonymous resident memory of ``pid`` and its children (the writer process), in MB.
+
+    ``RssAnon`` (heap), not ``VmRSS``: the latter also counts the pages of the database file
+    that the connections' 256 MB memory maps have touched, which grows with the file and is
+    page cache, not a leak.
+    """
     total = 0
     pids = [pid]
     children = Path(f"/proc/{pid}/task/{pid}/children")
@@ -138,7 +143,7 @@ def rss_mb(pid: int) -> float:
     for p in pids:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith("RssAnon:"):
                     total += int(line.split()[1])
         except OSError:
             pass
@@ -174,7 +179,7 @@ async def reporter(
     """Print one line per interval; ``rows`` collects (end, offered, phase, p99) for recovery."""
     print(
         f"{'t s':>6} {'offered/s':>9} {'accepted/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>8} {'503 ovl':>7} {'5xx':>5} {'rss MB':>7} {'wal MB':>7} {'db MB':>7}"
+        f"{'max ms':>8} {'503 ovl':>7} {'5xx':>5} {'anon MB':>7} {'wal MB':>7} {'db MB':>7}"
     )
     seen = 0
     begin = schedule.start
