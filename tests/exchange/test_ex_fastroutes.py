@@ -316,3 +316,25 @@ async def test_book_answer_is_the_encoded_struct_with_the_time_spliced_in(
             assert sequenced.content.endswith(sequence)
             assert plain == sequenced.content[: -len(sequence)] + b"}"
         await exchange.clock.advance(1)  # a new snapshot_at, same levels
+
+
+async def test_balance_answers_follow_every_command(exchange: ExchangeHarness) -> None:
+    await exchange.broker("fa", AAPL=10)  # cash from the harness's default
+
+    async def reserved() -> Any:
+        first = (await exchange.client.get("/brokers/fa/balance")).content
+        again = (await exchange.client.get("/brokers/fa/balance")).content  # cached
+        assert again == first
+        return loads(first)["reserved_cash"]
+
+    assert await reserved() == 0
+    soon = "2026-09-21T14:13:22Z"  # 2 s after the harness clock starts
+    assert (await exchange.post("/orders", ORDER.replace(FUTURE, soon))).status_code == 201
+    assert await reserved() == 20  # 2 x 10.00
+    placed = loads((await exchange.post("/orders", ORDER.replace("10.00", "9.00"))).text)
+    assert await reserved() == 38
+    assert (await exchange.client.delete(f"/orders/{placed['order_id']}")).status_code == 200
+    assert await reserved() == 20
+    await exchange.clock.advance(3)  # the sweep expires the first order
+    assert await reserved() == 0
+    assert (await exchange.client.get("/brokers/nobody/balance")).status_code == 404

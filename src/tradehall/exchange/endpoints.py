@@ -63,8 +63,20 @@ def contract_endpoints(service: ExchangeService, market: MarketData) -> list[End
         broker = service.register_broker(rq.parse_broker(rq.decode_body(ctype, body)))
         return 201, encode(out.render_broker(broker))
 
+    # broker_id -> (machine, its seq, encoded balance): valid while the seq is unchanged, as
+    # for the book below (every command moves it; only commands change a broker).
+    balance_cache: dict[str, tuple[object, int, bytes]] = {}
+
     def balance(broker_id: str, query: Mapping[str, str], ctype: str | None, body: bytes) -> Reply:
-        return 200, encode(out.render_balance(service.engine.broker(broker_id)))
+        machine = service.machine
+        cached = balance_cache.get(broker_id)
+        if cached is not None and cached[0] is machine and cached[1] == machine.seq:
+            return 200, cached[2]
+        encoded = encode(out.render_balance(service.engine.broker(broker_id)))
+        if len(balance_cache) >= 1024:
+            balance_cache.clear()
+        balance_cache[broker_id] = (machine, machine.seq, encoded)
+        return 200, encoded
 
     def broker_orders(
         broker_id: str, query: Mapping[str, str], ctype: str | None, body: bytes
