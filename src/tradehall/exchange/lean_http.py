@@ -338,7 +338,7 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
                 if content_type is None:
                     content_type = value.decode("latin-1")
             elif name == b"content-length":
-                if not value.isdigit() or int(value) > LEAN_BODY_LIMIT:
+                if not value.isdigit() or len(value) > 6 or int(value) > LEAN_BODY_LIMIT:
                     return None
             elif name == b"connection":
                 connection = True
