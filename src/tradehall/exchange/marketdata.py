@@ -33,21 +33,35 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections import deque
-from collections.abc import Callable, Iterable
-from decimal import Decimal
-from heapq import heapify, heappop, heappush
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tradehall.core.logging import get_logger
-from tradehall.core.timefmt import format_ns
 from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled, TradeExecuted
 from tradehall.exchange.machine import Executed
+from tradehall.exchange.marketdata_state import (
+    BookSnapshotMsg,
+    BookUpdateMsg,
+    Channel,
+    Item,
+    LevelChange,
+    PublishedBook,
+    RawTrade,
+    SymbolState,
+    TickerMsg,
+    TradeMsg,
+    TradesSnapshotMsg,
+    Update,
+    book_msg,
+    level_changes,
+    raw_trade,
+    trade_msg,
+)
 from tradehall.exchange.model import Order
-from tradehall.exchange.schemas import LevelOut, money
+from tradehall.exchange.schemas import money
 
 if TYPE_CHECKING:
     from tradehall.exchange.marketdata_ws import Subscriber
@@ -57,6 +71,8 @@ __all__ = [
     "CHANNELS",
     "BookSnapshotMsg",
     "BookUpdateMsg",
+    "Channel",
+    "Item",
     "MarketData",
     "PublishedBook",
     "TickerMsg",
@@ -64,199 +80,9 @@ __all__ = [
     "TradesSnapshotMsg",
 ]
 
-Channel = Literal["book", "trades", "ticker"]
 CHANNELS: tuple[Channel, ...] = ("book", "trades", "ticker")
-RECENT_TRADES = 50
 log = get_logger("exchange.marketdata")
 encoder = msgspec.json.Encoder(decimal_format="number")
-
-
-# ---------------------------------------------------------------------------------- messages
-class BookUpdateMsg(msgspec.Struct, tag="book", tag_field="type"):
-    """Changed levels with absolute figures (``total_quantity == 0`` deletes the level).
-
-    ``first_sequence == sequence`` for a single update; a coalesced update (slow client) covers
-    ``first_sequence..sequence``.
-    """
-
-    symbol: str
-    first_sequence: int
-    sequence: int
-    bids: list[LevelOut]
-    asks: list[LevelOut]
-
-
-class BookSnapshotMsg(msgspec.Struct, tag="book_snapshot", tag_field="type"):
-    symbol: str
-    sequence: int
-    bids: list[LevelOut]
-    asks: list[LevelOut]
-
-
-class TradeMsg(msgspec.Struct, tag="trade", tag_field="type"):
-    symbol: str
-    sequence: int
-    trade_id: str
-    price: Decimal
-    quantity: int
-    taker_side: str
-    executed_at: str
-
-
-class TradesSnapshotMsg(msgspec.Struct, tag="trades_snapshot", tag_field="type"):
-    """The most recent trades (oldest first) at subscribe time; ``sequence`` is the last one's."""
-
-    symbol: str
-    sequence: int
-    trades: list[TradeMsg]
-
-
-class TickerMsg(msgspec.Struct, tag="ticker", tag_field="type"):
-    symbol: str
-    book_sequence: int
-    best_bid: Decimal | None
-    best_bid_quantity: int | None
-    best_ask: Decimal | None
-    best_ask_quantity: int | None
-    last_price: Decimal | None
-    last_quantity: int | None
-
-
-# ---------------------------------------------------------------------------------- state
-LevelChange = tuple[bool, int, int, int]  # (is_bid, price, total_quantity, order_count)
-RawTrade = tuple[int, str, int, int, str, int]
-"""A trade as captured: (sequence, trade_id, price, quantity, taker_side, executed_at)."""
-
-
-class _PublishedSide:
-    """One side of a published book: price -> (total_quantity, order_count), and its best level.
-
-    Like the engine's book sides (:mod:`~tradehall.exchange.book`), levels live in a dict with a
-    binary heap of their keys (the price for asks, the negated price for bids) beside it; a level
-    that empties leaves its key behind, skipped when it surfaces, and the heap is rebuilt once
-    stale keys outnumber live ones. So a release costs a dict write (plus a heap push for a new
-    level), and only a snapshot, taken when a client subscribes, sorts the levels.
-    """
-
-    __slots__ = ("best", "heap", "levels", "sign")
-
-    def __init__(self, *, is_bid: bool) -> None:
-        self.sign = -1 if is_bid else 1
-        self.levels: dict[int, tuple[int, int]] = {}
-        self.heap: list[int] = []
-        self.best: tuple[int, int] | None = None  # (price, total_quantity)
-
-    def set(self, price: int, total: int, count: int) -> None:
-        """Apply one absolute level figure (``total == 0`` deletes the level)."""
-        levels = self.levels
-        best = self.best
-        if total:
-            new = price not in levels
-            levels[price] = (total, count)
-            if new:
-                heap = self.heap
-                heappush(heap, self.sign * price)
-                if len(heap) > 2 * len(levels) + 64:
-                    heap[:] = [self.sign * key for key in levels]
-                    heapify(heap)
-            if best is None or (price <= best[0] if self.sign > 0 else price >= best[0]):
-                self.best = (price, total)
-        elif levels.pop(price, None) is not None and best is not None and price == best[0]:
-            heap, sign = self.heap, self.sign
-            while heap and sign * heap[0] not in levels:
-                heappop(heap)
-            self.best = (sign * heap[0], levels[sign * heap[0]][0]) if heap else None
-
-    def sorted_levels(self) -> list[tuple[int, tuple[int, int]]]:
-        """(price, (total, count)) best first."""
-        return sorted(self.levels.items(), reverse=self.sign < 0)
-
-
-class PublishedBook:
-    """The L2 book of one symbol as of the last *released* update, with each side's best level
-    at hand (the ticker check after every release reads two attributes)."""
-
-    __slots__ = ("asks", "bids", "sequence")
-
-    def __init__(self) -> None:
-        self.sequence = 0
-        self.bids = _PublishedSide(is_bid=True)
-        self.asks = _PublishedSide(is_bid=False)
-
-    def apply(self, changes: Iterable[LevelChange]) -> None:
-        bids, asks = self.bids, self.asks
-        for is_bid, price, total, count in changes:
-            (bids if is_bid else asks).set(price, total, count)
-
-    def levels(self, is_bid: bool) -> list[LevelOut]:
-        side = self.bids if is_bid else self.asks
-        return [LevelOut(money(price), t, c) for price, (t, c) in side.sorted_levels()]
-
-    def best(self, is_bid: bool) -> tuple[int, int] | None:
-        """The best level's (price, total quantity), if the side has any."""
-        return self.bids.best if is_bid else self.asks.best
-
-
-class _Symbol:
-    """Per-symbol capture counters (command path) and published state (release path)."""
-
-    __slots__ = ("book", "book_seq", "last_trade", "recent", "ticker_key", "trade_seq")
-
-    def __init__(self) -> None:
-        self.book_seq = 0  # last sequence assigned at capture (may be ahead of ``book.sequence``)
-        self.trade_seq = 0
-        self.book = PublishedBook()
-        self.recent: deque[RawTrade] = deque(maxlen=RECENT_TRADES)  # released
-        self.last_trade: tuple[int, int] | None = None  # (price, quantity), released
-        self.ticker_key: tuple[object, ...] | None = None
-
-
-class Item(NamedTuple):
-    """One encoded message waiting for the next flush."""
-
-    symbol: str
-    channel: Channel
-    text: str
-    book: BookUpdateMsg | None
-
-
-class _Update:
-    """One symbol's share of one command, as captured: figures and sequence numbers only.
-
-    Messages are built and encoded from it at flush time, and only for channels someone is
-    subscribed to; the figures are final at capture, so the bytes are the same whenever that is.
-    """
-
-    __slots__ = ("changes", "sequence", "symbol", "trades")
-
-    def __init__(
-        self, symbol: str, sequence: int, changes: list[LevelChange], trades: list[RawTrade]
-    ) -> None:
-        self.symbol = symbol
-        self.sequence = sequence  # its book sequence; 0 when it changed no level
-        self.changes = changes  # bids best first, then asks best first
-        self.trades = trades
-
-
-def _best_first(change: tuple[bool, int]) -> tuple[bool, int]:
-    is_bid, price = change
-    return (not is_bid, -price if is_bid else price)
-
-
-def _book_msg(update: _Update) -> BookUpdateMsg:
-    bids: list[LevelOut] = []
-    asks: list[LevelOut] = []
-    for is_bid, price, total, count in update.changes:
-        (bids if is_bid else asks).append(LevelOut(money(price), total, count))
-    sequence = update.sequence
-    return BookUpdateMsg(update.symbol, sequence, sequence, bids, asks)
-
-
-def _trade_msg(symbol: str, trade: RawTrade) -> TradeMsg:
-    sequence, trade_id, price, quantity, taker_side, executed_at = trade
-    return TradeMsg(
-        symbol, sequence, trade_id, money(price), quantity, taker_side, format_ns(executed_at)
-    )
 
 
 # ---------------------------------------------------------------------------------- the hub
@@ -303,10 +129,10 @@ class MarketData:
         self._service = service
         self.min_interval = min_interval
         self.per_client = per_client
-        self._symbols: dict[str, _Symbol] = {}
+        self._symbols: dict[str, SymbolState] = {}
         self._subs: dict[tuple[str, Channel], set[Subscriber]] = {}
         self._members: dict[Subscriber, int] = {}  # subscriber -> number of subscriptions
-        self._pending: list[_Update] = []  # released, not yet flushed
+        self._pending: list[Update] = []  # released, not yet flushed
         self._tick_tickers: dict[str, None] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self.started = False
@@ -345,7 +171,7 @@ class MarketData:
 
     # -------------------------------------------------------------- command path
     def capture(self, executed: Executed) -> Callable[[], None] | None:
-        """Compute and encode this command's market data now; return its release."""
+        """Capture this command's market-data figures now; return their release."""
         if executed.error is not None:
             return None
         try:
@@ -357,7 +183,7 @@ class MarketData:
             return None
         return functools.partial(self._release, updates)
 
-    def _capture(self, executed: Executed) -> list[_Update]:
+    def _capture(self, executed: Executed) -> list[Update]:
         result = executed.result
         events = executed.events
         engine = self._service.engine
@@ -370,7 +196,7 @@ class MarketData:
                 )
                 state = self._symbol(result.symbol)
                 state.book_seq = sequence = state.book_seq + 1
-                return [_Update(result.symbol, sequence, [change], [])]
+                return [Update(result.symbol, sequence, [change], [])]
             return []
         if isinstance(result, Order):  # a submit or cancel: everything is in its symbol
             update = self._capture_order(result, events)
@@ -387,39 +213,23 @@ class MarketData:
                 touched.setdefault(event.symbol, set()).add((event.side == "bid", price))
             elif isinstance(event, OrderClosed):
                 touched.setdefault(event.symbol, set()).add((event.side == "bid", event.price))
-        updates: list[_Update] = []
+        updates: list[Update] = []
         for symbol in dict.fromkeys([*touched, *trades]):
             state = self._symbol(symbol)
             changes: list[LevelChange] = []
             sequence = 0
             levels = touched.get(symbol)
             if levels:
-                book = engine.book(symbol)
-                # best first on each side, like snapshots
-                for is_bid, price in sorted(levels, key=_best_first) if len(levels) > 1 else levels:
-                    level = (book.bids if is_bid else book.asks).level(price)
-                    if level is None:
-                        changes.append((is_bid, price, 0, 0))
-                    else:
-                        changes.append((is_bid, price, level.total, level.count))
+                changes = level_changes(engine.book(symbol), levels)
                 state.book_seq = sequence = state.book_seq + 1
             raw: list[RawTrade] = []
             for trade in trades.get(symbol, ()):
                 state.trade_seq += 1
-                raw.append(
-                    (
-                        state.trade_seq,
-                        trade.trade_id,
-                        trade.price,
-                        trade.quantity,
-                        trade.taker_side,
-                        trade.executed_at,
-                    )
-                )
-            updates.append(_Update(symbol, sequence, changes, raw))
+                raw.append(raw_trade(state.trade_seq, trade))
+            updates.append(Update(symbol, sequence, changes, raw))
         return updates
 
-    def _capture_order(self, order: Order, events: list[EngineEvent]) -> _Update:
+    def _capture_order(self, order: Order, events: list[EngineEvent]) -> Update:
         """The update of a submit or cancel: the order's own level if it rests, the levels its
         fills took from, or the level it was cancelled from; and its trades."""
         symbol = order.symbol
@@ -433,16 +243,7 @@ class MarketData:
         for event in events:
             if isinstance(event, TradeExecuted):
                 state.trade_seq = sequence = state.trade_seq + 1
-                raw.append(
-                    (
-                        sequence,
-                        event.trade_id,
-                        event.price,
-                        event.quantity,
-                        event.taker_side,
-                        event.executed_at,
-                    )
-                )
+                raw.append(raw_trade(sequence, event))
             elif isinstance(event, OrderFilled):
                 if event.order_id != taker:  # the resting side: its level lost quantity
                     price = orders[event.order_id].price
@@ -451,26 +252,19 @@ class MarketData:
             elif isinstance(event, OrderClosed):
                 levels.add((event.side == "bid", event.price))
         if not levels:
-            return _Update(symbol, 0, [], raw)
-        book = self._service.engine.book(symbol)
-        changes: list[LevelChange] = []
-        for is_bid, price in sorted(levels, key=_best_first) if len(levels) > 1 else levels:
-            level = (book.bids if is_bid else book.asks).level(price)
-            if level is None:
-                changes.append((is_bid, price, 0, 0))
-            else:
-                changes.append((is_bid, price, level.total, level.count))
+            return Update(symbol, 0, [], raw)
+        changes = level_changes(self._service.engine.book(symbol), levels)
         state.book_seq = sequence = state.book_seq + 1
-        return _Update(symbol, sequence, changes, raw)
+        return Update(symbol, sequence, changes, raw)
 
     # -------------------------------------------------------------- release path
-    def _release(self, updates: list[_Update]) -> None:
+    def _release(self, updates: list[Update]) -> None:
         try:
             self._fan_out(updates)
         except Exception:  # runs inside the command's publish step: never let it fail that
             log.exception("marketdata_release_failed")
 
-    def _fan_out(self, updates: list[_Update]) -> None:
+    def _fan_out(self, updates: list[Update]) -> None:
         pending = self._pending
         tickers = self._tick_tickers
         for update in updates:
@@ -516,11 +310,11 @@ class MarketData:
         for update in pending:
             symbol = update.symbol
             if update.sequence and (symbol, "book") in subs:
-                book = _book_msg(update)
+                book = book_msg(update)
                 tick.append(Item(symbol, "book", encoder.encode(book).decode(), book))
             if update.trades and (symbol, "trades") in subs:
                 for raw in update.trades:
-                    text = encoder.encode(_trade_msg(symbol, raw)).decode()
+                    text = encoder.encode(trade_msg(symbol, raw)).decode()
                     tick.append(Item(symbol, "trades", text, None))
         for symbol in tickers:
             if (symbol, "ticker") in subs:
@@ -580,7 +374,7 @@ class MarketData:
         return BookSnapshotMsg(symbol, book.sequence, book.levels(True), book.levels(False))
 
     def trades_snapshot(self, symbol: str) -> TradesSnapshotMsg:
-        recent = [_trade_msg(symbol, trade) for trade in self._symbol(symbol).recent]
+        recent = [trade_msg(symbol, trade) for trade in self._symbol(symbol).recent]
         return TradesSnapshotMsg(symbol, recent[-1].sequence if recent else 0, recent)
 
     def ticker(self, symbol: str) -> TickerMsg:
@@ -598,8 +392,8 @@ class MarketData:
             last[1] if last else None,
         )
 
-    def _symbol(self, symbol: str) -> _Symbol:
+    def _symbol(self, symbol: str) -> SymbolState:
         state = self._symbols.get(symbol)
         if state is None:
-            state = self._symbols[symbol] = _Symbol()
+            state = self._symbols[symbol] = SymbolState()
         return state
