@@ -5,7 +5,9 @@ this measures what changes in the code actually move: CPU seconds per bet in the
 (event loop plus its helper threads) and in the SQLite writer process, for ``--bets`` bets sent
 by ``--concurrency`` tasks through the full ASGI app (rate limit, session, validation, batcher,
 commit, 202), each of ``--users`` users betting on distinct placeable cells. ``--profile`` prints
-the top functions of the server process (cProfile, standard asyncio loop).
+the top functions of the server process (cProfile, standard asyncio loop). ``--redis URL`` (or
+``--redis start``: a private server from ``tests/services.py``) runs the Redis backend and prints
+the Redis commands the run issued (``INFO commandstats``) per bet.
 
     .venv/bin/python bench/tap/path_bench.py --bets 20000 --concurrency 100 --users 2000
 """
@@ -20,6 +22,7 @@ import os
 import pstats
 import random
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -37,6 +40,18 @@ from tradehall.tap.cli import SETTINGS, build
 from tradehall.tap.ids import new_id
 
 
+async def command_stats(url: str) -> dict[str, int]:
+    """Calls per Redis command so far (``INFO commandstats``)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url)
+    try:
+        info = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+
 async def run(args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="tap-path-"))
     values = resolve(
@@ -50,6 +65,8 @@ async def run(args: argparse.Namespace) -> None:
             "flush_interval": args.flush_interval,
             "batch_size": str(args.batch_size),
             "db_writer": args.writer,
+            "redis_url": args.redis or "",
+            "redis_prefix": f"bench-{uuid.uuid4().hex[:8]}:",
         },
         environ={},
     )
@@ -121,6 +138,7 @@ async def run(args: argparse.Namespace) -> None:
                 await one(token, cell)
 
         profiler = cProfile.Profile() if args.profile else None
+        commands0 = await command_stats(args.redis) if args.redis else {}
         wall0, cpu0, child0 = time.perf_counter(), time.process_time(), children_cpu(os.getpid())
         if profiler is not None:
             profiler.enable()
@@ -131,6 +149,12 @@ async def run(args: argparse.Namespace) -> None:
         cpu = time.process_time() - cpu0
         child = children_cpu(os.getpid()) - child0
         n = len(latencies)
+        if args.redis:
+            await service.balances.cache.flush()
+            commands = await command_stats(args.redis)
+            used = {k: v - commands0.get(k, 0) for k, v in commands.items()}
+            per_bet = {k: round(v / n, 3) for k, v in sorted(used.items()) if v - (k == "info")}
+            print(f"redis commands per bet: {per_bet}")
         latencies.sort()
         print(f"bets: {n} in {wall:.2f} s ({n / wall:.0f}/s), statuses {statuses} {errors}")
         print(
@@ -142,7 +166,9 @@ async def run(args: argparse.Namespace) -> None:
             f"p99 {latencies[int(n * 0.99)] * 1000:.1f}; batches {service.batcher.flushes}"
         )
         if profiler is not None:
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats("cumtime").print_stats("tradehall|redis/asyncio/client", 30)
     finally:
         await service.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -157,12 +183,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--writer", default="process", choices=["process", "thread"])
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--redis", help="Redis URL, or 'start' for a private server")
     parser.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
 
         uvloop.install()
+    if args.redis == "start":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+        from services import start_redis
+
+        with start_redis() as url:
+            args.redis = url
+            asyncio.run(run(args))
+        return
     asyncio.run(run(args))
 
 

@@ -27,6 +27,7 @@ from eth_account.signers.local import LocalAccount
 
 from tradehall.core.clock import VirtualClock
 from tradehall.tap import redis_stores as rs
+from tradehall.tap.admission import RedisAdmission
 from tradehall.tap.app import create_app
 from tradehall.tap.auth import LoginRequest, login_text
 from tradehall.tap.balances import RedisBalanceCache
@@ -173,6 +174,7 @@ async def running(
             sessions=rs.RedisSessionStore(client, clock, prefix),
             nonces=rs.RedisNonceStore(client, prefix, clock=clock),
             limiter=rs.RedisRateLimiter(client, prefix),
+            admission=RedisAdmission(client, clock, prefix),
             bus=rs.RedisBus(client, hub, prefix, f"{prefix}circuit:override"),
             health_probes={"redis": functools.partial(rs.redis_health, client)},
             balances=RedisBalanceCache(client, prefix, clock=clock),

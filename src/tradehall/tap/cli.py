@@ -36,6 +36,7 @@ from tradehall.core.config import (
     resolve,
 )
 from tradehall.core.logging import configure, get_logger
+from tradehall.tap.admission import Admission, RedisAdmission
 from tradehall.tap.balances import BalanceCache, NoBalanceCache, RedisBalanceCache
 from tradehall.tap.breaker import BreakerConfig
 from tradehall.tap.contract import S3Settings
@@ -231,6 +232,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
     nonces: NonceStore
     limiter: RateLimiter
     bus: Bus
+    admission: Admission | None = None  # None: the stores' own calls
     probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {}
     balances: BalanceCache | None = None  # None: the service's in-process cache
     mirror: PriceMirror | None = None  # None: prices only in SQLite
@@ -242,6 +244,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         sessions = rs.RedisSessionStore(client, clock, prefix)
         nonces = rs.RedisNonceStore(client, prefix, clock=clock)
         limiter = rs.RedisRateLimiter(client, prefix)
+        admission = RedisAdmission(client, clock, prefix)
         bus = rs.RedisBus(client, hub, prefix, values["override_channel"])
         balances = RedisBalanceCache(client, prefix, clock=clock)
         mirror = RedisPriceMirror(client, prefix)
@@ -268,6 +271,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         health_probes=probes,
         balances=balances,
         price_mirror=mirror,
+        admission=admission,
     )
     return service, hub
 

@@ -3,8 +3,8 @@
 The bet route is the hot path (thousands of requests a second on one event loop). Starlette's
 middleware stack, router and ``Request``/``Response`` objects cost more CPU than the bet itself,
 so :class:`FastBets` answers this one route directly: it reads the body from ``receive``, takes
-the ``Authorization`` header from the raw header list, calls the same service methods as the
-Starlette handler (per-IP limit, session, :meth:`~tradehall.tap.service.TapService.place_bet`)
+the ``Authorization`` header from the raw header list, hands both to
+:meth:`~tradehall.tap.service.TapService.bet_request` (per-IP limit, session, bet limit, the bet)
 and sends the JSON answer with two ``send`` calls. Status codes, bodies, headers and metrics are
 identical to the Starlette route's. Every other request goes to ``fallback``.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from tradehall.tap.contract import ApiError, BetBody
+from tradehall.tap.contract import ApiError
 from tradehall.tap.log import LazyLogger
 from tradehall.tap.service import TapService
 
@@ -32,7 +32,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_BODY = 16_384  # a bet body is ~100 bytes; anything this large is refused unread
 _log = LazyLogger("tap.http")
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(BetBody)
 _JSON = (b"content-type", b"application/json")
 
 
@@ -63,19 +62,18 @@ class FastBets:
         headers: dict[str, str] = {}
         try:
             client = scope.get("client")
-            await service.check_ip(client[0] if client else "-")
             authorization = None
             for name, value in scope["headers"]:
                 if name == b"authorization":
                     authorization = value.decode("latin-1")
                     break
-            session = await service.authenticate(authorization)
-            raw = await _read_body(receive)
+            raw: bytes | ApiError
             try:
-                body = _decoder.decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise ApiError(400, "validation_error", str(exc)) from None
-            status, payload = 202, await service.place_bet(session, body)
+                raw = await _read_body(receive)
+            except ApiError as exc:  # answered after the IP limit and the session, as before
+                raw = exc
+            ip = client[0] if client else "-"
+            status, payload = 202, await service.bet_request(ip, authorization, raw)
         except ApiError as exc:
             status = exc.status
             payload = {"error": exc.code, "message": exc.message, **exc.extra}

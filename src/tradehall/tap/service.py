@@ -24,8 +24,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from tradehall.core.clock import Clock
 from tradehall.tap import ledger
+from tradehall.tap.admission import Admission, Limits, StoreAdmission
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
 from tradehall.tap.auth import AuthError, LoginRequest, verify_login
 from tradehall.tap.backup import Backups
@@ -113,6 +116,7 @@ class TapService:
         disk_usage: Callable[[Path], DiskUsage] = shutil.disk_usage,
         balances: BalanceCache | None = None,
         price_mirror: PriceMirror | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -120,6 +124,14 @@ class TapService:
         self.sessions = sessions
         self.nonces = nonces
         self.limiter = limiter
+        # the bet route's IP limit, session and bet limit in one call (one script on Redis)
+        self.admission = admission or StoreAdmission(sessions, limiter)
+        self._limits = Limits(
+            config.ip_rate_limit,
+            config.ip_rate_window_s,
+            config.bet_rate_limit,
+            config.bet_rate_window_s,
+        )
         self.bus = bus
         self.source = source or NoSource()
         self.rate_model = rate_model or BrownianTouchModel(config.house_edge)
@@ -414,12 +426,7 @@ class TapService:
         return session, user
 
     async def authenticate(self, authorization: str | None) -> Session:
-        if not authorization:
-            raise ApiError(401, "unauthorized", "missing authorization header")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "unauthorized", "invalid authorization format")
-        return await self.session_for(token.strip())
+        return await self.session_for(_bearer(authorization))
 
     async def session_for(self, token: str) -> Session:
         try:
@@ -439,14 +446,51 @@ class TapService:
         except StoreUnavailable:
             raise ApiError(503, "unavailable", "rate limiter unavailable") from None
         if retry is not None:
-            seconds = max(1, int(retry + 0.999))
-            raise ApiError(
-                429,
-                "rate_limited",
-                "too many requests",
-                extra={"retry_after": seconds},
-                headers={"Retry-After": str(seconds)},
-            )
+            raise _rate_limited(retry)
+
+    async def bet_request(
+        self, ip: str, authorization: str | None, raw: bytes | ApiError
+    ) -> dict[str, Any]:
+        """The whole ``POST /api/bets`` (``raw``: the body, or the error reading it gave).
+
+        The per-IP limit, the session and the per-wallet bet limit are one
+        :class:`~tradehall.tap.admission.Admission` call (one round trip on Redis); the answers
+        and their order are those of the separate checks: 429 (IP), 401, 400 (body), 503
+        (breaker, disk), 429 (bet limit), then :meth:`place_bet`'s own checks.
+        """
+        token: str | None = None
+        denied: ApiError | None = None
+        try:
+            token = _bearer(authorization)
+        except ApiError as exc:
+            denied = exc
+        body: BetBody | ApiError
+        if isinstance(raw, ApiError):
+            body = raw
+        else:
+            try:
+                body = _bet_decoder.decode(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                body = ApiError(400, "validation_error", str(exc))
+        counts = not isinstance(body, ApiError) and self.breaker.allows_bets and not self.disk_full
+        try:
+            admitted = await self.admission.admit(ip, token, self._limits, count_bet=counts)
+        except StoreUnavailable:
+            raise ApiError(503, "unavailable", "session store unavailable") from None
+        if admitted.ip_retry is not None:
+            raise _rate_limited(admitted.ip_retry)
+        if denied is not None:
+            raise denied
+        session = admitted.session
+        if session is None:
+            raise ApiError(401, "unauthorized", "invalid or expired session")
+        if isinstance(body, ApiError):
+            raise body
+        if admitted.bet_retry is not None:
+            # the breaker or the disk may have closed meanwhile: their 503 goes first
+            self._open_for_bets()
+            raise _rate_limited(admitted.bet_retry)
+        return await self.place_bet(session, body, bet_counted=admitted.bet_counted)
 
     # ----------------------------------------------------------------- money
 
@@ -502,21 +546,31 @@ class TapService:
 
         return await self.db.read(find)
 
-    async def place_bet(self, session: Session, body: BetBody) -> dict[str, Any]:
-        """Validate, queue and await one bet; the 202 body, or :class:`ApiError`."""
+    async def place_bet(
+        self, session: Session, body: BetBody, *, bet_counted: bool = False
+    ) -> dict[str, Any]:
+        """Validate, queue and await one bet; the 202 body, or :class:`ApiError`.
+
+        ``bet_counted``: the per-wallet limit was already counted (and passed) by
+        :meth:`bet_request`'s admission.
+        """
         try:
-            return await self._place_bet(session, body)
+            return await self._place_bet(session, body, bet_counted)
         except _Replayed as replayed:
             return replayed.answer
 
-    async def _place_bet(self, session: Session, body: BetBody) -> dict[str, Any]:
+    def _open_for_bets(self) -> None:
         if not self.breaker.allows_bets:
             raise stale_error()
         if self.disk_full:
             raise disk_error()
-        await self._limit(
-            f"bet:{session.wallet}", self.config.bet_rate_limit, self.config.bet_rate_window_s
-        )
+
+    async def _place_bet(self, session: Session, body: BetBody, counted: bool) -> dict[str, Any]:
+        self._open_for_bets()
+        if not counted:
+            await self._limit(
+                f"bet:{session.wallet}", self.config.bet_rate_limit, self.config.bet_rate_window_s
+            )
         if not _NONCE.match(body.nonce):
             raise ApiError(400, "validation_error", "nonce must be 8-64 of [A-Za-z0-9-]")
         if self.config.require_bet_signature:
@@ -676,6 +730,30 @@ class TapService:
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """``/healthz``: whether all is well, and the report (:mod:`tradehall.tap.health`)."""
         return await health_report(self)
+
+
+_bet_decoder = msgspec.json.Decoder(BetBody)
+
+
+def _bearer(authorization: str | None) -> str:
+    """The session id of an ``Authorization: Bearer`` header, or 401."""
+    if not authorization:
+        raise ApiError(401, "unauthorized", "missing authorization header")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "invalid authorization format")
+    return token.strip()
+
+
+def _rate_limited(retry: float) -> ApiError:
+    seconds = max(1, int(retry + 0.999))
+    return ApiError(
+        429,
+        "rate_limited",
+        "too many requests",
+        extra={"retry_after": seconds},
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 class _Replayed(Exception):
