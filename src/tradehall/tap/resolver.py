@@ -24,11 +24,10 @@ from tradehall.tap.db import Database
 from tradehall.tap.log import LazyLogger
 from tradehall.tap.resolution import Outcome, Resolution, Verdict, judge, settle
 
-_log = LazyLogger("tap")
-
 __all__ = ["Settled", "settle_due"]
 
 NS = 1_000_000_000
+_log = LazyLogger("tap")
 
 Settled = tuple[ledger.BetRecord, Resolution, int | None]  # bet, outcome, new balance if credited
 
