@@ -35,6 +35,8 @@ from redis.exceptions import RedisError
 from tradehall.core.clock import Clock, SystemClock
 from tradehall.tap.db import Database
 from tradehall.tap.log import LazyLogger
+from tradehall.tap.redis_pipe import ScriptPipe
+from tradehall.tap.stores import StoreUnavailable
 
 __all__ = [
     "BalanceCache",
@@ -166,6 +168,8 @@ class RedisBalanceCache:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._set_many = client.register_script(_SET_MANY)
+        # a user's first bet through this process reads Redis; concurrent reads share pipelines
+        self._read = ScriptPipe(client, "return redis.call('GET', KEYS[1])")
 
     def key(self, user_id: str) -> str:
         return self._prefix + user_id
@@ -177,8 +181,8 @@ class RedisBalanceCache:
         if local is not None:
             return local
         try:
-            raw = await self._r.get(self.key(user_id))
-        except RedisError as exc:
+            raw = await self._read((self.key(user_id),), ())
+        except StoreUnavailable as exc:
             _log.warning("balance_cache_read_failed", error=repr(exc))
             return None  # a miss: the database answers
         if raw is None:
