@@ -92,7 +92,7 @@ def contract_endpoints(service: ExchangeService, market: MarketData) -> list[End
 
     # ------------------------------------------------------------------ orders
     def submit_order(_: str, query: Mapping[str, str], ctype: str | None, body: bytes) -> Reply:
-        order = service.submit(rq.parse_order(rq.decode_body(ctype, body)))
+        order = service.submit(rq.parse_order_body(ctype, body))
         return 201, encode(out.render_order(order))
 
     def get_order(order_id: str, query: Mapping[str, str], ctype: str | None, body: bytes) -> Reply:

@@ -6,6 +6,10 @@ by field in the contract's table order; the first broken rule raises
 state, so a request that fails here can never have changed anything. Rules that need state (a
 future ``expires_at``, broker existence, funds) belong to the engine, which applies them in the
 contract's check order.
+
+``POST /orders`` bodies first try a quick path (:func:`parse_order_body`: one typed decode, string
+checks, no ``Decimal``); whatever it does not plainly accept goes through the detailed path, the
+only one that produces errors.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "decode_body",
     "parse_broker",
     "parse_order",
+    "parse_order_body",
     "parse_webhook",
     "query_int",
 ]
@@ -46,6 +51,11 @@ SYMBOL = re.compile(r"[A-Z]{1,10}")
 MAX_URL_LENGTH = 2048
 
 _decoder = msgspec.json.Decoder(float_hook=Decimal)
+_NO_PRICE = msgspec.Raw()
+# A price the fast path takes as is: plain decimal digits, at most two places (15 integer digits
+# keep the cents far inside the range where money renders without an exponent).
+_PLAIN_PRICE = re.compile(rb"(0|[1-9][0-9]{0,14})(?:\.([0-9]{1,2}))?")
+_plain_prices: dict[bytes, int] = {}  # price text -> cents: clients repeat a few prices
 
 
 class BrokerRequest(msgspec.Struct, frozen=True):
@@ -72,6 +82,26 @@ def decode_body(content_type: str | None, body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest()
     return value
+
+
+class _OrderBody(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The usual ``POST /orders`` body, typed: what :func:`parse_order_body` decodes first.
+
+    Unknown fields are refused here (the detailed path ignores them) so that everything this
+    decoder accepts is plainly the same document :func:`decode_body` would see.
+    """
+
+    type: str
+    broker_id: str
+    document_number: str
+    side: str
+    symbol: str
+    quantity: int
+    price: msgspec.Raw = _NO_PRICE  # its JSON text, parsed to cents without a Decimal
+    expires_at: str | None = None
+
+
+_order_decoder = msgspec.json.Decoder(_OrderBody)
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -174,6 +204,81 @@ def parse_order(body: dict[str, Any]) -> OrderRequest:
     return OrderRequest(
         "limit", broker_id, document_number, side, symbol, quantity, price, expires_at
     )
+
+
+def parse_order_body(content_type: str | None, body: bytes) -> OrderRequest:
+    """``decode_body`` + ``parse_order`` for a ``POST /orders`` request, the usual case cheaply.
+
+    A well-formed order -- exactly the contract's fields, valid values, a plain price -- is
+    decoded into a typed Struct and checked with string methods (about 1 µs instead of 4). Any
+    other body, or any rule this quick check does not settle, goes through the detailed path,
+    which alone produces errors: messages and the order of checks stay exactly the contract's.
+    Every body the quick check accepts gives the same :class:`OrderRequest` as the detailed path.
+    """
+    if content_type != "application/json":
+        return parse_order(decode_body(content_type, body))
+    try:
+        raw = _order_decoder.decode(body)
+    except (msgspec.DecodeError, ValueError, ArithmeticError, RecursionError):
+        return parse_order(decode_body(content_type, body))
+    quick = _quick_order(raw)
+    return quick if quick is not None else parse_order(decode_body(content_type, body))
+
+
+def _quick_order(raw: _OrderBody) -> OrderRequest | None:
+    """``raw`` as a request if it plainly passes every field rule; ``None`` to check in detail."""
+    broker_id, document_number, symbol = raw.broker_id, raw.document_number, raw.symbol
+    quantity, side = raw.quantity, raw.side
+    if not (
+        side in ("bid", "ask")
+        and quantity > 0
+        and 0 < len(broker_id) <= 64
+        and broker_id.isascii()
+        and (broker_id.isalnum() or BROKER_ID.fullmatch(broker_id) is not None)
+        and len(document_number) <= 32
+        and document_number.isascii()
+        and document_number.isalnum()
+        and len(symbol) <= 10
+        and symbol.isascii()
+        and symbol.isalpha()
+        and symbol.isupper()
+    ):
+        return None
+    price_text = bytes(raw.price)
+    expires = raw.expires_at
+    if raw.type == "market":
+        if (price_text and price_text != b"null") or expires is not None:
+            return None
+        return OrderRequest("market", broker_id, document_number, side, symbol, quantity)
+    if raw.type != "limit" or expires is None:
+        return None
+    price = _plain_prices.get(price_text)
+    if price is None:
+        price = _plain_cents(price_text)
+        if price is None:
+            return None
+    try:
+        expires_at = parse_rfc3339_ns(expires)
+    except (ValueError, OverflowError):
+        return None
+    return OrderRequest(
+        "limit", broker_id, document_number, side, symbol, quantity, price, expires_at
+    )
+
+
+def _plain_cents(text: bytes) -> int | None:
+    """The cents of a plain positive price (``12.5`` -> 1250), cached; ``None`` otherwise."""
+    plain = _PLAIN_PRICE.fullmatch(text)
+    if plain is None:
+        return None
+    whole, fraction = plain.groups()
+    cents = int(whole) * 100 + (int(fraction.ljust(2, b"0")) if fraction else 0)
+    if cents <= 0:
+        return None
+    if len(_plain_prices) >= 4096:
+        _plain_prices.clear()
+    _plain_prices[text] = cents
+    return cents
 
 
 def parse_webhook(body: dict[str, Any], *, allow_http: bool) -> WebhookRequest:
