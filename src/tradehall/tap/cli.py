@@ -104,6 +104,12 @@ def _writer_mode(text: str) -> str:
     return text
 
 
+def _jobs(text: str) -> str:
+    if text not in ("all", "api"):
+        raise ValueError("expected all or api")
+    return text
+
+
 def _non_negative_int(text: str) -> int:
     if not text.strip().isdigit():
         raise ValueError("expected a whole number >= 0")
@@ -116,6 +122,7 @@ SETTINGS = [
     Setting("data_dir", "./data/tap", Path, "directory for the SQLite database"),
     Setting("redis_url", "", str, "Redis URL for shared sessions/nonces/limits/pub-sub"),
     Setting("redis_prefix", "tap:", str, "prefix for every Redis key and channel"),
+    Setting("jobs", "all", _jobs, "background jobs: all, or api (a further API process)"),
     Setting("balance_cache", "true", parse_bool, "early-rejection balance cache (ADR-009)"),
     Setting("override_channel", "circuit:override", str, "Redis channel of breaker overrides"),
     Setting("price_source", "sim", _source, "price feed: sim, binance, gateway or none"),
@@ -272,6 +279,7 @@ def build(values: dict[str, Any], clock: Clock | None = None) -> tuple[TapServic
         balances=balances,
         price_mirror=mirror,
         admission=admission,
+        jobs=values["jobs"],
     )
     return service, hub
 

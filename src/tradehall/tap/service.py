@@ -117,8 +117,15 @@ class TapService:
         balances: BalanceCache | None = None,
         price_mirror: PriceMirror | None = None,
         admission: Admission | None = None,
+        jobs: str = "all",
     ) -> None:
+        if jobs not in ("all", "api"):
+            raise ValueError("jobs is 'all' or 'api'")
         self.config = config
+        # "api": a further API process on a shared database (several processes, Redis). It
+        # serves requests and follows the feed and the breaker, but leaves storing ticks,
+        # resolving, archiving, backups and the integrity check to the one process with "all"
+        self.jobs = jobs
         self.clock = clock
         self.timer_clock = timer_clock or clock
         self.sessions = sessions
@@ -197,16 +204,17 @@ class TapService:
         if last is not None:
             self.metrics.last_archive.set(last / 1000)
         if background:
-            self._spawn("integrity", self._integrity_loop)
-            if self.config.archive_dir is not None:
-                self._spawn("archive", self._archive_loop)
-            if self.config.backup_interval_s > 0:
-                self._spawn("backup", self.backups.loop)
+            if self.jobs == "all":
+                self._spawn("integrity", self._integrity_loop)
+                if self.config.archive_dir is not None:
+                    self._spawn("archive", self._archive_loop)
+                if self.config.backup_interval_s > 0:
+                    self._spawn("backup", self.backups.loop)
+                self._spawn("ticks", self._tick_loop)
+                self._spawn("resolver", self._resolver_loop)
             self._spawn("feed", lambda: self.source.run(self.ingest_price))
             self._spawn("monitor", self._monitor_loop)
             self._spawn("grid", self._grid_loop)
-            self._spawn("ticks", self._tick_loop)
-            self._spawn("resolver", self._resolver_loop)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -268,6 +276,8 @@ class TapService:
             while self._recent and self._recent[0][0] < horizon:
                 self._recent.popleft()
             self._last_sample_ms = now_ms
+            if self.jobs == "api":
+                return  # the process with every job stores, mirrors and broadcasts the ticks
             self._pending_ticks.append((now_ms, price_cents))
             self.price_mirror.record(now_ms, price_cents)  # Redis copy; SQLite is the record
             self.publish(
