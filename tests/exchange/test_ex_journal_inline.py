@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tradehall.exchange.journal import FileJournal, SyncPolicy
+import pytest
+
+from tradehall.exchange.journal import FileJournal, JournalError, SyncPolicy
 
 
 async def run(tmp_path: Path, sync: SyncPolicy) -> tuple[int, list[bytes]]:
@@ -42,3 +46,78 @@ def test_fsync_writes_every_batch_in_the_thread(tmp_path: Path) -> None:
     hops, payloads = asyncio.run(run(tmp_path, "fsync"))
     assert payloads == [f"{b}-{i}".encode() for b in range(5) for i in range(3)]
     assert hops == 5
+
+
+def _segments(directory: Path) -> list[list[bytes]]:
+    reader = FileJournal(directory)
+    found = []
+    try:
+        for _, path in reader.segments():
+            found.append(list(reader._read_segment(path, last=False)))
+    finally:
+        asyncio.run(reader.close())
+    return found
+
+
+def test_none_keeps_order_behind_a_rotation_in_the_thread(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        journal = FileJournal(tmp_path, sync="none")
+        assert list(journal.open()) == []
+        await journal.start()
+        await journal.append(b"1")  # opens the segment (thread)
+        held = threading.Event()
+        release = threading.Event()
+        real_fsync = os.fsync
+
+        def slow_fsync(fd: int) -> None:  # the rotation's sync, held in the thread
+            held.set()
+            assert release.wait(10)
+            real_fsync(fd)
+
+        os.fsync = slow_fsync  # type: ignore[assignment]
+        try:
+            second = journal.append(b"2")
+            rotated = journal.rotate(3)  # closes the batch holding "2"
+            third = journal.append(b"3")  # a new batch, queued behind the rotation
+            assert await asyncio.to_thread(held.wait, 10)
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert not third.done()  # not written inline ahead of the rotation
+            release.set()
+            await asyncio.wait_for(asyncio.gather(second, rotated, third), 5)
+        finally:
+            os.fsync = real_fsync  # type: ignore[assignment]
+        fourth = journal.append(b"4")  # inline again once nothing is queued
+        await fourth
+        assert journal.batches_written == 4 and journal.records_written == 4
+        await journal.close()
+
+    asyncio.run(scenario())
+    assert _segments(tmp_path) == [[b"1", b"2"], [b"3", b"4"]]
+
+
+def test_none_inline_write_failure_fails_the_batch_and_refuses_more(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        journal = FileJournal(tmp_path, sync="none")
+        assert list(journal.open()) == []
+        await journal.start()
+        await journal.append(b"ok")
+        real_write = os.write
+
+        def full(fd: int, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+        os.write = full  # type: ignore[assignment]
+        try:
+            failed = journal.append(b"lost")
+            with pytest.raises(JournalError, match="No space left"):
+                await failed
+        finally:
+            os.write = real_write  # type: ignore[assignment]
+        with pytest.raises(JournalError, match="unusable"):
+            journal.append(b"refused")
+        await asyncio.wait_for(journal.close(), 5)  # the writer stopped; close does not hang
+        assert journal.records_written == 1
+
+    asyncio.run(scenario())
+    assert _segments(tmp_path) == [[b"ok"]]

@@ -17,7 +17,12 @@ Sync policies and their loss windows:
   acknowledged is lost, even on power failure.
 - ``none``: written to the OS before the future resolves, never synced. Survives a process crash
   (SIGKILL); a machine crash or power loss can lose the last few seconds. For benchmarks. The
-  writes are made on the event loop itself (a page-cache write costs less than a thread hop).
+  writes are made on the event loop itself (a page-cache write costs less than a thread hop):
+  a batch's first append schedules a loop callback that writes it, without waking the writer
+  task, unless a batch ahead of it is still with the thread (opening or rotating a segment),
+  in which case the writer takes it in order.
+
+Records are framed into their batch's buffer as they are appended, so a batch is one ``write()``.
 
 Recovery (:meth:`FileJournal.open`): a record that fails its checksum or is cut short at the very
 end of the last segment is a torn tail -- reported and truncated. A bad record with data after it,
@@ -86,10 +91,13 @@ class Journal(Protocol):
 
 
 class _Batch:
-    __slots__ = ("callbacks", "future", "payloads", "rotate_to")
+    """The records of one group commit, framed as they are appended: one ``write()`` each."""
+
+    __slots__ = ("callbacks", "frames", "future", "records", "rotate_to")
 
     def __init__(self, future: asyncio.Future[None]) -> None:
-        self.payloads: list[bytes] = []
+        self.frames = bytearray()
+        self.records = 0
         self.callbacks: list[Callable[[], None]] = []
         self.future = future
         self.rotate_to: int | None = None  # start a new segment after this batch
@@ -111,6 +119,7 @@ class FileJournal:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._failure: BaseException | None = None
         self._closing = False
+        self._busy = False  # the writer task holds a batch (possibly in the thread)
         self.batches_written = 0
         self.records_written = 0
 
@@ -197,12 +206,48 @@ class FileJournal:
             raise JournalError("journal is unusable after a write failure") from self._failure
         batch = self._batch
         if batch is None:
-            batch = self._batch = _Batch(asyncio.get_running_loop().create_future())
-            self._wakeup.set()
-        batch.payloads.append(payload)
+            loop = asyncio.get_running_loop()
+            batch = self._batch = _Batch(loop.create_future())
+            if self._inline():
+                loop.call_soon(self._write_inline)
+            else:
+                self._wakeup.set()
+        frames = batch.frames
+        frames += _HEADER.pack(len(payload), zlib.crc32(payload))
+        frames += payload
+        batch.records += 1
         if on_durable is not None:
             batch.callbacks.append(on_durable)
         return batch.future
+
+    def _inline(self) -> bool:
+        """Whether the open batch may be written on the event loop, now: ``sync="none"``, the
+        segment open and nothing queued before it (the writer task idle, no rotation pending)."""
+        return (
+            self.sync == "none"
+            and self._fd is not None
+            and not self._busy
+            and not self._closed
+            and self._failure is None
+        )
+
+    def _write_inline(self) -> None:
+        """Write the open batch from a loop callback (``sync="none"``): a page-cache write costs
+        less than waking the writer task, and much less than a thread hop."""
+        batch = self._batch
+        if batch is None:  # already taken by rotate() or the writer
+            return
+        if not self._inline():  # something queued before it: the writer keeps the order
+            self._wakeup.set()
+            return
+        self._batch = None
+        try:
+            self._write_batch(batch)
+        except BaseException as exc:  # disk full, I/O error: stop acknowledging
+            self._fail(exc, [batch])
+            self._wakeup.set()  # the writer fails anything queued since, and stops
+            return
+        self._written(batch)
 
     def rotate(self, next_seq: int) -> asyncio.Future[None]:
         batch = self._batch
@@ -243,8 +288,12 @@ class FileJournal:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            if self._failure is not None:  # an inline write failed
+                self._fail(self._failure, self._take_all())
+                return
             while self._pending_batches(pending):
                 batch = pending.pop(0)
+                self._busy = True
                 try:
                     if self.sync == "none" and self._fd is not None and batch.rotate_to is None:
                         # A write into the page cache is cheaper inline than a thread hop (about
@@ -254,25 +303,41 @@ class FileJournal:
                     else:
                         await loop.run_in_executor(self._thread, self._write_batch, batch)
                 except BaseException as exc:  # disk full, I/O error: stop acknowledging
-                    self._failure = exc
-                    log.critical("journal_write_failed", error=repr(exc))
-                    for doomed in (batch, *pending):
-                        if not doomed.future.done():
-                            doomed.future.set_exception(
-                                JournalError(f"journal write failed: {exc}")
-                            )
+                    self._fail(exc, [batch, *pending, *self._take_all()])
                     return
-                self.batches_written += 1
-                self.records_written += len(batch.payloads)
-                if not batch.future.done():
-                    batch.future.set_result(None)
-                for callback in batch.callbacks:
-                    try:
-                        callback()
-                    except Exception:
-                        log.exception("journal_callback_failed")
+                finally:
+                    self._busy = False
+                self._written(batch)
             if self._closing and self._batch is None and not self._closed:
                 return
+
+    def _take_all(self) -> list[_Batch]:
+        """Every batch not yet written, in order (closed ones, then the open one)."""
+        batches = list(self._closed)
+        self._closed.clear()
+        if self._batch is not None:
+            batches.append(self._batch)
+            self._batch = None
+        return batches
+
+    def _fail(self, exc: BaseException, batches: list[_Batch]) -> None:
+        if self._failure is None:
+            self._failure = exc
+            log.critical("journal_write_failed", error=repr(exc))
+        for doomed in batches:
+            if not doomed.future.done():
+                doomed.future.set_exception(JournalError(f"journal write failed: {exc}"))
+
+    def _written(self, batch: _Batch) -> None:
+        self.batches_written += 1
+        self.records_written += batch.records
+        if not batch.future.done():
+            batch.future.set_result(None)
+        for callback in batch.callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("journal_callback_failed")
 
     def _pending_batches(self, pending: list[_Batch]) -> bool:
         # Closed batches go first; then the open batch is closed and taken as it stands.
@@ -292,15 +357,13 @@ class FileJournal:
             path = self.directory / self._segment_name(self._segment_first)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._sync_dir()
-        if batch.payloads:
-            frames = bytearray()
-            for payload in batch.payloads:
-                frames += _HEADER.pack(len(payload), zlib.crc32(payload))
-                frames += payload
-            view = memoryview(frames)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+        if batch.records:
+            frames = batch.frames
+            written = os.write(self._fd, frames)
+            if written < len(frames):  # a short write: the rest, in as many calls as it takes
+                view = memoryview(frames)[written:]
+                while view:
+                    view = view[os.write(self._fd, view) :]
             if self.sync == "fsync":
                 os.fdatasync(self._fd)
         if batch.rotate_to is not None:
