@@ -535,8 +535,12 @@ async def test_an_unexpected_error_is_a_json_500_and_the_connection_goes_on() ->
     async def broken() -> None:
         raise RuntimeError("disk on fire")
 
+    def broken_waiter() -> None:
+        raise RuntimeError("disk on fire")
+
     async with in_memory() as app:
-        app.service.durable = broken  # type: ignore[method-assign]
+        app.service.durable = broken  # type: ignore[method-assign]  # the ASGI path's wait
+        app.service.durable_waiter = broken_waiter  # type: ignore[method-assign]  # the lean one
         stream = [post("/brokers", BROKER), request("GET", "/healthz")]
         lean = split_responses(await feed(LeanHttpProtocol, [b"".join(stream)], 2, app))
         stream[0] = post("/brokers", BROKER.replace(b'"s"', b'"t"'))  # "s" exists now

@@ -20,10 +20,10 @@ uvicorn would write for the same ASGI messages: status line, uvicorn's default h
 (``date``), ``content-type``, ``content-length``, ``connection: close`` when the connection is
 not kept alive. Responses of one read are joined into one ``send``.
 
-A command that must wait for the journal (:meth:`ExchangeService.durable`) does not get a Task:
-its ``durable()`` coroutine is stepped by hand (a coroutine awaiting a pending future yields that
-future, the protocol ``asyncio.Task`` itself relies on) and resumed from a done-callback on the
-batch's shared gate. Meanwhile a :class:`_LeanCycle` stands in for uvicorn's cycle as
+A command that must wait for the journal does not get a Task, nor a coroutine: it is answered from
+a done-callback on the journal batch's shared gate (:meth:`ExchangeService.durable_waiter`,
+checked by :meth:`ExchangeService.check_durable`). Meanwhile a :class:`_LeanCycle` stands in for
+uvicorn's cycle as
 ``self.cycle``, so uvicorn's own bookkeeping keeps every later request on that connection
 queued behind it (pipelining order), ``shutdown()`` turns it into the connection's last response,
 and ``connection_lost`` marks it disconnected. A request pipelined after a lean answer that
@@ -58,13 +58,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from tradehall.exchange.fastroutes import FastRoute, FastRoutes
 from tradehall.exchange.http_protocol import CoalescingHttpToolsProtocol, CoalescingTransport
+from tradehall.exchange.service import ExchangeService
 
 __all__ = ["LEAN_BODY_LIMIT", "LeanHttpProtocol"]
 
@@ -131,7 +131,6 @@ class _LeanCycle:
     """Stands in for uvicorn's ``RequestResponseCycle`` while a command awaits durability."""
 
     __slots__ = (
-        "_coro",
         "_payload",
         "_protocol",
         "_route",
@@ -151,42 +150,28 @@ class _LeanCycle:
         status: int,
         payload: bytes,
         keep_alive: bool,
-        coro: Coroutine[Any, Any, None],
     ) -> None:
         self._protocol = protocol
         self._route = route
         self._started = started
         self._status = status
         self._payload = payload
-        self._coro = coro
         self.keep_alive = keep_alive  # uvicorn's shutdown() clears it: answer, then close
         self.disconnected = False  # set by uvicorn's connection_lost
         self.response_complete = False
 
-    def resume(self, _: object = None) -> None:
-        """Step the ``durable()`` coroutine once its awaited future is done; answer when it ends."""
+    def resume(self, gate: asyncio.Future[BaseException | None]) -> None:
+        """Answer once the journal batch's gate is done: the command's own answer, or 503."""
         try:
-            waiter = self._coro.send(None)
-        except StopIteration:
-            status, payload = self._status, self._payload
+            ExchangeService.check_durable(gate)
         except Exception as exc:  # the journal failed: 503, like the ASGI path
             status, payload = FastRoutes.error_reply(self._route, exc)
         else:
-            _wait(waiter, self.resume)
-            return
+            status, payload = self._status, self._payload
         FastRoutes.record(self._route, self._started, status)
         self.response_complete = True
         if not self.disconnected:
             self._protocol.answered(status, payload, self.keep_alive)
-
-
-def _wait(waiter: Any, callback: Any) -> None:
-    """Call ``callback`` when what a stepped coroutine yielded is done (``None``: next turn)."""
-    if waiter is None:
-        asyncio.get_running_loop().call_soon(callback)
-        return
-    waiter._asyncio_future_blocking = False  # what Task does on receiving it
-    waiter.add_done_callback(callback)
 
 
 class LeanHttpProtocol(CoalescingHttpToolsProtocol):
@@ -309,18 +294,16 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         status, payload = front.call(route, request.arg, request.query, request.content_type, body)
         if route.durable and status < 400:
-            coro = front.service.durable()
             try:
-                waiter = coro.send(None)
-            except StopIteration:
-                pass  # durable already (or no journal)
+                gate = front.service.durable_waiter()
             except Exception as exc:  # an exception here would become uvicorn's 400
                 status, payload = front.error_reply(route, exc)
             else:
-                cycle = _LeanCycle(self, route, started, status, payload, request.keep_alive, coro)
-                self.cycle = cycle  # type: ignore[assignment]  # later requests queue behind it
-                _wait(waiter, cycle.resume)
-                return
+                if gate is not None:  # None: durable already (or no journal)
+                    cycle = _LeanCycle(self, route, started, status, payload, request.keep_alive)
+                    self.cycle = cycle  # type: ignore[assignment]  # later requests queue behind
+                    gate.add_done_callback(cycle.resume)
+                    return
         FastRoutes.record(route, started, status)
         self.answered(status, payload, request.keep_alive)
 

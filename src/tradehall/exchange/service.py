@@ -193,11 +193,32 @@ class ExchangeService:
         Batches are written in order, so waiting for the latest one covers all before it.
         Raises :class:`ServiceUnavailable` if the journal failed to write it.
         """
+        gate = self.durable_waiter()
+        if gate is not None:
+            await gate
+            self.check_durable(gate)
+
+    def durable_waiter(self) -> asyncio.Future[BaseException | None] | None:
+        """:meth:`durable` without a coroutine, for callers that answer from a callback.
+
+        ``None`` if every command run so far is durable already (or there is no journal);
+        otherwise the future of the latest journal batch, shared by all its commands: add a
+        done-callback and pass the future to :meth:`check_durable` there. It never fails and
+        refuses ``cancel()``. Raises :class:`ServiceUnavailable` if that batch failed already.
+        """
         gate = self._gate
         if gate is None:
-            return
-        failure = gate.result() if gate.done() else await gate
-        if failure is not None:
+            return None
+        if gate.done():
+            self.check_durable(gate)
+            return None
+        return gate
+
+    @staticmethod
+    def check_durable(gate: asyncio.Future[BaseException | None]) -> None:
+        """Raise :class:`ServiceUnavailable` if the batch ``gate`` (from
+        :meth:`durable_waiter`, done) failed to be written."""
+        if gate.result() is not None:
             raise ServiceUnavailable("The journal could not be written; the command is not durable")
 
     def _run(self, command: Command) -> object:
