@@ -119,3 +119,118 @@ def test_book_messages_never_overtake_a_queued_frame() -> None:
     flush(5)  # behind again: must queue after frame 4, not join the slot holding 3
     sequences = [json.loads(part)["sequence"] for part in sub._drain()]
     assert sequences == [3, 4, 5]
+
+
+class FreeSocket:
+    """A client that reads everything at once: every send completes immediately."""
+
+    def __init__(self) -> None:
+        self.frames: list[list[dict[str, Any]]] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def send_text(self, text: str) -> None:
+        self.frames.append(json.loads(text))
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closed = (code, reason or "")
+
+
+def _trade_flush(first: int, count: int) -> tuple[str, list[Item], int]:
+    """One flush's frame with ``count`` trades, sequences ``first..first+count-1``."""
+    texts = [f'{{"type":"trade","sequence":{n}}}' for n in range(first, first + count)]
+    items = [Item("S", "trades", text, None) for text in texts]
+    return "[" + ",".join(texts) + "]", items, count
+
+
+async def test_caught_up_client_takes_flushes_of_any_size() -> None:
+    """One flush carrying 5 times the trade limit never counts against a client that keeps up."""
+    sock = FreeSocket()
+    sub = _subscriber(cast(StuckSocket, sock), trade_limit=1000)
+    sub.start()
+    for first in (1, 5_001, 10_001):
+        sub.push_batch(*_trade_flush(first, 5_000))
+        assert sub.closing is None and sub.counted_trades == 0
+        await asyncio.sleep(0)  # the writer sends it before the next flush
+        assert sub.queued == 0
+    sequences = [m["sequence"] for frame in sock.frames for m in frame]
+    assert sequences == list(range(1, 15_001))
+    assert len(sock.frames) == 3  # each flush went out as the shared frame, whole
+    assert sock.closed is None
+    await sub.finish()
+
+
+async def test_one_frame_behind_is_not_slow_but_two_are() -> None:
+    """The frame being written and the next waiting flush are free; what piles up behind counts."""
+    sock = StuckSocket()
+    sub = _subscriber(sock, trade_limit=1000)
+    sub.start()
+    sub.push_text('{"type":"first"}')
+    await asyncio.sleep(0)
+    sub.push_batch(*_trade_flush(1, 5_000))
+    await asyncio.sleep(0)  # the writer is now stuck writing this frame (in flight)
+    sub.push_batch(*_trade_flush(5_001, 5_000))  # waiting, free: the client is one flush behind
+    assert sub.closing is None and sub.counted_trades == 0 and sub.queued == 1
+    sub.push_batch(*_trade_flush(10_001, 600))  # behind the free one: counted, within the limit
+    assert sub.closing is None and sub.counted_trades == 600
+    sub.push_batch(*_trade_flush(10_601, 401))  # 1 001 counted: too far behind
+    assert sub.closing == (4001, "slow consumer: more than 1000 trade messages queued")
+    assert sub.queued == 0 and sub.counted_trades == 0
+    async with asyncio.timeout(5):
+        while sock.closed is None:  # noqa: ASYNC110 -- the closer task runs
+            await asyncio.sleep(0)
+    assert sock.closed == sub.closing
+    await sub.finish()
+
+
+async def test_a_client_that_catches_up_gets_a_free_frame_again() -> None:
+    """Once the writer takes the free frame, the oldest waiting flush becomes the free one."""
+    sock = StuckSocket()
+    sub = _subscriber(sock, trade_limit=1000)
+    sub.start()
+    sub.push_text('{"type":"first"}')
+    await asyncio.sleep(0)
+    sub.push_text('{"type":"second"}')
+    await asyncio.sleep(0)  # stuck on "second"
+    sub.push_batch(*_trade_flush(1, 3_000))  # free
+    sub.push_batch(*_trade_flush(3_001, 900))  # counted
+    assert sub.counted_trades == 900
+    sock.release.set()
+    async with asyncio.timeout(5):
+        while sub.queued:  # noqa: ASYNC110 -- the writer task drains it
+            await asyncio.sleep(0)
+    assert sub.counted_trades == 0
+    sub.push_batch(*_trade_flush(3_901, 5_000))  # caught up: free again
+    assert sub.closing is None and sub.counted_trades == 0
+    async with asyncio.timeout(5):
+        while sub.queued:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+    trades = [m["sequence"] for frame in sock.frames for m in frame if m["type"] == "trade"]
+    assert trades == list(range(1, 8_901))
+    await sub.finish()
+
+
+async def test_stuck_client_memory_is_bounded_until_disconnected() -> None:
+    """Small flushes to a client that stopped reading: its queue never exceeds the free frame,
+    the trade limit and one slot per book/ticker, and it is cut off with 4001."""
+    sock = StuckSocket()
+    sub = _subscriber(sock, trade_limit=100, lag_frames=4)
+    sub.start()
+    sub.push_text('{"type":"first"}')
+    await asyncio.sleep(0)
+    sub.push_text('{"type":"second"}')
+    await asyncio.sleep(0)  # stuck
+    sequence = 1
+    flushes = 0
+    while sub.closing is None:
+        msg, text = _update(flushes + 1, flushes + 1)
+        frame, items, trades = _trade_flush(sequence, 7)
+        items = [Item("S", "book", text, msg), *items]
+        sub.push_batch("[" + text + "," + frame[1:], items, trades)
+        sequence += 7
+        flushes += 1
+        assert sub.queued <= 4 + 100 + 1  # lag_frames entries, counted trades, a book slot
+        assert sub.counted_trades <= 100
+        assert flushes < 1_000, "never disconnected"
+    assert sub.closing == (4001, "slow consumer: more than 100 trade messages queued")
+    assert sub.queued == 0
+    await sub.finish()

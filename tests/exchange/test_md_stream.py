@@ -443,6 +443,51 @@ async def test_slow_client_is_disconnected_and_others_get_everything(server: Ser
     await fast.ws.close()
 
 
+async def test_caught_up_client_keeps_up_with_5000_trade_flushes(server: Server) -> None:
+    """A client that reads everything stays connected however many trades one flush carries
+    (five times the 1 000-trade limit here) and receives every trade in order."""
+    ws = await websockets.connect(server.ws_url, max_size=None, compression=None)
+    feed, replica = Feed(ws), Replica()
+    await feed.send(op="subscribe", symbol=SYMBOL)
+    for _ in range(4):  # subscribed, book, trades and ticker snapshots
+        replica.on(await feed.next())
+    assert replica.trade_seq == 0
+    service = server.service
+    hub = service.on_executed.__self__  # type: ignore[union-attr]
+    frames = await _frames_handed_out(server)
+    body = {"broker_id": "alice", "document_number": "1", "symbol": SYMBOL, "expires_at": FAR}
+    service.submit(
+        rq.parse_order(
+            {**body, "type": "limit", "side": "ask", "quantity": 100_000, "price": Decimal(1)}
+        )
+    )
+    bid = rq.parse_order(
+        {"type": "market", "broker_id": "bob", "document_number": "1", "side": "bid"}
+        | {"symbol": SYMBOL, "quantity": 1}
+    )
+    for round_ in range(1, 4):  # the ask above joins the first round's flush (no await since)
+        for _ in range(5_000):  # no await: all of them are released into one flush
+            service.submit(bid)
+        async with asyncio.timeout(30):
+            while replica.trade_seq != 5_000 * round_:
+                replica.on(await feed.next())
+        assert await _frames_handed_out(server) == frames + round_  # one frame per round
+        assert hub.subscriber_count(SYMBOL, "trades") == 1
+    assert [t["sequence"] for t in replica.trades] == list(range(1, 15_001))
+    assert "exchange_marketdata_slow_consumer_disconnects_total 0.0" in (
+        (await server.http.get("/metrics")).text
+    )
+    await ws.close()
+
+
+async def _frames_handed_out(server: Server) -> float:
+    metrics = (await server.http.get("/metrics")).text
+    prefix = "exchange_marketdata_frames_total "
+    return float(
+        next(line for line in metrics.splitlines() if line.startswith(prefix))[len(prefix) :]
+    )
+
+
 async def test_durable_mode_snapshot_plus_diffs(durable_server: Server) -> None:
     """Concurrent commands share group commits; subscribers join while some are not durable."""
     server = durable_server

@@ -10,14 +10,26 @@ shared frame string itself; a client that is behind has its queued messages join
 :data:`MAX_BATCH`) into one frame -- a copy of the shared encodings, never a re-encoding.
 
 Per-client queue rules, so memory stays bounded however slow a client is (once ``lag_frames``
-frames are waiting, further messages are queued one by one so they can be coalesced):
+entries are waiting, one of them an uncounted flush frame -- see below --, further messages are
+queued one by one so they can be coalesced):
 
 * ``book``: consecutive pending diffs of a symbol share a slot; while the slot holds at most
   ``book_merge_at`` diffs they go out unchanged (the shared text), beyond that they are merged into
   one diff covering ``first_sequence..sequence`` (latest level figures win).
 * ``ticker``: a pending ticker is replaced by a newer one (latest wins).
-* ``trades``: never dropped or merged; a client with more than ``trade_limit`` trades queued is
-  disconnected with close code 4001 and a reason saying so.
+* ``trades``: never dropped or merged. A client with more than ``trade_limit`` trades queued
+  *behind the oldest flush frame it has not yet been sent* is disconnected with close code 4001
+  and a reason saying so.
+
+The slow-consumer rule judges the client, not the market's rate: the trades of one waiting flush
+frame -- the next one the writer takes, however many trades one flush carries -- never count, nor
+do those of the frame being written. A client whose socket has taken each frame by the time the
+flush after next is built (two flush intervals, plus what the kernel buffers hold) therefore never
+has anything counted, whatever the trade rate; a client that stops reading piles up counted
+trades and is cut off. Memory per client stays bounded: the frame in flight, one
+waiting flush (a string shared with every client of its subscription set), at most
+``trade_limit`` further trades, one book slot (at most ``book_merge_at`` diffs) and one ticker per
+symbol, and control replies.
 """
 
 from __future__ import annotations
@@ -161,7 +173,10 @@ class Subscriber:
         self._queue: deque[_Queued] = deque()
         self._books: dict[str, _BookSlot] = {}
         self._tickers: dict[str, _TickerSlot] = {}
-        self._pending_trades = 0
+        self._pending_trades = 0  # trades in the queue (the frame being written is not)
+        # The queued flush frame whose trades the slow-consumer rule does not count: the oldest
+        # one waiting, when there is one (see the module docstring).
+        self._free: tuple[int, str, int] | None = None
         self._wake = asyncio.Event()
         self.closing: tuple[int, str] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -169,12 +184,17 @@ class Subscriber:
 
     # -------------------------------------------------------------- pushes (never await)
     def push_batch(self, frame: str, items: list[Item], trades: int) -> None:
-        """A flush's shared frame; a client already behind gets its messages one by one, so
-        its book and ticker messages can be coalesced."""
+        """A flush's shared frame, queued whole when no other flush frame is waiting uncounted
+        or the client is less than ``lag_frames`` entries behind; otherwise its messages one by
+        one, so its book and ticker messages can be coalesced."""
         if self.closing is not None:
             return
-        if len(self._queue) < self.lag_frames:
-            if self._pending_trades + trades > self.trade_limit:
+        free = self._free
+        if free is None or len(self._queue) < self.lag_frames:
+            entry = (_FRAME, frame, trades)
+            if free is None:
+                self._free = entry  # the next flush the writer takes: not counted, any size
+            elif self._pending_trades - free[2] + trades > self.trade_limit:
                 self._slow()
                 return
             self._pending_trades += trades
@@ -182,7 +202,7 @@ class Subscriber:
             # would overtake this frame.
             self._books.clear()
             self._tickers.clear()
-            self._queue.append((_FRAME, frame, trades))
+            self._queue.append(entry)
             self._wake.set()
             return
         for item in items:
@@ -207,7 +227,8 @@ class Subscriber:
     def push_trade(self, text: str) -> None:
         if self.closing is not None:
             return
-        if self._pending_trades >= self.trade_limit:
+        free = self._free
+        if self._pending_trades - (0 if free is None else free[2]) >= self.trade_limit:
             self._slow()
             return
         self._pending_trades += 1
@@ -226,6 +247,8 @@ class Subscriber:
         self._wake.set()
 
     def _slow(self) -> None:
+        # The reason names the limit as documented to clients; "queued" means beyond the
+        # uncounted flush frame.
         self._disconnect(
             SLOW_CONSUMER_CODE, f"slow consumer: more than {self.trade_limit} trade messages queued"
         )
@@ -236,7 +259,14 @@ class Subscriber:
 
     @property
     def queued(self) -> int:
+        """Entries waiting for the writer (frames, messages, book and ticker slots)."""
         return len(self._queue)
+
+    @property
+    def counted_trades(self) -> int:
+        """Trades the slow-consumer rule holds against this client (at most ``trade_limit``)."""
+        free = self._free
+        return self._pending_trades - (0 if free is None else free[2])
 
     # -------------------------------------------------------------- control messages
     def handle(self, raw: str | None) -> None:
@@ -337,6 +367,8 @@ class Subscriber:
                 if len(queue) == 1 and isinstance(head, tuple) and head[0] == _FRAME:
                     queue.popleft()  # the common case: send the shared frame itself
                     self._pending_trades -= head[2]
+                    if head is self._free:
+                        self._free = None
                     await self._ws.send_text(head[1])
                     continue
                 parts = self._drain()
@@ -351,6 +383,8 @@ class Subscriber:
             if isinstance(item, tuple):
                 kind, text, trades = item
                 self._pending_trades -= trades
+                if item is self._free:
+                    self._free = None
                 parts.append(text[1:-1] if kind == _FRAME else text)
             elif isinstance(item, _BookSlot):
                 if item.dead:
@@ -365,6 +399,13 @@ class Subscriber:
                         del self._tickers[symbol]
                         break
                 parts.append(item.text)
+        if (
+            self._free is None
+            and queue
+            and isinstance(head := queue[0], tuple)
+            and head[0] == _FRAME
+        ):
+            self._free = head  # the oldest waiting flush is the uncounted one again
         return parts
 
     def _disconnect(self, code: int, reason: str) -> None:
@@ -378,6 +419,7 @@ class Subscriber:
         self._books.clear()
         self._tickers.clear()
         self._pending_trades = 0
+        self._free = None
         log.warning("marketdata_client_disconnected", code=code, reason=reason)
         if self._writer is not None:
             self._writer.cancel()
