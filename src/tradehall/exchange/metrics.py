@@ -6,7 +6,7 @@ them costs the hot path nothing. The per-request families (requests, latency, or
 :class:`LoopCounter` / :class:`LoopHistogram`: updated only from the event loop thread, so their
 children are plain numbers without the lock ``prometheus_client`` takes on every increment, and
 they are turned into the same exposition (``_total``, ``_bucket``/``_count``/``_sum``) at scrape
-time.
+time. So is the trade counter, bumped for every order that trades.
 """
 
 from __future__ import annotations
@@ -184,7 +184,9 @@ class ExchangeMetrics:
         self.orders_expired = Counter(
             "tradehall_orders_expired", "Orders expired by the sweep", registry=registry
         )
-        self.trades = Counter("tradehall_trades", "Trades executed", registry=registry)
+        # Unlabelled, so its one child is made now: the sample is exported (as 0) before the
+        # first trade, as prometheus_client's own unlabelled counter does.
+        self.trades = LoopCounter("tradehall_trades", "Trades executed", [], registry).labels()
         registry.register(_BookCollector(engine))
 
     def observe(self, order: Order) -> None:
