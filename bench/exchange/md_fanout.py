@@ -17,8 +17,15 @@ this process and a driver on the same event loop submits the same ask/crossing-b
 to the service, 16 commands per loop iteration, so the fan-out (capture, flush, 100 writers on
 real sockets) competes with matching for the one loop exactly as in production.
 
+``--rate N`` paces that driver to N commands/s (default: as fast as the loop lets it).
+
 ``--repeat N`` alternates the client counts N times and prints the median per count, because
 on a shared 2-core machine single runs vary by tens of percent.
+
+``--src DIR`` runs the exchange from another source tree (e.g. a ``git worktree`` of an older
+commit, for a before/after in one session): the server process over HTTP gets
+``PYTHONPATH=DIR``; for ``--inproc`` set ``PYTHONPATH`` yourself, the server is this process.
+The ``dropped`` column counts clients the server disconnected (slow consumer).
 """
 
 from __future__ import annotations
@@ -91,7 +98,7 @@ async def _clients(url: str, count: int, ready: Path, stop: Path, out: Path) -> 
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run(clients: int, connections: int, seconds: int) -> dict[str, float]:
+def run(clients: int, connections: int, seconds: int, src: str | None = None) -> dict[str, float]:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk not found: run bench/exchange/ensure_wrk.sh")
@@ -99,7 +106,7 @@ def run(clients: int, connections: int, seconds: int) -> dict[str, float]:
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        proc = start_server(port, "memory", tmpdir)
+        proc = start_server(port, "memory", tmpdir, src)
         client_proc: subprocess.Popen[bytes] | None = None
         try:
             for broker, cash, qty in (("seller", 0, 10**9), ("buyer", 10**12, 0)):
@@ -168,14 +175,18 @@ def run(clients: int, connections: int, seconds: int) -> dict[str, float]:
     }
 
 
-def run_inproc(clients: int, seconds: int, flush_ms: float | None = None) -> dict[str, float]:
+def run_inproc(
+    clients: int, seconds: int, flush_ms: float | None = None, rate: float = 0.0
+) -> dict[str, float]:
     import uvloop
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return asyncio.run(_inproc(clients, seconds, flush_ms))
+    return asyncio.run(_inproc(clients, seconds, flush_ms, rate))
 
 
-async def _inproc(clients: int, seconds: int, flush_ms: float | None) -> dict[str, float]:
+async def _inproc(
+    clients: int, seconds: int, flush_ms: float | None, rate: float
+) -> dict[str, float]:
     import uvicorn
 
     from tradehall.exchange import requests as rq
@@ -219,7 +230,10 @@ async def _inproc(clients: int, seconds: int, flush_ms: float | None) -> dict[st
         cpu = time.process_time()
         started = loop.time()
         end = started + seconds
-        while loop.time() < end:
+        while (now := loop.time()) < end:
+            if rate and commands > (now - started) * rate:
+                await asyncio.sleep(16 / rate)  # ahead of the pace: let the loop do the rest
+                continue
             for _ in range(8):
                 service.submit(ask)
                 service.submit(bid)
@@ -257,6 +271,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--inproc", action="store_true", help="no HTTP: drive the service")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=0.0, help="--inproc: commands/s (0: max)")
+    parser.add_argument("--src", help="run the HTTP server from this source tree")
     args = parser.parse_args()
     print(
         f"{'clients':>7} {'orders/s':>9} {'/cpu-s':>7} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}"
@@ -267,9 +283,9 @@ def main() -> None:
     for _ in range(args.repeat):
         for clients in args.clients:
             if args.inproc:
-                r = run_inproc(clients, args.seconds)
+                r = run_inproc(clients, args.seconds, rate=args.rate)
             else:
-                r = run(clients, args.connections, args.seconds)
+                r = run(clients, args.connections, args.seconds, args.src)
             rates[clients].append(r["rps"])
             per_cpu[clients].append(r["per_cpu"])
             print(
