@@ -389,10 +389,21 @@ class TapService:
         return self._snapshot
 
     async def refresh_snapshot(self) -> None:
+        """Re-price the grid on the loop a column at a time, yielding between columns.
+
+        Not in a thread: the pricing is pure-Python float maths holding the GIL, so a thread
+        made the loop wait for it in 5 ms switch intervals (21-37 ms stalls under load). One
+        slice is a few hundred microseconds (docs/tap-operations.md, bench/tap/grid_bench.py).
+        """
         if self.price is None:
             return
         now_s = self.clock.time_ns() // NS
-        snap = await asyncio.to_thread(self.pricer.compute, now_s, self.price, list(self._recent))
+        build = self.pricer.begin(now_s, self.price, list(self._recent))
+        done = build.step()
+        while not done:
+            await asyncio.sleep(0)  # requests run between slices
+            done = build.step()
+        snap = build.result()
         current = self._snapshot
         if current is None or snap.at_s >= current.at_s:
             self._snapshot = snap
