@@ -18,18 +18,18 @@ queued one by one so they can be coalesced):
   one diff covering ``first_sequence..sequence`` (latest level figures win).
 * ``ticker``: a pending ticker is replaced by a newer one (latest wins).
 * ``trades``: never dropped or merged. A client with more than ``trade_limit`` trades queued
-  *behind the oldest flush frame it has not yet been sent* is disconnected with close code 4001
+  *behind a waiting flush frame (see below)* is disconnected with close code 4001
   and a reason saying so.
 
 The slow-consumer rule judges the client, not the market's rate: the trades of one waiting flush
-frame -- the next one the writer takes, however many trades one flush carries -- never count, nor
-do those of the frame being written. A client whose socket has taken each frame by the time the
-flush after next is built (two flush intervals, plus what the kernel buffers hold) therefore never
-has anything counted, whatever the trade rate; a client that stops reading piles up counted
-trades and is cut off. Memory per client stays bounded: the frame in flight, one
-waiting flush (a string shared with every client of its subscription set), at most
-``trade_limit`` further trades, one book slot (at most ``book_merge_at`` diffs) and one ticker per
-symbol, and control replies.
+frame -- normally the next one the writer takes; however many trades one flush carries -- never
+count, nor do those of the frame being written. A client whose socket has taken each frame by the
+time the flush after next is built (two flush intervals, plus what the kernel buffers hold)
+therefore never has anything counted, whatever the trade rate; a client that stops reading piles up
+counted trades and is cut off. Memory per client stays bounded: the frame in flight, one waiting
+flush (a string shared with every client of its subscription set), at most ``trade_limit`` further
+trades, one book slot (at most ``book_merge_at`` diffs) and one ticker per symbol, and control
+replies.
 """
 
 from __future__ import annotations
