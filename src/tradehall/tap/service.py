@@ -415,7 +415,10 @@ class TapService:
                 await self.refresh_snapshot()
             finally:
                 self._grid_idle.set()
-            await self.clock.sleep(1.0)
+            # to the next whole second, not 1 s after this refresh ended: a fixed 1 s drifts by
+            # the refresh's own wall time until a second is skipped and a request finds no
+            # snapshot from the last second, pricing the whole grid inline (grid_snapshot)
+            await self.clock.sleep(1.0 - (self.clock.time_ns() % NS) / NS)
 
     def grid_json(self) -> dict[str, Any]:
         """The grid at this instant (``GET /api/grid``)."""
