@@ -10,7 +10,14 @@ The client is a minimal raw-socket HTTP/1.1 client on uvloop, so the load genera
 little CPU as possible on the shared 2-core machine. It prints accepted bets/s, the status mix and
 p50/p95/p99/max latency of ``POST /api/bets``, and checks zero drift at the end.
 
+``--redis URL`` (or ``--redis start``: a private server from ``tests/services.py``) runs the
+servers with ``TRADEHALL_REDIS_URL``; ``--processes N`` (needs Redis) starts N ``tradehall tap``
+processes on one data directory: the first with every job, the others with ``--jobs api``.
+Wallets log in through the first, connection ``i`` posts to process ``i % N``, bets go on cells
+placeable in every process's grid (each sim feed walks on its own), CPU is summed over all.
+
     .venv/bin/python bench/tap/load.py --duration 15 --connections 64 --wallets 400
+    .venv/bin/python bench/tap/load.py --redis start --processes 2
 """
 
 from __future__ import annotations
@@ -101,7 +108,14 @@ def free_port() -> int:
 
 
 def start_server(
-    port: int, data_dir: Path, flush: str, batch: int, sync: str
+    port: int,
+    data_dir: Path,
+    flush: str,
+    batch: int,
+    sync: str,
+    redis_url: str = "",
+    jobs: str = "all",
+    prefix: str = "",
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -113,6 +127,9 @@ def start_server(
         "TRADEHALL_BATCH_SIZE": str(batch),
         "TRADEHALL_SQLITE_SYNCHRONOUS": sync,
         "TRADEHALL_LOG_LEVEL": "warn",
+        "TRADEHALL_REDIS_URL": redis_url,
+        "TRADEHALL_REDIS_PREFIX": prefix or "tap:",
+        "TRADEHALL_JOBS": jobs,
     }
     exe = Path(sys.executable).with_name("tradehall")
     cmd = [str(exe), "tap", "--port", str(port), "--data-dir", str(data_dir)]
@@ -176,14 +193,27 @@ async def make_wallets(host: str, port: int, count: int, chain_id: int) -> list[
     return wallets
 
 
-async def grid_watcher(host: str, port: int, cells: list[list[str]], stop: asyncio.Event) -> None:
-    conn = Conn(host, port)
+async def grid_watcher(
+    targets: list[tuple[str, int]], cells: list[list[str]], stop: asyncio.Event
+) -> None:
+    """Keep ``cells[0]`` = the cells placeable in every target's grid."""
+    conns = [Conn(host, port) for host, port in targets]
     while not stop.is_set():
-        status, grid = await conn.request("GET", "/api/grid")
-        if status == 200:
-            cells[0] = [c["cell_id"] for c in grid["cells"] if c["placeable"]]
+        common: set[str] | None = None
+        order: list[str] = []
+        for conn in conns:
+            status, grid = await conn.request("GET", "/api/grid")
+            if status != 200:
+                common = None
+                break
+            placeable = [c["cell_id"] for c in grid["cells"] if c["placeable"]]
+            order = order or placeable
+            common = set(placeable) if common is None else common & set(placeable)
+        if common is not None:
+            cells[0] = [c for c in order if c in common]
         await asyncio.sleep(0.5)
-    conn.close()
+    for conn in conns:
+        conn.close()
 
 
 async def worker(
@@ -252,11 +282,11 @@ async def print_batches(host: str, port: int) -> None:
         print(f"batches: {count:.0f}, mean size {size:.1f}, mean write {ms:.1f} ms")
 
 
-def _cpu_split(pid: int) -> tuple[float, float]:
-    """CPU seconds of ``pid`` itself and of its live children."""
+def _cpu_split(pids: list[int]) -> tuple[float, float]:
+    """CPU seconds of the ``pids`` themselves and of their live children."""
     table = process_cpu()
-    own = table[pid][1] if pid in table else 0.0
-    return own, children_cpu(pid, table)
+    own = sum(table[pid][1] for pid in pids if pid in table)
+    return own, sum(children_cpu(pid, table) for pid in pids)
 
 
 def pct(sorted_values: list[float], q: float) -> float:
@@ -266,19 +296,33 @@ def pct(sorted_values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> int:
-    proc = None
+    procs: list[subprocess.Popen[bytes]] = []
     data_dir = None
     if args.url:
         host, port = args.url.removeprefix("http://").split(":")
-        port_n = int(port)
+        targets = [(host, int(port))]
     else:
-        host, port_n = "127.0.0.1", free_port()
+        host = "127.0.0.1"
+        targets = [(host, free_port()) for _ in range(args.processes)]
         data_dir = Path(tempfile.mkdtemp(prefix="tap-bench-"))
-        proc = start_server(
-            port_n, data_dir, args.flush_interval, args.batch_size, args.synchronous
-        )
+        prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     try:
-        await wait_healthy(host, port_n)
+        for i, (_, port) in enumerate(targets if data_dir is not None else []):
+            assert data_dir is not None
+            procs.append(
+                start_server(
+                    port,
+                    data_dir,
+                    args.flush_interval,
+                    args.batch_size,
+                    args.synchronous,
+                    args.redis or "",
+                    "all" if i == 0 else "api",
+                    prefix,
+                )
+            )
+            await wait_healthy(host, port)  # one by one: the first creates the schema
+        port_n = targets[0][1]
         setup = time.perf_counter()
         wallets = await make_wallets(host, port_n, args.wallets, args.chain_id)
         print(
@@ -287,7 +331,7 @@ async def run(args: argparse.Namespace) -> int:
         )
         cells: list[list[str]] = [[]]
         stop = asyncio.Event()
-        watcher = asyncio.create_task(grid_watcher(host, port_n, cells, stop))
+        watcher = asyncio.create_task(grid_watcher(targets, cells, stop))
         for _ in range(200):
             if cells[0]:
                 break
@@ -300,7 +344,15 @@ async def run(args: argparse.Namespace) -> int:
         warm_stop = asyncio.Event()
         tasks = [
             asyncio.create_task(
-                worker(host, port_n, g, cells, warm, warm_stop, random.Random(i), interval)
+                worker(
+                    *targets[i % len(targets)],
+                    g,
+                    cells,
+                    warm,
+                    warm_stop,
+                    random.Random(i),
+                    interval,
+                )
             )
             for i, g in enumerate(groups)
         ]
@@ -310,19 +362,28 @@ async def run(args: argparse.Namespace) -> int:
         stats = Stats()
         tasks = [
             asyncio.create_task(
-                worker(host, port_n, g, cells, stats, stop, random.Random(100 + i), interval)
+                worker(
+                    *targets[i % len(targets)],
+                    g,
+                    cells,
+                    stats,
+                    stop,
+                    random.Random(100 + i),
+                    interval,
+                )
             )
             for i, g in enumerate(groups)
         ]
         started = time.perf_counter()
-        split0 = _cpu_split(proc.pid) if proc is not None else (0.0, 0.0)
+        pids = [p.pid for p in procs]
+        split0 = _cpu_split(pids) if procs else (0.0, 0.0)
         cpu_server0 = sum(split0)
         cpu_self0 = time.process_time()
         await asyncio.sleep(args.duration)
         stop.set()
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
-        split1 = _cpu_split(proc.pid) if proc is not None else (0.0, 0.0)
+        split1 = _cpu_split(pids) if procs else (0.0, 0.0)
         cpu_server = sum(split1) - cpu_server0
         cpu_self = time.process_time() - cpu_self0
         await watcher
@@ -333,7 +394,8 @@ async def run(args: argparse.Namespace) -> int:
             f"duration: {elapsed:.1f} s, connections: {args.connections}, "
             f"wallets: {len(wallets)}, offered: {args.rate or 'closed loop'}, "
             f"flush interval: {args.flush_interval}, "
-            f"batch size: {args.batch_size}, synchronous: {args.synchronous}"
+            f"batch size: {args.batch_size}, synchronous: {args.synchronous}, "
+            f"processes: {len(targets)}, backend: {'redis' if args.redis else 'in-process'}"
         )
         print(f"requests: {len(lat)} ({len(lat) / elapsed:.0f}/s)")
         print(f"accepted bets: {accepted} ({accepted / elapsed:.0f}/s)")
@@ -343,7 +405,7 @@ async def run(args: argparse.Namespace) -> int:
             f"cpu: server + writer {cpu_server / elapsed:.2f} cores, "
             f"load generator {cpu_self / elapsed:.2f} cores"
         )
-        if lat and proc is not None:
+        if lat and procs:
             own = (split1[0] - split0[0]) / len(lat) * 1e6
             writer = (split1[1] - split0[1]) / len(lat) * 1e6
             print(
@@ -355,11 +417,14 @@ async def run(args: argparse.Namespace) -> int:
             f"p50 {pct(lat, 0.50) * 1000:.1f}  p95 {pct(lat, 0.95) * 1000:.1f}  "
             f"p99 {pct(lat, 0.99) * 1000:.1f}  max {lat[-1] * 1000:.1f}"
         )
-        await print_batches(host, port_n)
-        if data_dir is not None and proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-            proc = None
+        for target in targets:
+            await print_batches(*target)
+        if data_dir is not None and procs:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(30)
+            procs = []
             check = subprocess.run(  # noqa: ASYNC221 - the run is over
                 [
                     str(Path(sys.executable).with_name("tradehall")),
@@ -375,7 +440,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"integrity check (exit {check.returncode}): {check.stdout.strip()}")
         return 0
     finally:
-        if proc is not None:
+        for proc in procs:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
         if data_dir is not None and not args.keep:
@@ -397,13 +462,24 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--redis", help="Redis URL for the servers, or 'start' (a private one)")
+    parser.add_argument("--processes", type=int, default=1, help="API processes (N > 1: Redis)")
     args = parser.parse_args()
+    if args.processes > 1 and not args.redis:
+        parser.error("--processes > 1 needs --redis (sessions and limits must be shared)")
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
+    if args.redis == "start":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+        from services import start_redis
+
+        with start_redis() as url:
+            args.redis = url
+            return asyncio.run(run(args))
     return asyncio.run(run(args))
 
 

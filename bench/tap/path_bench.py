@@ -153,8 +153,14 @@ async def run(args: argparse.Namespace) -> None:
             await service.balances.cache.flush()
             commands = await command_stats(args.redis)
             used = {k: v - commands0.get(k, 0) for k, v in commands.items()}
-            per_bet = {k: round(v / n, 3) for k, v in sorted(used.items()) if v - (k == "info")}
+            per_bet = {k: round(v / n, 3) for k, v in sorted(used.items()) if v and k != "info"}
             print(f"redis commands per bet: {per_bet}")
+            pipe = getattr(service.admission, "script", None)
+            if pipe is not None and pipe.pipelines:
+                print(
+                    f"admission scripts: {pipe.calls} in {pipe.pipelines} pipelines "
+                    f"({pipe.calls / pipe.pipelines:.1f} per pipeline)"
+                )
         latencies.sort()
         print(f"bets: {n} in {wall:.2f} s ({n / wall:.0f}/s), statuses {statuses} {errors}")
         print(
