@@ -2,6 +2,8 @@
 
     python bench/exchange/http_protocol_bench.py                  # all scenarios, both protocols
     python bench/exchange/http_protocol_bench.py --requests 50000 --repeat 5
+    python bench/exchange/http_protocol_bench.py --stages     # validation, rendering of an order
+    PYTHONPATH=/path/to/old/checkout/src python bench/exchange/http_protocol_bench.py   # before
 
 wrk figures swing with the machine's load and include the kernel's loopback TCP work. This
 drives the exchange app (in memory, no journal; ``--sync none`` adds a journal in a temporary
@@ -10,7 +12,9 @@ to ``data_received`` and the event loop runs until its response has been written
 ``CoalescingHttpToolsProtocol`` (every request through uvicorn's ASGI cycle and ``FastRoutes``)
 with ``LeanHttpProtocol`` (contract routes answered from the parser callbacks), and prints CPU µs
 per request (best of ``--repeat``) for a resting ``POST /orders``, ``GET`` book and balance, and
-``GET /healthz`` (nearly no endpoint work: the cost of the HTTP path itself).
+``GET /healthz`` (nearly no endpoint work: the cost of the HTTP path itself). ``--stages`` times
+two stages of a resting ``POST /orders`` alone (best of 60 rounds): validating its body and
+rendering its answer.
 """
 
 from __future__ import annotations
@@ -19,13 +23,18 @@ import argparse
 import asyncio
 import tempfile
 import time
+import timeit
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from tradehall.core.ids import SequentialIds
+from tradehall.exchange import requests as rq
+from tradehall.exchange import schemas as out
 from tradehall.exchange.app import create_app
+from tradehall.exchange.endpoints import encode
 from tradehall.exchange.http_protocol import CoalescingHttpToolsProtocol
 from tradehall.exchange.lean_http import LeanHttpProtocol
 from tradehall.exchange.service import ExchangeService
@@ -140,13 +149,42 @@ async def measure(protocol_class: type, scenario: str, requests: int, sync: str)
             await service.stop()
 
 
+def stages() -> dict[str, float]:
+    """CPU µs of validating a resting order's body and of rendering its answer (best of 60)."""
+    # Older trees have no quick path: validation there is decode_body + parse_order.
+    parse: Callable[[str, bytes], Any] = getattr(rq, "parse_order_body", None) or (
+        lambda ctype, body: rq.parse_order(rq.decode_body(ctype, body))
+    )
+    service = ExchangeService(ExchangeSettings(snapshot_every=0), ids=SequentialIds())
+
+    async def one_order() -> Any:
+        service.register_broker(rq.BrokerRequest("bench", 10**12, [("AAPL", 10**6)]))
+        return service.submit(parse("application/json", ORDER))
+
+    order = asyncio.run(one_order())
+    timed: dict[str, Callable[[], object]] = {
+        "validate body": lambda: parse("application/json", ORDER),
+        "render + encode answer": lambda: encode(out.render_order(order)),
+    }
+    best = dict.fromkeys(timed, float("inf"))
+    for _ in range(60):  # interleaved, so a burst of load on the machine hits both alike
+        for name, fn in timed.items():
+            best[name] = min(best[name], timeit.timeit(fn, timer=time.process_time, number=2000))
+    return {name: seconds / 2000 * 1e6 for name, seconds in best.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sync", default="memory", choices=["memory", "none", "fsync"])
+    parser.add_argument("--stages", action="store_true", help="time validation and rendering")
     args = parser.parse_args()
+    if args.stages:
+        for name, micros in stages().items():
+            print(f"{name:24} {micros:6.2f} µs")
+        return
     import uvloop
 
     from tradehall.core import logging as tlog
