@@ -247,7 +247,9 @@ class RedisBus:
                 self._ready.set()
                 try:
                     while True:
-                        message = await pubsub.get_message(timeout=1.0)
+                        # block: a read with a timeout wraps every message in a timer
+                        # (path_bench --redis: 6-20 us of server CPU per bet); stop() cancels
+                        message = await pubsub.get_message(timeout=None)
                         if message is None:
                             continue
                         channel = message["channel"]
