@@ -23,11 +23,11 @@ not pull only grows its own (bounded, coalescing) queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Collection
 from types import TracebackType
 
 from tradehall.core.clock import Clock, SystemClock
+from tradehall.core.tasks import cancel_and_wait
 from tradehall.gateway.events import Event, ExecReport
 from tradehall.gateway.fanout import WILDCARD, ConsumerQueue, DeadLetters, Fanout
 from tradehall.gateway.reorder import Reorderer
@@ -167,11 +167,8 @@ class AsyncDispatcher:
         self._task = asyncio.get_running_loop().create_task(self._flusher())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         for consumer in list(self.consumers.values()):
             consumer.close()
 

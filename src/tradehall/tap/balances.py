@@ -24,7 +24,6 @@ size-bounded cache with the same TTL plays the same part, so both backends run t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Iterable
 from typing import Protocol
@@ -33,6 +32,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tradehall.core.clock import Clock, SystemClock
+from tradehall.core.tasks import WakeFlusher
 from tradehall.tap.db import Database
 from tradehall.tap.log import LazyLogger
 from tradehall.tap.redis_pipe import ScriptPipe
@@ -165,8 +165,7 @@ class RedisBalanceCache:
         self._ttl = ttl_s
         self._local = MemoryBalanceCache(clock or SystemClock(), ttl_s)
         self._pending: dict[str, int | None] = {}  # None: delete
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = WakeFlusher(self.flush, name="tap-balance-cache")
         self._set_many = client.register_script(_SET_MANY)
         # a user's first bet through this process reads Redis; concurrent reads share pipelines
         self._read = ScriptPipe(client, "return redis.call('GET', KEYS[1])")
@@ -197,12 +196,12 @@ class RedisBalanceCache:
     def put(self, user_id: str, balance: int) -> None:
         self._local.put(user_id, balance)
         self._pending[user_id] = balance
-        self._wake.set()
+        self._flusher.wake()
 
     def forget(self, user_id: str) -> None:
         self._local.forget(user_id)
         self._pending[user_id] = None
-        self._wake.set()
+        self._flusher.wake()
 
     async def flush(self) -> None:
         while self._pending:
@@ -220,22 +219,11 @@ class RedisBalanceCache:
             # best effort: the database stays right; a stale entry only costs reads
             _log.warning("balance_cache_write_failed", users=len(batch), error=repr(exc))
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self.flush()
-
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tap-balance-cache")
+        self._flusher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
+        await self._flusher.stop()
 
 
 def all_balances(conn: sqlite3.Connection) -> list[tuple[str, int]]:

@@ -19,13 +19,12 @@ change an outcome. Redis errors are logged and the batch dropped (the database h
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tradehall.core.tasks import WakeFlusher
 from tradehall.tap.log import LazyLogger
 
 __all__ = ["NoPriceMirror", "PriceMirror", "RedisPriceMirror", "dollars"]
@@ -79,8 +78,7 @@ class RedisPriceMirror:
         self.latest = f"{prefix}price:btc:usd"
         self.channel = f"{prefix}prices:btc:usd"
         self._pending: list[tuple[int, int]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = WakeFlusher(self.flush, name="tap-price-mirror")
         self.dropped = 0
 
     def record(self, ts_ms: int, price_cents: int) -> None:
@@ -88,7 +86,7 @@ class RedisPriceMirror:
             self._pending.pop(0)  # Redis has been away a while; SQLite keeps every tick
             self.dropped += 1
         self._pending.append((ts_ms, price_cents))
-        self._wake.set()
+        self._flusher.wake()
 
     async def flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -116,19 +114,8 @@ class RedisPriceMirror:
             out.append((int(ts), int(cents)))
         return out
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self.flush()
-
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tap-price-mirror")
+        self._flusher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
+        await self._flusher.stop()
