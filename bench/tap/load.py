@@ -289,6 +289,23 @@ def _cpu_split(pids: list[int]) -> tuple[float, float]:
     return own, sum(children_cpu(pid, table) for pid in pids)
 
 
+def integrity_check(data_dir: Path) -> str:
+    """Run ``tradehall tap integrity-check`` on a stopped server's data and say what it found."""
+    check = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("tradehall")),
+            "tap",
+            "--data-dir",
+            str(data_dir),
+            "integrity-check",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return f"integrity check (exit {check.returncode}): {check.stdout.strip()}"
+
+
 def pct(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -425,19 +442,7 @@ async def run(args: argparse.Namespace) -> int:
             for proc in procs:
                 proc.wait(30)
             procs = []
-            check = subprocess.run(  # noqa: ASYNC221 - the run is over
-                [
-                    str(Path(sys.executable).with_name("tradehall")),
-                    "tap",
-                    "--data-dir",
-                    str(data_dir),
-                    "integrity-check",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            print(f"integrity check (exit {check.returncode}): {check.stdout.strip()}")
+            print(integrity_check(data_dir))
         return 0
     finally:
         for proc in procs:

@@ -28,7 +28,6 @@ import asyncio
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from load import (
     Wallet,
     free_port,
     grid_watcher,
+    integrity_check,
     make_wallets,
     pct,
     start_server,
@@ -279,19 +279,7 @@ async def main_async(args: argparse.Namespace) -> int:
             print(line)
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-        check = subprocess.run(  # noqa: ASYNC221 - the run is over
-            [
-                str(Path(sys.executable).with_name("tradehall")),
-                "tap",
-                "--data-dir",
-                str(data_dir),
-                "integrity-check",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        print(f"integrity check (exit {check.returncode}): {check.stdout.strip()[:200]}")
+        print(integrity_check(data_dir)[:240])
         return 0
     finally:
         if proc.poll() is None:
