@@ -11,7 +11,7 @@ from tradehall.core.clock import VirtualClock
 from tradehall.core.ids import SequentialIds
 from tradehall.exchange.errors import ServiceUnavailable
 from tradehall.exchange.requests import BrokerRequest
-from tradehall.exchange.service import ExchangeService
+from tradehall.exchange.service import DurableGate, ExchangeService
 from tradehall.exchange.settings import ExchangeSettings
 
 
@@ -72,4 +72,72 @@ async def test_failed_batch_is_reported_by_the_gate_and_afterwards(tmp_path: Pat
     with pytest.raises(ServiceUnavailable):  # halted: the next command changes nothing
         service.register_broker(BrokerRequest("b", 100, []))
     assert "b" not in service.engine.brokers
+    await service.stop()
+
+
+async def test_waiters_run_in_the_loop_turn_that_writes_the_batch(tmp_path: Path) -> None:
+    service = _service(tmp_path)  # sync="none": the batch is written by one loop callback
+    await service.start()
+    service.register_broker(BrokerRequest("a", 100, []))
+    await service.durable()  # the first batch opens the segment (in the thread)
+    service.register_broker(BrokerRequest("b", 100, []))
+    gate = service.durable_waiter()
+    assert gate is not None
+    seen: list[bool] = []
+    gate.add_waiter(lambda done: seen.append(done.done()))
+    done_callbacks: list[str] = []
+    gate.add_done_callback(lambda done: done_callbacks.append("late"))
+    await asyncio.sleep(0)  # one loop turn: the write, and with it the waiter
+    assert seen == [True]
+    assert done_callbacks == []  # a done-callback needs one more turn, the waiter does not
+    ExchangeService.check_durable(gate)
+    await asyncio.sleep(0)
+    assert done_callbacks == ["late"]
+    await service.stop()
+
+
+async def test_a_failing_waiter_does_not_starve_the_others_and_late_ones_run_at_once(
+    tmp_path: Path,
+) -> None:
+    service = _service(tmp_path)
+    await service.start()
+    service.register_broker(BrokerRequest("a", 100, []))
+    gate = service.durable_waiter()
+    assert gate is not None
+    answered: list[str] = []
+
+    def broken(done: object) -> None:
+        raise RuntimeError("boom")
+
+    gate.add_waiter(broken)
+    gate.add_waiter(lambda done: answered.append("second"))
+    await service.durable()
+    assert answered == ["second"]
+    gate.add_waiter(lambda done: answered.append("late"))  # done already: called right away
+    assert answered == ["second", "late"]
+    await service.stop()
+
+
+async def test_waiters_of_a_failed_batch_get_the_failure(tmp_path: Path) -> None:
+    service = _service(tmp_path, sync="fsync")
+    (tmp_path / "journal-0000000000000001.log").mkdir()  # the segment cannot be opened
+    await service.start()
+    service.register_broker(BrokerRequest("a", 100, []))
+    gate = service.durable_waiter()
+    assert gate is not None
+    outcomes: list[str] = []
+
+    def waiter(done: DurableGate) -> None:
+        try:
+            ExchangeService.check_durable(done)
+        except ServiceUnavailable:
+            outcomes.append("503")
+        else:
+            outcomes.append("ok")
+
+    gate.add_waiter(waiter)
+    await asyncio.wait_for(asyncio.shield(gate), 5)
+    assert outcomes == ["503"]
+    with pytest.raises(ServiceUnavailable):  # halted before the waiter ran
+        service.register_broker(BrokerRequest("b", 100, []))
     await service.stop()

@@ -121,3 +121,44 @@ def test_none_inline_write_failure_fails_the_batch_and_refuses_more(tmp_path: Pa
 
     asyncio.run(scenario())
     assert _segments(tmp_path) == [[b"ok"]]
+
+
+async def _settled_order(tmp_path: Path, sync: SyncPolicy) -> list[str]:
+    journal = FileJournal(tmp_path, sync=sync)
+    list(journal.open())
+    await journal.start()
+    events: list[str] = []
+    with pytest.raises(JournalError, match="needs an append"):
+        journal.when_settled(lambda failure: None)
+    future = journal.append(b"1", lambda: events.append("durable 1"))
+    journal.when_settled(lambda failure: events.append(f"settled {failure!r}"))
+    journal.append(b"2", lambda: events.append("durable 2"))  # the same batch
+    await future
+    await journal.close()
+    return events
+
+
+@pytest.mark.parametrize("sync", ["none", "fsync"])
+def test_when_settled_runs_after_the_batch_callbacks(tmp_path: Path, sync: SyncPolicy) -> None:
+    events = asyncio.run(_settled_order(tmp_path, sync))
+    assert events == ["durable 1", "durable 2", "settled None"]
+
+
+def test_when_settled_reports_a_failed_write(tmp_path: Path) -> None:
+    async def scenario() -> list[BaseException | None]:
+        journal = FileJournal(tmp_path, sync="none")
+        list(journal.open())
+        (tmp_path / "journal-0000000000000001.log").mkdir()  # the segment cannot be opened
+        await journal.start()
+        seen: list[BaseException | None] = []
+        durable: list[str] = []
+        future = journal.append(b"1", lambda: durable.append("1"))
+        journal.when_settled(seen.append)
+        with pytest.raises(JournalError):
+            await future
+        await journal.close()
+        assert durable == []  # a failed batch runs no on_durable callback
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert len(seen) == 1 and isinstance(seen[0], JournalError)

@@ -8,8 +8,9 @@ once a snapshot covers them.
 Group commit: :meth:`FileJournal.append` is synchronous and cheap -- it queues the bytes and
 returns a future shared by every record of the next batch. One writer task hands each batch to a
 worker thread that writes it and (with ``sync="fsync"``) calls ``fdatasync`` once, then resolves
-the batch's future and runs the records' ``on_durable`` callbacks in journal order. While the
-thread syncs batch N, batch N+1 accumulates, so commands arriving together share one sync.
+the batch's future and runs the records' ``on_durable`` callbacks in journal order, then the
+batch's :meth:`~FileJournal.when_settled` hooks (also called, with the error, if it fails). While
+the thread syncs batch N, batch N+1 accumulates, so commands arriving together share one sync.
 
 Sync policies and their loss windows:
 
@@ -75,6 +76,12 @@ class Journal(Protocol):
         """Queue one record; the future resolves once it (and all before it) are durable."""
         ...
 
+    def when_settled(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback`` synchronously once the batch the latest :meth:`append` joined is
+        written -- with ``None``, after the batch's ``on_durable`` callbacks -- or has failed,
+        with the failure. Call it right after that ``append``."""
+        ...
+
     def rotate(self, next_seq: int) -> asyncio.Future[None]:
         """Start a new segment for records from ``next_seq`` on; resolves when done."""
         ...
@@ -93,12 +100,13 @@ class Journal(Protocol):
 class _Batch:
     """The records of one group commit, framed as they are appended: one ``write()`` each."""
 
-    __slots__ = ("callbacks", "frames", "future", "records", "rotate_to")
+    __slots__ = ("callbacks", "frames", "future", "records", "rotate_to", "settled")
 
     def __init__(self, future: asyncio.Future[None]) -> None:
         self.frames = bytearray()
         self.records = 0
         self.callbacks: list[Callable[[], None]] = []
+        self.settled: list[Callable[[BaseException | None], None]] = []  # see when_settled
         self.future = future
         self.rotate_to: int | None = None  # start a new segment after this batch
 
@@ -113,6 +121,7 @@ class FileJournal:
         self._fd: int | None = None
         self._segment_first: int = 1
         self._batch: _Batch | None = None  # open: appends join it
+        self._appended: _Batch | None = None  # the batch the latest append joined
         self._closed: deque[_Batch] = deque()  # closed by rotate(), waiting for the writer
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -218,7 +227,17 @@ class FileJournal:
         batch.records += 1
         if on_durable is not None:
             batch.callbacks.append(on_durable)
+        self._appended = batch
         return batch.future
+
+    def when_settled(self, callback: Callable[[BaseException | None], None]) -> None:
+        # Synchronous, unlike a done-callback on the batch's future: a waiter answering from it
+        # answers in the loop turn that wrote the batch, not one turn later (and no call_soon
+        # handle per batch).
+        batch = self._appended
+        if batch is None:
+            raise JournalError("when_settled() needs an append() before it")
+        batch.settled.append(callback)
 
     def _inline(self) -> bool:
         """Whether the open batch may be written on the event loop, now: ``sync="none"``, the
@@ -325,8 +344,10 @@ class FileJournal:
             self._failure = exc
             log.critical("journal_write_failed", error=repr(exc))
         for doomed in batches:
+            failure = JournalError(f"journal write failed: {exc}")
             if not doomed.future.done():
-                doomed.future.set_exception(JournalError(f"journal write failed: {exc}"))
+                doomed.future.set_exception(failure)
+            self._settled(doomed, failure)
 
     def _written(self, batch: _Batch) -> None:
         self.batches_written += 1
@@ -336,6 +357,16 @@ class FileJournal:
         for callback in batch.callbacks:
             try:
                 callback()
+            except Exception:
+                log.exception("journal_callback_failed")
+        self._settled(batch, None)
+
+    @staticmethod
+    def _settled(batch: _Batch, failure: BaseException | None) -> None:
+        hooks, batch.settled = batch.settled, []  # each runs once, even if a batch fails twice
+        for hook in hooks:
+            try:
+                hook(failure)
             except Exception:
                 log.exception("journal_callback_failed")
 

@@ -21,8 +21,10 @@ uvicorn would write for the same ASGI messages: status line, uvicorn's default h
 not kept alive. Responses of one read are joined into one ``send``.
 
 A command that must wait for the journal does not get a Task, nor a coroutine: it is answered from
-a done-callback on the journal batch's shared gate (:meth:`ExchangeService.durable_waiter`,
-checked by :meth:`ExchangeService.check_durable`). Meanwhile a :class:`_LeanCycle` stands in for
+a waiter on the journal batch's shared gate (:meth:`ExchangeService.durable_waiter`,
+:meth:`~tradehall.exchange.service.DurableGate.add_waiter`, checked by
+:meth:`ExchangeService.check_durable`), called synchronously in the loop turn that writes the
+batch (a done-callback would answer one turn later). Meanwhile a :class:`_LeanCycle` stands in for
 uvicorn's cycle as
 ``self.cycle``, so uvicorn's own bookkeeping keeps every later request on that connection
 queued behind it (pipelining order), ``shutdown()`` turns it into the connection's last response,
@@ -302,7 +304,7 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
                 if gate is not None:  # None: durable already (or no journal)
                     cycle = _LeanCycle(self, route, started, status, payload, request.keep_alive)
                     self.cycle = cycle  # type: ignore[assignment]  # later requests queue behind
-                    gate.add_done_callback(cycle.resume)
+                    gate.add_waiter(cycle.resume)  # called as the batch is written
                     return
         FastRoutes.record(route, started, status)
         self.answered(status, payload, request.keep_alive)
@@ -347,7 +349,7 @@ class LeanHttpProtocol(CoalescingHttpToolsProtocol):
         if not keep_alive:
             self._flush_out()
             self.transport.close()
-        elif not self._reading:  # a durable answer, from the gate's callback
+        elif not self._reading:  # a durable answer, from the gate's waiter
             self._flush_out()
         if self.pipeline or self.transport.is_closing():
             self.on_response_complete()  # starts the next queued request

@@ -56,7 +56,7 @@ from tradehall.exchange.snapshots import latest_snapshot, prune_snapshots, write
 from tradehall.exchange.subscriptions import Subscription
 from tradehall.exchange.webhook_delivery import Delivery, DeliveryOutcome, WebhookDispatcher
 
-__all__ = ["ExchangeService", "RecoveryReport"]
+__all__ = ["DurableGate", "ExchangeService", "RecoveryReport"]
 
 # Runs synchronously right after each command; may return work to run once it is durable.
 ExecutedHook = Callable[[Executed], Callable[[], None] | None]
@@ -65,7 +65,7 @@ _SETTLED_OUTCOMES = frozenset({"delivered", "rejected", "failed"})
 REDELIVER_INTERVAL = 5.0  # seconds between attempts to re-queue deliveries dropped by overload
 
 
-class _DurableGate(asyncio.Future[BaseException | None]):
+class DurableGate(asyncio.Future[BaseException | None]):
     """Shared by every command of one journal batch; resolves once the batch is written.
 
     Its result is ``None`` (durable) or the write failure, never an exception, so nothing is
@@ -73,10 +73,37 @@ class _DurableGate(asyncio.Future[BaseException | None]):
     under the other waiters of its batch. That is what ``asyncio.shield`` would guarantee, at
     the price of a future and two callbacks per request; here the cancelled task stops as soon
     as its batch settles (the journal flushes every batch on close).
+
+    It is resolved synchronously by the journal (:meth:`Journal.when_settled`) in the loop turn
+    that wrote the batch; :meth:`add_waiter` callbacks run right then, whereas done-callbacks
+    (and awaiting tasks) run one loop turn later.
     """
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self._waiters: list[Callable[[DurableGate], None]] = []
 
     def cancel(self, msg: object = None) -> bool:
         return False
+
+    def add_waiter(self, callback: Callable[[DurableGate], None]) -> None:
+        """Call ``callback(gate)`` synchronously as soon as the gate resolves (at once if it
+        has); exceptions it raises are logged. Cheaper than a done-callback: no loop turn."""
+        if self.done():
+            callback(self)
+        else:
+            self._waiters.append(callback)
+
+    def _resolve(self, failure: BaseException | None) -> None:
+        self.set_result(failure)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            try:
+                waiter(self)
+            except Exception:  # one broken waiter must not leave the rest unanswered
+                log.exception("durable_waiter_failed")
 
 
 class RecoveryReport:
@@ -125,7 +152,7 @@ class ExchangeService:
         self.on_executed: ExecutedHook | None = None  # market data (marketdata.py)
         self._tasks: list[asyncio.Task[object]] = []
         self._batch: asyncio.Future[None] | None = None  # the journal's latest batch
-        self._gate: _DurableGate | None = None  # resolves with it
+        self._gate: DurableGate | None = None  # resolves with it
         self._settled: list[str] = []
         self._dropped: dict[str, Delivery] = {}  # dropped by a full queue, in drop order
         self._snapshot_seq = 0
@@ -198,13 +225,14 @@ class ExchangeService:
             await gate
             self.check_durable(gate)
 
-    def durable_waiter(self) -> asyncio.Future[BaseException | None] | None:
+    def durable_waiter(self) -> DurableGate | None:
         """:meth:`durable` without a coroutine, for callers that answer from a callback.
 
         ``None`` if every command run so far is durable already (or there is no journal);
-        otherwise the future of the latest journal batch, shared by all its commands: add a
-        done-callback and pass the future to :meth:`check_durable` there. It never fails and
-        refuses ``cancel()``. Raises :class:`ServiceUnavailable` if that batch failed already.
+        otherwise the gate (a future) of the latest journal batch, shared by all its commands:
+        add a waiter (:meth:`DurableGate.add_waiter`, or a done-callback) and pass the gate to
+        :meth:`check_durable` there. It never fails and refuses ``cancel()``. Raises
+        :class:`ServiceUnavailable` if that batch failed already.
         """
         gate = self._gate
         if gate is None:
@@ -251,14 +279,15 @@ class ExchangeService:
             raise ServiceUnavailable("The journal could not be written") from exc
         if batch is not self._batch:  # the first command of a new batch: one gate per batch
             self._batch = batch
-            self._gate = gate = _DurableGate(loop=batch.get_loop())
-            batch.add_done_callback(functools.partial(self._settle, gate))
+            self._gate = gate = DurableGate(loop=batch.get_loop())
+            # Settled by the journal as it writes the batch, not by a done-callback on its
+            # future: that would answer one loop turn later (and cost a handle per batch).
+            self.journal.when_settled(functools.partial(self._settle, gate))
 
-    def _settle(self, gate: _DurableGate, batch: asyncio.Future[None]) -> None:
-        failure = asyncio.CancelledError() if batch.cancelled() else batch.exception()
+    def _settle(self, gate: DurableGate, failure: BaseException | None) -> None:
         if failure is not None:  # refuse the next command before it changes memory
             self._halt(f"journal write failed: {failure!r}")
-        gate.set_result(failure)
+        gate._resolve(failure)
 
     def _publisher(
         self, executed: Executed, after: Callable[[], None] | None = None
