@@ -347,6 +347,8 @@ class FileJournal:
             failure = JournalError(f"journal write failed: {exc}")
             if not doomed.future.done():
                 doomed.future.set_exception(failure)
+                if doomed.settled:  # its hooks hear of it: not an unretrieved exception
+                    doomed.future.exception()
             self._settled(doomed, failure)
 
     def _written(self, batch: _Batch) -> None:
