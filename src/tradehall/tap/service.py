@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import re
 import shutil
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,35 +26,30 @@ from typing import Any, Protocol
 import msgspec
 
 from tradehall.core.clock import Clock
-from tradehall.tap import ledger
+from tradehall.tap import desk, ledger, quotes, watch
 from tradehall.tap.admission import Admission, Limits, StoreAdmission
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
 from tradehall.tap.auth import AuthError, LoginRequest, verify_login
 from tradehall.tap.backup import Backups
 from tradehall.tap.balances import BalanceCache, BalanceGuard, MemoryBalanceCache
 from tradehall.tap.batcher import Batcher
-from tradehall.tap.breaker import Breaker, Health, Override, Transition, parse_override
+from tradehall.tap.breaker import Breaker, Health, Override, Transition
 from tradehall.tap.coldstore import ColdStore, S3Store
 from tradehall.tap.contract import (
     ApiError,
     BetBody,
     TapConfig,
     bet_json,
-    disk_error,
-    invalid_amount_error,
-    stale_error,
 )
 from tradehall.tap.db import Database, barrier
 from tradehall.tap.feed import NoSource, PriceSource
-from tradehall.tap.grid import Cell, CellIdError, parse_cell_id
+from tradehall.tap.grid import Cell
 from tradehall.tap.health import apply_disk_guards, health_report
 from tradehall.tap.history import History
-from tradehall.tap.hub import BROADCAST, CIRCUIT_OVERRIDE, Bus, envelope, user_channel
-from tradehall.tap.ids import new_id
-from tradehall.tap.ledger import BetRequest, BetResult
+from tradehall.tap.hub import Bus, envelope, user_channel
 from tradehall.tap.log import LazyLogger
 from tradehall.tap.metrics import TapMetrics
-from tradehall.tap.placement import BetTimeout, Placements, answer, check_bet_signature
+from tradehall.tap.placement import BetTimeout, Placements
 from tradehall.tap.price_history import NoPriceMirror, PriceMirror
 from tradehall.tap.pricing import GridPricer, GridSnapshot
 from tradehall.tap.rates import BrownianTouchModel, RateModel
@@ -94,7 +88,6 @@ class DiskUsage(Protocol):
     def free(self) -> int: ...
 
 
-_NONCE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _log = LazyLogger("tap")
 
 
@@ -167,12 +160,12 @@ class TapService:
         self.balances = BalanceGuard(balances or MemoryBalanceCache(clock), self.db)
         self.breaker = Breaker(config.breaker)
         self.batcher = Batcher(
-            self._flush,
+            functools.partial(desk.flush, self),
             self.timer_clock,
             max_batch=config.max_batch,
             max_queue=config.max_queue,
             flush_interval_s=config.flush_interval_s,
-            on_flush=self._observe_flush,
+            on_flush=functools.partial(desk.observe_flush, self),
         )
         self.price: int | None = None
         self._recent: deque[tuple[int, int]] = deque()
@@ -210,11 +203,11 @@ class TapService:
                     self._spawn("archive", self._archive_loop)
                 if self.config.backup_interval_s > 0:
                     self._spawn("backup", self.backups.loop)
-                self._spawn("ticks", self._tick_loop)
+                self._spawn("ticks", functools.partial(watch.tick_loop, self))
                 self._spawn("resolver", self._resolver_loop)
             self._spawn("feed", lambda: self.source.run(self.ingest_price))
-            self._spawn("monitor", self._monitor_loop)
-            self._spawn("grid", self._grid_loop)
+            self._spawn("monitor", functools.partial(watch.monitor_loop, self))
+            self._spawn("grid", functools.partial(quotes.grid_loop, self))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -261,172 +254,62 @@ class TapService:
         self.bus.publish(channel, envelope(kind, data))
 
     # ----------------------------------------------------------------- prices and breaker
+    # (tradehall.tap.watch)
 
     def ingest_price(self, price_cents: int) -> None:
         """A price received now (local receive time, C-38)."""
-        now = self.clock.time_ns()
-        self.breaker.record_price(now)
-        self.price = price_cents
-        now_ms = now // 1_000_000
-        if now_ms - self._last_sample_ms >= self.config.tick_sample_ms:
-            # the volatility window uses the sampled ticks too: a busy feed (hundreds of trades
-            # a second from several venues) would otherwise cost CPU and add venue noise
-            self._recent.append((now, price_cents))
-            horizon = now - self.config.sigma_window_s * NS
-            while self._recent and self._recent[0][0] < horizon:
-                self._recent.popleft()
-            self._last_sample_ms = now_ms
-            if self.jobs == "api":
-                return  # the process with every job stores, mirrors and broadcasts the ticks
-            self._pending_ticks.append((now_ms, price_cents))
-            self.price_mirror.record(now_ms, price_cents)  # Redis copy; SQLite is the record
-            self.publish(
-                BROADCAST, "price", {"symbol": "BTC/USD", "price": price_cents, "timestamp": now_ms}
-            )
+        watch.ingest_price(self, price_cents)
 
     def status_json(self) -> dict[str, Any]:
         """The ``system:status`` body; ``recovering_for_ms`` counts a warm-up (the page's timer)."""
-        now = self.clock.time_ns()
-        age = self.breaker.age_s(now)
-        since = self.breaker.recovering_since_ns
-        return {
-            "price_health": self.breaker.state.value,
-            "override": self.breaker.override.value,
-            "stale_for_ms": None if age is None else int(age * 1000),
-            "recovering_for_ms": None if since is None else (now - since) // 1_000_000,
-            "recovery_ms": round(self.config.breaker.recovery_s * 1000),
-            "timestamp": now // 1_000_000,
-        }
+        return watch.status_json(self)
 
     def evaluate_breaker(self) -> Transition | None:
-        warming = self.breaker.recovering_since_ns is not None
-        transition = self.breaker.evaluate(self.clock.time_ns())
-        if transition is not None:
-            self._on_transition(transition)
-        elif warming != (self.breaker.recovering_since_ns is not None):
-            # a warm-up began or was cut short: no state change, but the countdown did change
-            self.publish(BROADCAST, "system:status", self.status_json())
-        self.evaluate_gauges()
-        return transition
+        """Evaluate the breaker now (the monitor does so every second)."""
+        return watch.evaluate_breaker(self)
 
     def request_override(self, override: Override) -> None:
         """Operator override (C-47): applied here at once and sent to every API process."""
-        self.set_override(override)
-        self.bus.publish(CIRCUIT_OVERRIDE, override.value.encode())
+        watch.request_override(self, override)
 
     def on_override(self, payload: bytes) -> None:
         """A ``circuit:override`` message (any API process, or an operator's PUBLISH)."""
-        try:
-            self.set_override(parse_override(payload))
-        except ValueError as exc:
-            _log.warning("override_message_ignored", error=str(exc))
+        watch.on_override(self, payload)
 
     def set_override(self, override: Override) -> None:
-        transition = self.breaker.set_override(override, self.clock.time_ns())
-        if transition is not None:
-            self._on_transition(transition)
-
-    def _on_transition(self, t: Transition) -> None:
-        level = _log.error if t.current is Health.CRITICAL else _log.warning
-        if t.current is Health.HEALTHY:
-            level = _log.info
-        level("price_feed_" + t.current.value, previous=t.previous.value, stale_for=t.age_s)
-        self.publish(BROADCAST, "system:status", self.status_json())
+        """Apply an override to this process's breaker."""
+        watch.set_override(self, override)
 
     def evaluate_gauges(self) -> None:
-        age = self.breaker.age_s(self.clock.time_ns())
-        self.metrics.staleness.set(-1 if age is None else age)
-        self.metrics.breaker_state.set(1 if self.breaker.state is Health.CRITICAL else 0)
-        self.metrics.queue_depth.set(self.batcher.depth)
+        """Set the staleness, breaker and queue-depth gauges."""
+        watch.evaluate_gauges(self)
 
     async def check_disk(self) -> float:
         """Apply the disk guards (:func:`tradehall.tap.health.apply_disk_guards`)."""
         return await apply_disk_guards(self)
 
-    async def _monitor_loop(self) -> None:
-        last_status = self.clock.monotonic()
-        last_disk = -1e9
-        while True:
-            self.evaluate_breaker()
-            if self.clock.monotonic() - last_disk >= 10.0:
-                last_disk = self.clock.monotonic()
-                await self.check_disk()
-            if self.clock.monotonic() - last_status >= self.config.status_interval_s:
-                last_status = self.clock.monotonic()
-                self.publish(BROADCAST, "system:status", self.status_json())
-            await self.clock.sleep(1.0)
-
     async def flush_ticks(self) -> None:
-        ticks, self._pending_ticks = self._pending_ticks, []
-        if ticks:
-            await self.db.write(functools.partial(ledger.insert_ticks, ticks=ticks))
-
-    async def _tick_loop(self) -> None:
-        last_prune = self.clock.monotonic()
-        while True:
-            await self.clock.sleep(1.0)
-            await self.flush_ticks()
-            if self.clock.monotonic() - last_prune >= 3600:
-                last_prune = self.clock.monotonic()
-                cutoff = self.clock.time_ns() // 1_000_000 - self.config.price_retention_s * 1000
-                await self.db.write(functools.partial(ledger.prune_ticks, before_ms=cutoff))
+        """Store the sampled ticks received since the last call."""
+        await watch.flush_ticks(self)
 
     # ----------------------------------------------------------------- grid
+    # (tradehall.tap.quotes)
 
     def grid_snapshot(self) -> GridSnapshot:
-        """The latest grid and rates; computed here only if none is at most 1 s old.
-
-        The grid loop refreshes the snapshot every second off the event loop
-        (:meth:`refresh_snapshot`), so requests normally just read it.
-        """
-        now_s = self.clock.time_ns() // NS
-        snap = self._snapshot
-        if snap is not None and snap.at_s >= now_s - 1:
-            return snap
-        if self.price is None:
-            raise stale_error()
-        self._snapshot = self.pricer.compute(now_s, self.price, list(self._recent))
-        return self._snapshot
+        """The latest grid and rates; computed here only if none is at most 1 s old."""
+        return quotes.grid_snapshot(self)
 
     async def refresh_snapshot(self) -> None:
-        """Re-price the grid on the loop a column at a time, yielding between columns.
-
-        Not in a thread: the pricing is pure-Python float maths holding the GIL, so a thread
-        made the loop wait for it in 5 ms switch intervals (21-37 ms stalls under load). One
-        slice is a few hundred microseconds (docs/tap-operations.md, bench/tap/grid_bench.py).
-        """
-        if self.price is None:
-            return
-        now_s = self.clock.time_ns() // NS
-        build = self.pricer.begin(now_s, self.price, list(self._recent))
-        done = build.step()
-        while not done:
-            await asyncio.sleep(0)  # requests run between slices
-            done = build.step()
-        snap = build.result()
-        current = self._snapshot
-        if current is None or snap.at_s >= current.at_s:
-            self._snapshot = snap
-
-    async def _grid_loop(self) -> None:
-        while True:
-            self._grid_idle.clear()
-            try:
-                await self.refresh_snapshot()
-            finally:
-                self._grid_idle.set()
-            # to the next whole second, not 1 s after this refresh ended: a fixed 1 s drifts by
-            # the refresh's own wall time until a second is skipped and a request finds no
-            # snapshot from the last second, pricing the whole grid inline (grid_snapshot)
-            await self.clock.sleep(1.0 - (self.clock.time_ns() % NS) / NS)
+        """Re-price the grid on the loop a column at a time (the grid job, every second)."""
+        await quotes.refresh_snapshot(self)
 
     def grid_json(self) -> dict[str, Any]:
         """The grid at this instant (``GET /api/grid``)."""
-        return self.pricer.at(self.grid_snapshot(), self.clock.time_ns()).to_json()
+        return quotes.grid_json(self)
 
     def quote(self, cell: Cell) -> tuple[bool, Decimal]:
         """Whether ``cell`` is placeable now, and its rate."""
-        return self.pricer.quote(self.grid_snapshot(), cell, self.clock.time_ns())
+        return quotes.quote(self, cell)
 
     # ----------------------------------------------------------------- auth
 
@@ -512,63 +395,24 @@ class TapService:
             raise body
         if admitted.bet_retry is not None:
             # the breaker or the disk may have closed meanwhile: their 503 goes first
-            self._open_for_bets()
+            desk.open_for_bets(self)
             raise _rate_limited(admitted.bet_retry)
         return await self.place_bet(session, body, bet_counted=admitted.bet_counted)
 
-    # ----------------------------------------------------------------- money
+    # ----------------------------------------------------------------- money and bets
+    # (tradehall.tap.desk)
 
     async def me(self, session: Session) -> ledger.UserRecord:
-        user = await self.db.read(lambda c: ledger.get_user(c, session.user_id))
-        if user is None:
-            raise ApiError(401, "unauthorized", "invalid or expired session")
-        return user
+        """The session's user record; 401 if the user is gone."""
+        return await desk.me(self, session)
 
     async def deposit(self, wallet: str, amount: int) -> ledger.UserRecord:
-        wallet = _admin_wallet(wallet, amount)
-        now_ms = self.clock.time_ns() // 1_000_000
-        dep_id = new_id()
-        user = await self.db.write(
-            functools.partial(
-                ledger.deposit, wallet=wallet, amount=amount, now_ms=now_ms, deposit_id=dep_id
-            )
-        )
-        self.balances.committed([(user.id, user.balance)])
-        return user
+        """Admin deposit: credit ``wallet`` (created if new)."""
+        return await desk.deposit(self, wallet, amount)
 
     async def withdraw(self, wallet: str, amount: int) -> ledger.UserRecord:
         """Admin withdrawal (C-12): conditional debit plus a WITHDRAWAL ledger row."""
-        wallet = _admin_wallet(wallet, amount)
-        now_ms = self.clock.time_ns() // 1_000_000
-        try:
-            user = await self.db.write(
-                functools.partial(
-                    ledger.withdraw,
-                    wallet=wallet,
-                    amount=amount,
-                    now_ms=now_ms,
-                    withdrawal_id=new_id(),
-                )
-            )
-        except LookupError:
-            raise ApiError(404, "not_found", "no user with this wallet") from None
-        if user is None:
-            raise ApiError(400, "insufficient_funds", "balance too low")
-        self.balances.committed([(user.id, user.balance)])
-        _log.info("withdrawal", user_id=user.id, amount=amount, new_balance=user.balance)
-        return user
-
-    async def _flush(self, bets: Sequence[BetRequest]) -> list[BetResult]:
-        now_ms = self.clock.time_ns() // 1_000_000
-        return await self.db.write(
-            functools.partial(ledger.place_batch, bets=list(bets), now_ms=now_ms)
-        )
-
-    async def _replay(self, session: Session, nonce: str) -> BetResult | None:
-        def find(c: Any) -> BetResult | None:
-            return ledger.stored_result(c, session.user_id, nonce)
-
-        return await self.db.read(find)
+        return await desk.withdraw(self, wallet, amount)
 
     async def place_bet(
         self, session: Session, body: BetBody, *, bet_counted: bool = False
@@ -578,82 +422,7 @@ class TapService:
         ``bet_counted``: the per-wallet limit was already counted (and passed) by
         :meth:`bet_request`'s admission.
         """
-        try:
-            return await self._place_bet(session, body, bet_counted)
-        except _Replayed as replayed:
-            return replayed.answer
-
-    def _open_for_bets(self) -> None:
-        if not self.breaker.allows_bets:
-            raise stale_error()
-        if self.disk_full:
-            raise disk_error()
-
-    async def _place_bet(self, session: Session, body: BetBody, counted: bool) -> dict[str, Any]:
-        self._open_for_bets()
-        if not counted:
-            await self._limit(
-                f"bet:{session.wallet}", self.config.bet_rate_limit, self.config.bet_rate_window_s
-            )
-        if not _NONCE.match(body.nonce):
-            raise ApiError(400, "validation_error", "nonce must be 8-64 of [A-Za-z0-9-]")
-        if self.config.require_bet_signature:
-            check_bet_signature(
-                session, body, now_ns=self.clock.time_ns(), chain_id=self.config.chain_id
-            )
-        try:
-            cell = parse_cell_id(body.cell_id, self.config.grid)
-        except CellIdError:
-            raise ApiError(400, "validation_error", "malformed cell_id") from None
-        if body.amount not in self.config.grid.presets:
-            await self._raise_replay_or(session, body, invalid_amount_error(self.config.grid))
-        placeable, rate = self.quote(cell)
-        if not placeable:
-            await self._raise_replay_or(
-                session, body, ApiError(400, "cell_unavailable", "cell is not open for bets")
-            )
-        if body.rate is not None and _as_decimal(body.rate) != rate:
-            await self._raise_replay_or(
-                session,
-                body,
-                ApiError(409, "rate_changed", "the rate has changed", extra={"rate": str(rate)}),
-            )
-        if not await self.balances.enough(session.user_id, body.amount):
-            # refused before the write queue; only the database's balance can refuse (balances.py)
-            self.metrics.bets_placed.labels("rejected").inc()
-            await self._raise_replay_or(
-                session, body, ApiError(400, "insufficient_funds", "balance too low")
-            )
-        bet = BetRequest(
-            bet_id=new_id(),
-            user_id=session.user_id,
-            cell_id=cell.cell_id,
-            nonce=body.nonce,
-            amount=body.amount,
-            rate=str(rate),
-            col_start=cell.col_start,
-            col_end=cell.col_end,
-            lower=cell.lower,
-            upper=cell.upper,
-        )
-        try:
-            placed = await self.placements.submit(bet)
-        except ApiError as exc:
-            if exc.code == "insufficient_funds":
-                self.balances.cache.forget(session.user_id)  # it let an unaffordable bet through
-            raise
-        self.balances.committed([(session.user_id, placed.get("new_balance"))])
-        return placed
-
-    async def _raise_replay_or(self, session: Session, body: BetBody, error: ApiError) -> None:
-        stored = await self._replay(session, body.nonce)
-        if stored is not None:
-            raise _Replayed(answer(stored))
-        raise error
-
-    def _observe_flush(self, size: int, seconds: float) -> None:
-        self.metrics.batch_size.observe(size)
-        self.metrics.flush_seconds.observe(seconds)
+        return await desk.place_bet(self, session, body, bet_counted=bet_counted)
 
     def expire_waiters(self) -> int:
         """Answer 504 to bet requests that waited longer than ``bet_timeout_s``."""
@@ -778,28 +547,3 @@ def _rate_limited(retry: float) -> ApiError:
         extra={"retry_after": seconds},
         headers={"Retry-After": str(seconds)},
     )
-
-
-class _Replayed(Exception):
-    """Internal: a repeated nonce whose stored result is the answer."""
-
-    def __init__(self, answer: dict[str, Any]) -> None:
-        super().__init__("replayed")
-        self.answer = answer
-
-
-def _as_decimal(text: str) -> Decimal | None:
-    try:
-        return Decimal(text)
-    except ArithmeticError:
-        return None
-
-
-def _admin_wallet(wallet: str, amount: int) -> str:
-    """The lower-cased wallet of an admin deposit or withdrawal; bad input is a 400."""
-    wallet = wallet.lower()
-    if not re.fullmatch(r"0x[0-9a-f]{40}", wallet):
-        raise ApiError(400, "validation_error", "wallet must be a 0x-prefixed address")
-    if amount <= 0 or amount > 10**12:
-        raise ApiError(400, "invalid_amount", "amount must be a positive number of cents")
-    return wallet
