@@ -20,13 +20,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradehall.tap import ledger
+from tradehall.tap import gate, ledger
 from tradehall.tap.contract import (
     ApiError,
     BetBody,
-    disk_error,
     invalid_amount_error,
-    stale_error,
 )
 from tradehall.tap.grid import CellIdError, parse_cell_id
 from tradehall.tap.ids import new_id
@@ -43,7 +41,6 @@ __all__ = [
     "flush",
     "me",
     "observe_flush",
-    "open_for_bets",
     "place_bet",
     "withdraw",
 ]
@@ -138,22 +135,14 @@ async def place_bet(
         return replayed.answer
 
 
-def open_for_bets(service: TapService) -> None:
-    """503 if the breaker or the disk guard has closed betting."""
-    if not service.breaker.allows_bets:
-        raise stale_error()
-    if service.disk_full:
-        raise disk_error()
-
-
 async def _place_bet(
     service: TapService, session: Session, body: BetBody, counted: bool
 ) -> dict[str, Any]:
     config = service.config
-    open_for_bets(service)
+    gate.open_for_bets(service)
     if not counted:
-        await service._limit(
-            f"bet:{session.wallet}", config.bet_rate_limit, config.bet_rate_window_s
+        await gate.limit(
+            service, f"bet:{session.wallet}", config.bet_rate_limit, config.bet_rate_window_s
         )
     if not _NONCE.match(body.nonce):
         raise ApiError(400, "validation_error", "nonce must be 8-64 of [A-Za-z0-9-]")

@@ -23,13 +23,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-import msgspec
-
 from tradehall.core.clock import Clock
-from tradehall.tap import desk, ledger, quotes, watch
+from tradehall.tap import desk, gate, ledger, quotes, watch
 from tradehall.tap.admission import Admission, Limits, StoreAdmission
 from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
-from tradehall.tap.auth import AuthError, LoginRequest, verify_login
+from tradehall.tap.auth import LoginRequest
 from tradehall.tap.backup import Backups
 from tradehall.tap.balances import BalanceCache, BalanceGuard, MemoryBalanceCache
 from tradehall.tap.batcher import Batcher
@@ -56,7 +54,7 @@ from tradehall.tap.rates import BrownianTouchModel, RateModel
 from tradehall.tap.resolution import Outcome
 from tradehall.tap.resolver import settle_due
 from tradehall.tap.restore import WeekFiles
-from tradehall.tap.stores import NonceStore, RateLimiter, Session, SessionStore, StoreUnavailable
+from tradehall.tap.stores import NonceStore, RateLimiter, Session, SessionStore
 
 # TapConfig, ApiError, BetBody, bet_json and GridSnapshot are re-exported for existing importers.
 __all__ = [
@@ -311,93 +309,34 @@ class TapService:
         """Whether ``cell`` is placeable now, and its rate."""
         return quotes.quote(self, cell)
 
-    # ----------------------------------------------------------------- auth
+    # ----------------------------------------------------------------- auth and limits
+    # (tradehall.tap.gate)
 
     async def login(self, req: LoginRequest) -> tuple[Session, ledger.UserRecord]:
-        try:
-            wallet = verify_login(req, now_ns=self.clock.time_ns(), chain_id=self.config.chain_id)
-        except AuthError as exc:
-            _log.info("login_rejected", reason=exc.reason)
-            raise ApiError(401, "invalid_signature", "signature verification failed") from None
-        try:
-            if not await self.nonces.claim(f"login:{req.nonce}", wallet):
-                _log.info("login_rejected", reason="nonce reused")
-                raise ApiError(401, "invalid_signature", "signature verification failed")
-        except StoreUnavailable:
-            raise ApiError(503, "unavailable", "session store unavailable") from None
-        now_ms = self.clock.time_ns() // 1_000_000
-        user = await self.db.write(
-            functools.partial(ledger.ensure_user, wallet=wallet, now_ms=now_ms)
-        )
-        session = await self.sessions.create(user.id, wallet)
-        return session, user
+        """Verify a signed login, claim its nonce, ensure the user; a new session and the user."""
+        return await gate.login(self, req)
 
     async def authenticate(self, authorization: str | None) -> Session:
-        return await self.session_for(_bearer(authorization))
+        """The session of an ``Authorization: Bearer`` header; 401 if none."""
+        return await self.session_for(gate.bearer(authorization))
 
     async def session_for(self, token: str) -> Session:
-        try:
-            session = await self.sessions.get(token)
-        except StoreUnavailable:
-            raise ApiError(503, "unavailable", "session store unavailable") from None
-        if session is None:
-            raise ApiError(401, "unauthorized", "invalid or expired session")
-        return session
+        """The session of ``token``; 401 if none, 503 if the store is down."""
+        return await gate.session_for(self, token)
 
     async def check_ip(self, ip: str) -> None:
-        await self._limit(f"ip:{ip}", self.config.ip_rate_limit, self.config.ip_rate_window_s)
-
-    async def _limit(self, key: str, limit: int, window: float) -> None:
-        try:
-            retry = await self.limiter.hit(key, limit, window)
-        except StoreUnavailable:
-            raise ApiError(503, "unavailable", "rate limiter unavailable") from None
-        if retry is not None:
-            raise _rate_limited(retry)
+        """Count one request from ``ip`` against the per-IP limit (429 if over)."""
+        await gate.limit(self, f"ip:{ip}", self.config.ip_rate_limit, self.config.ip_rate_window_s)
 
     async def bet_request(
         self, ip: str, authorization: str | None, raw: bytes | ApiError
     ) -> dict[str, Any]:
         """The whole ``POST /api/bets`` (``raw``: the body, or the error reading it gave).
 
-        The per-IP limit, the session and the per-wallet bet limit are one
-        :class:`~tradehall.tap.admission.Admission` call (one round trip on Redis); the answers
-        and their order are those of the separate checks: 429 (IP), 401, 400 (body), 503
-        (breaker, disk), 429 (bet limit), then :meth:`place_bet`'s own checks.
+        The per-IP limit, the session and the per-wallet bet limit are one admission call;
+        then :meth:`place_bet` (:func:`tradehall.tap.gate.bet_request`).
         """
-        token: str | None = None
-        denied: ApiError | None = None
-        try:
-            token = _bearer(authorization)
-        except ApiError as exc:
-            denied = exc
-        body: BetBody | ApiError
-        if isinstance(raw, ApiError):
-            body = raw
-        else:
-            try:
-                body = _bet_decoder.decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                body = ApiError(400, "validation_error", str(exc))
-        counts = not isinstance(body, ApiError) and self.breaker.allows_bets and not self.disk_full
-        try:
-            admitted = await self.admission.admit(ip, token, self._limits, count_bet=counts)
-        except StoreUnavailable:
-            raise ApiError(503, "unavailable", "session store unavailable") from None
-        if admitted.ip_retry is not None:
-            raise _rate_limited(admitted.ip_retry)
-        if denied is not None:
-            raise denied
-        session = admitted.session
-        if session is None:
-            raise ApiError(401, "unauthorized", "invalid or expired session")
-        if isinstance(body, ApiError):
-            raise body
-        if admitted.bet_retry is not None:
-            # the breaker or the disk may have closed meanwhile: their 503 goes first
-            desk.open_for_bets(self)
-            raise _rate_limited(admitted.bet_retry)
-        return await self.place_bet(session, body, bet_counted=admitted.bet_counted)
+        return await gate.bet_request(self, ip, authorization, raw)
 
     # ----------------------------------------------------------------- money and bets
     # (tradehall.tap.desk)
@@ -523,27 +462,3 @@ class TapService:
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """``/healthz``: whether all is well, and the report (:mod:`tradehall.tap.health`)."""
         return await health_report(self)
-
-
-_bet_decoder = msgspec.json.Decoder(BetBody)
-
-
-def _bearer(authorization: str | None) -> str:
-    """The session id of an ``Authorization: Bearer`` header, or 401."""
-    if not authorization:
-        raise ApiError(401, "unauthorized", "missing authorization header")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "unauthorized", "invalid authorization format")
-    return token.strip()
-
-
-def _rate_limited(retry: float) -> ApiError:
-    seconds = max(1, int(retry + 0.999))
-    return ApiError(
-        429,
-        "rate_limited",
-        "too many requests",
-        extra={"retry_after": seconds},
-        headers={"Retry-After": str(seconds)},
-    )
