@@ -6,6 +6,17 @@ feed, the monitor (breaker evaluation every second, ``system:status`` every 5 s 
 transition), the tick writer, and the resolver. HTTP-agnostic: failures are :class:`ApiError` with
 the status, code and message the API answers with.
 
+This module holds the wiring and the lifecycle (start, stop, job supervision). The work is in
+modules of functions that take the service, whose state stays on it; the methods here are thin
+calls into them, so the HTTP layer, the CLI, the benchmarks and the tests keep one object:
+
+- :mod:`tradehall.tap.watch`: prices, the breaker and overrides, ``system:status``, gauges, ticks
+- :mod:`tradehall.tap.quotes`: the grid snapshot, its refresh job, ``GET /api/grid``, quotes
+- :mod:`tradehall.tap.gate`: login, sessions, rate limits, the bet route's admission
+- :mod:`tradehall.tap.desk`: bet validation and placement; ``me``, deposits, withdrawals
+- :mod:`tradehall.tap.jobs`: resolution, the integrity check, the archive
+- :mod:`tradehall.tap.health`: ``/healthz`` and the disk guards
+
 Two clocks are injected: ``clock`` drives the domain (breaker, grid columns, resolution, session
 and nonce expiry, feed and monitor periods) and ``timer_clock`` drives the batch flush timer and
 the 5 s bet wait. Tests pass ``VirtualClock``\\ s; production passes one ``SystemClock`` for both.
@@ -25,38 +36,33 @@ from typing import Any, Protocol
 
 from tradehall.core.clock import Clock
 from tradehall.tap import desk, gate, ledger, quotes, watch
+from tradehall.tap import jobs as tap_jobs  # "jobs" is also the constructor's setting
 from tradehall.tap.admission import Admission, Limits, StoreAdmission
-from tradehall.tap.archive import ArchiveResult, last_archive_time, run_archive
+from tradehall.tap.archive import ArchiveResult, last_archive_time
 from tradehall.tap.auth import LoginRequest
 from tradehall.tap.backup import Backups
 from tradehall.tap.balances import BalanceCache, BalanceGuard, MemoryBalanceCache
 from tradehall.tap.batcher import Batcher
-from tradehall.tap.breaker import Breaker, Health, Override, Transition
-from tradehall.tap.coldstore import ColdStore, S3Store
-from tradehall.tap.contract import (
-    ApiError,
-    BetBody,
-    TapConfig,
-    bet_json,
-)
-from tradehall.tap.db import Database, barrier
+from tradehall.tap.breaker import Breaker, Override, Transition
+from tradehall.tap.contract import ApiError, BetBody, TapConfig, bet_json
+from tradehall.tap.db import Database
 from tradehall.tap.feed import NoSource, PriceSource
 from tradehall.tap.grid import Cell
 from tradehall.tap.health import apply_disk_guards, health_report
 from tradehall.tap.history import History
-from tradehall.tap.hub import Bus, envelope, user_channel
+from tradehall.tap.hub import Bus, envelope
+from tradehall.tap.jobs import cold_store
 from tradehall.tap.log import LazyLogger
 from tradehall.tap.metrics import TapMetrics
 from tradehall.tap.placement import BetTimeout, Placements
 from tradehall.tap.price_history import NoPriceMirror, PriceMirror
 from tradehall.tap.pricing import GridPricer, GridSnapshot
 from tradehall.tap.rates import BrownianTouchModel, RateModel
-from tradehall.tap.resolution import Outcome
-from tradehall.tap.resolver import settle_due
 from tradehall.tap.restore import WeekFiles
 from tradehall.tap.stores import NonceStore, RateLimiter, Session, SessionStore
 
-# TapConfig, ApiError, BetBody, bet_json and GridSnapshot are re-exported for existing importers.
+# TapConfig, ApiError, BetBody, bet_json, GridSnapshot, BetTimeout and cold_store are
+# re-exported for existing importers.
 __all__ = [
     "ApiError",
     "BetBody",
@@ -65,17 +71,8 @@ __all__ = [
     "TapConfig",
     "TapService",
     "bet_json",
+    "cold_store",
 ]
-
-NS = 1_000_000_000
-
-
-def cold_store(config: TapConfig) -> Path | ColdStore:
-    """Where archives go: S3 when configured, else the archive directory."""
-    s3 = config.archive_s3
-    if s3 is not None:
-        return S3Store(s3.endpoint, s3.bucket, s3.access_key, s3.secret_key, s3.prefix, s3.region)
-    return config.archive_dir or config.data_dir / "archive"
 
 
 class DiskUsage(Protocol):
@@ -196,13 +193,13 @@ class TapService:
             self.metrics.last_archive.set(last / 1000)
         if background:
             if self.jobs == "all":
-                self._spawn("integrity", self._integrity_loop)
+                self._spawn("integrity", functools.partial(tap_jobs.integrity_loop, self))
                 if self.config.archive_dir is not None:
-                    self._spawn("archive", self._archive_loop)
+                    self._spawn("archive", functools.partial(tap_jobs.archive_loop, self))
                 if self.config.backup_interval_s > 0:
                     self._spawn("backup", self.backups.loop)
                 self._spawn("ticks", functools.partial(watch.tick_loop, self))
-                self._spawn("resolver", self._resolver_loop)
+                self._spawn("resolver", functools.partial(tap_jobs.resolver_loop, self))
             self._spawn("feed", lambda: self.source.run(self.ingest_price))
             self._spawn("monitor", functools.partial(watch.monitor_loop, self))
             self._spawn("grid", functools.partial(quotes.grid_loop, self))
@@ -367,95 +364,24 @@ class TapService:
         """Answer 504 to bet requests that waited longer than ``bet_timeout_s``."""
         return self.placements.expire_waiters()
 
-    # ----------------------------------------------------------------- resolution
+    # ----------------------------------------------------------------- jobs
+    # (tradehall.tap.jobs)
 
     async def resolve_due(self, limit: int = 500) -> int:
         """Resolve every confirmed bet whose column ended ``resolve_delay_s`` ago or earlier."""
-        if self.breaker.state is Health.CRITICAL:
-            return 0  # resolution paused (Part B §8)
-        await self.flush_ticks()
-        settled = await settle_due(
-            self.db,
-            now_ns=self.clock.time_ns(),
-            delay_s=self.config.resolve_delay_s,
-            max_gap_s=self.config.max_gap_s,
-            limit=limit,
-        )
-        self.balances.committed((bet.user_id, balance) for bet, _, balance in settled)
-        for bet, res, balance in settled:
-            self.metrics.bets_resolved.labels(res.outcome.value).inc()
-            _log.info(
-                "bet_resolved",
-                bet_id=bet.bet_id,
-                user_id=bet.user_id,
-                outcome=res.outcome.value,
-                amount=bet.amount,
-                payout=res.payout,
-            )
-            self.publish(
-                user_channel(bet.user_id),
-                "bet:resolved",
-                {
-                    "bet_id": bet.bet_id,
-                    "cell_id": bet.cell_id,
-                    "status": res.outcome.value,
-                    "payout": res.payout if res.outcome is Outcome.WON else 0,
-                    "refund": res.payout if res.outcome is Outcome.VOID else 0,
-                    "new_balance": balance,
-                },
-            )
-        return len(settled)
-
-    async def _resolver_loop(self) -> None:
-        while True:
-            await self.clock.sleep(self.config.resolve_interval_s)
-            self._resolver_idle.clear()
-            try:
-                while await self.resolve_due() >= 500:
-                    pass
-            finally:
-                self._resolver_idle.set()
+        return await tap_jobs.resolve_due(self, limit)
 
     async def quiesce(self) -> None:
         """Wait until a running resolver pass and every queued write have finished."""
-        await self._resolver_idle.wait()
-        await self._grid_idle.wait()
-        await self.db.write(barrier)
-
-    # ----------------------------------------------------------------- audit and archival
+        await tap_jobs.quiesce(self)
 
     async def integrity_check(self) -> list[ledger.Drift]:
-        drift = await self.db.read(ledger.integrity_check)
-        self.metrics.drift_users.set(len(drift))
-        if drift:
-            _log.error("ledger_drift", users=len(drift), first=drift[0].user_id)
-        return drift
-
-    async def _integrity_loop(self) -> None:
-        while True:
-            await self.integrity_check()
-            await self.clock.sleep(self.config.integrity_interval_s)
+        """Users whose balance differs from their ledger (also sets the drift gauge)."""
+        return await tap_jobs.integrity_check(self)
 
     async def archive(self) -> ArchiveResult:
         """Run the weekly archival now (writes go through the single writer)."""
-        result = await run_archive(
-            self.db, cold_store(self.config), self.clock, partitions=self.partitions
-        )
-        self.metrics.last_archive.set(result.archived_at_ms / 1000)
-        _log.info("archive_complete", **result.to_json())
-        return result
-
-    async def _archive_loop(self) -> None:
-        while True:
-            soon = asyncio.ensure_future(self.archive_soon.wait())
-            timer = asyncio.ensure_future(self.clock.sleep(self.config.archive_interval_s))
-            try:
-                await asyncio.wait((soon, timer), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                soon.cancel()
-                timer.cancel()
-            self.archive_soon.clear()
-            await self.archive()
+        return await tap_jobs.archive(self)
 
     # ----------------------------------------------------------------- health
 
