@@ -87,6 +87,14 @@ _log = LazyLogger("tap")
 
 
 class TapService:
+    """The tap engine (see the module docstring): one per process, built by the CLI.
+
+    The state the split-out modules share lives here: ``price``, the sampled ticks
+    (``_recent`` for the volatility window, ``_pending_ticks`` to store), the grid
+    ``_snapshot``, the disk guard's ``disk_level`` / ``disk_full``, and the idle events
+    :meth:`quiesce` waits on.
+    """
+
     def __init__(
         self,
         config: TapConfig,
