@@ -107,9 +107,11 @@ async def resolver_loop(service: TapService) -> None:
 
 
 async def quiesce(service: TapService) -> None:
-    """Wait until a running resolver pass and every queued write have finished."""
+    """Wait until a running resolver pass, grid refresh, disk check and every queued write
+    have finished."""
     await service._resolver_idle.wait()
     await service._grid_idle.wait()
+    await service._disk_idle.wait()
     await service.db.write(barrier)
 
 

@@ -184,6 +184,8 @@ class TapService:
         self._resolver_idle.set()
         self._grid_idle = asyncio.Event()
         self._grid_idle.set()
+        self._disk_idle = asyncio.Event()  # clear while the monitor applies the disk guards
+        self._disk_idle.set()
 
     # ----------------------------------------------------------------- lifecycle
 

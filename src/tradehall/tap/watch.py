@@ -137,7 +137,11 @@ async def monitor_loop(service: TapService) -> None:
         service.evaluate_breaker()
         if service.clock.monotonic() - last_disk >= 10.0:
             last_disk = service.clock.monotonic()
-            await service.check_disk()
+            service._disk_idle.clear()
+            try:
+                await service.check_disk()  # may purge partitions in a thread
+            finally:
+                service._disk_idle.set()
         if service.clock.monotonic() - last_status >= service.config.status_interval_s:
             last_status = service.clock.monotonic()
             service.publish(BROADCAST, "system:status", service.status_json())
