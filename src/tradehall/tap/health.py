@@ -2,7 +2,7 @@
 
 Both read and set state that lives on the :class:`~tradehall.tap.service.TapService` (the breaker,
 the batcher, ``disk_level`` / ``disk_full``, the injected ``disk_usage`` probe), so they take the
-service; they are kept here to leave the service module to the request and job paths.
+service, like the other parts split out of it (the list is in the service module's docstring).
 """
 
 from __future__ import annotations
