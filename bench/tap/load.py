@@ -242,15 +242,10 @@ async def worker(
                 await asyncio.sleep(delay)
         wallet = wallets[i % len(wallets)]
         i += 1
-        choices = [c for c in rng.sample(cells[0], min(8, len(cells[0]))) if c not in wallet.used]
-        if not choices:
-            choices = [c for c in cells[0] if c not in wallet.used]
-        if not choices:  # this wallet has a bet on every open cell: let time open new columns
+        body = bet_body(rng, cells[0], wallet)
+        if body is None:  # this wallet has a bet on every open cell: let time open new columns
             await asyncio.sleep(0.05)
             continue
-        cell = choices[0]
-        wallet.used.add(cell)
-        body = {"cell_id": cell, "amount": 100, "nonce": uuid.uuid4().hex}
         started = due if interval else time.perf_counter()
         due += interval
         status, resp = await conn.request("POST", "/api/bets", body, wallet.token)
@@ -304,6 +299,17 @@ def integrity_check(data_dir: Path) -> str:
         check=False,
     )
     return f"integrity check (exit {check.returncode}): {check.stdout.strip()}"
+
+
+def bet_body(rng: random.Random, open_cells: list[str], wallet: Wallet) -> dict[str, Any] | None:
+    """A $1 bet on a random open cell this wallet has not bet on yet (None: there is none)."""
+    choices = [c for c in rng.sample(open_cells, min(8, len(open_cells))) if c not in wallet.used]
+    if not choices:
+        choices = [c for c in open_cells if c not in wallet.used]
+    if not choices:
+        return None
+    wallet.used.add(choices[0])
+    return {"cell_id": choices[0], "amount": 100, "nonce": uuid.uuid4().hex}
 
 
 def pct(sorted_values: list[float], q: float) -> float:

@@ -31,13 +31,13 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from load import (
     Conn,
     Wallet,
+    bet_body,
     free_port,
     grid_watcher,
     integrity_check,
@@ -110,15 +110,10 @@ async def worker(
             await asyncio.sleep(delay)
         wallet = wallets[i % len(wallets)]
         i += 1
-        choices = [c for c in rng.sample(cells[0], min(8, len(cells[0]))) if c not in wallet.used]
-        if not choices:
-            choices = [c for c in cells[0] if c not in wallet.used]
-        if not choices:  # a bet on every open cell already: skip this slot
+        body = bet_body(rng, cells[0], wallet)
+        if body is None:  # a bet on every open cell already: skip this slot
             due += connections / rate
             continue
-        cell = choices[0]
-        wallet.used.add(cell)
-        body = {"cell_id": cell, "amount": 100, "nonce": uuid.uuid4().hex}
         started = due
         due += connections / rate
         status, resp = await conn.request("POST", "/api/bets", body, wallet.token)
@@ -242,7 +237,7 @@ async def main_async(args: argparse.Namespace) -> int:
         wallets = await make_wallets(host, port, args.wallets, 1)
         cells: list[list[str]] = [[]]
         stop = asyncio.Event()
-        watcher = asyncio.create_task(grid_watcher(host, port, cells, stop))
+        watcher = asyncio.create_task(grid_watcher([(host, port)], cells, stop))
         for _ in range(200):
             if cells[0]:
                 break
