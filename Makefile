@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint lock bench clean
+.PHONY: run test lint lock bench clean native
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,15 +15,20 @@ $(STAMP): requirements.lock pyproject.toml
 
 ## run: start the whole platform (exchange, gateway, tap, bots) on simulated venues; Ctrl-C stops it
 ## (live venues: .venv/bin/tradehall up; see docs/platform.md)
-run: $(STAMP)
+run: $(STAMP) native
 	$(BIN)/tradehall up --sim
 
 ## test: lint, type-check and run the whole test suite
-test: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+test: $(STAMP) native
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/mypy --strict scripts
 	$(BIN)/pytest -n 2
+
+## native: build the optional C core of the matching engine (pure Python where no compiler is)
+native: $(STAMP)
+	$(BIN)/python scripts/build_native.py --quiet
 
 ## lock: re-resolve the pinned, hashed dependency lock
 lock:
