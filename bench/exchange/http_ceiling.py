@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from benchkit import answer_lifespan, tree_cpu
@@ -29,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 BODY = b'{"order_id":"' + b"0" * 36 + b'","status":"pending","pad":"' + b"x" * 300 + b'"}'
 
 
-async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The trivial ASGI app (imported by the worker processes as ``http_ceiling:app``)."""
     if scope["type"] != "http":
         if scope["type"] == "lifespan":

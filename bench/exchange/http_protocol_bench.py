@@ -25,7 +25,7 @@ import tempfile
 import time
 import timeit
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
@@ -36,6 +36,7 @@ from tradehall.exchange import schemas as out
 from tradehall.exchange.app import create_app
 from tradehall.exchange.endpoints import encode
 from tradehall.exchange.http_protocol import CoalescingHttpToolsProtocol
+from tradehall.exchange.journal import SyncPolicy
 from tradehall.exchange.lean_http import LeanHttpProtocol
 from tradehall.exchange.service import ExchangeService
 from tradehall.exchange.settings import ExchangeSettings
@@ -116,7 +117,9 @@ async def _drive(protocol: Any, transport: _Transport, request: bytes, count: in
             await asyncio.sleep(0)
 
 
-async def measure(protocol_class: type, scenario: str, requests: int, sync: str) -> float:
+async def measure(
+    protocol_class: type, scenario: str, requests: int, sync: SyncPolicy | Literal["memory"]
+) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         if sync == "memory":
             settings = ExchangeSettings(snapshot_every=0)

@@ -18,6 +18,7 @@ measured and why no compiled build ships.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -54,9 +55,7 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    try:
-        import setuptools  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("setuptools") is None:
         print("mypyc probe: setuptools is not installed (not in requirements.lock); nothing built")
         return
     with tempfile.TemporaryDirectory(prefix="mypyc-probe-") as tmp:

@@ -20,7 +20,9 @@ import argparse
 import asyncio
 import gc
 import time
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
+from typing import Any
 
 from tradehall.gateway.dispatcher import AsyncDispatcher, Dispatcher
 from tradehall.gateway.events import BookSnapshot, BookUpdate, Event, Side, Ticker, Trade
@@ -220,7 +222,7 @@ def main() -> None:
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     runner(async_bench(warm, events, args.burst, args.period))

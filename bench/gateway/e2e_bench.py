@@ -34,6 +34,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import msgspec
 import uvicorn
@@ -301,7 +303,7 @@ def main() -> None:
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     if args.serve_fakes:

@@ -112,7 +112,7 @@ def kraken_frames(n: int) -> tuple[KrakenAdapter, Counter, list[bytes]]:
     adapter = KrakenAdapter(["BTC-USD"], counter, settings=SETTINGS)
     adapter.assemblers["BTC-USD"].start(0.0)
     adapter.handle_frame(view.snapshot())
-    frames = []
+    frames: list[bytes] = []
     while len(frames) < n:
         message, _ = view.update(sim.step())
         if message is not None:

@@ -32,6 +32,8 @@ from tradehall.tap.rates import BrownianTouchModel
 
 NS = 1_000_000_000
 NOW_S = 1_790_000_003
+# (time in ns, price in cents) pairs: the recent ticks a grid refresh takes its volatility from
+Recent = list[tuple[int, int]]
 
 
 def ticks(n: int, seed: int = 1) -> list[tuple[int, int]]:
@@ -80,15 +82,15 @@ def bench_compute(pricer: GridPricer, recent: list[tuple[int, int]], repeat: int
     )
 
 
-async def _no_refresh(pricer: GridPricer, now_s: int, price: int, recent: list) -> None:
+async def _no_refresh(pricer: GridPricer, now_s: int, price: int, recent: Recent) -> None:
     await asyncio.sleep(0.008)  # the machine's own noise: the loop holds nothing here
 
 
-async def _thread_refresh(pricer: GridPricer, now_s: int, price: int, recent: list) -> None:
+async def _thread_refresh(pricer: GridPricer, now_s: int, price: int, recent: Recent) -> None:
     await asyncio.to_thread(pricer.compute, now_s, price, list(recent))
 
 
-async def _sliced_refresh(pricer: GridPricer, now_s: int, price: int, recent: list) -> None:
+async def _sliced_refresh(pricer: GridPricer, now_s: int, price: int, recent: Recent) -> None:
     build = pricer.begin(now_s, price, list(recent))
     done = build.step()
     while not done:
@@ -100,7 +102,7 @@ async def _sliced_refresh(pricer: GridPricer, now_s: int, price: int, recent: li
 
 async def bench_stall(
     name: str,
-    refresh: Callable[[GridPricer, int, int, list], Awaitable[None]],
+    refresh: Callable[[GridPricer, int, int, Recent], Awaitable[None]],
     pricer: GridPricer,
     recent: list[tuple[int, int]],
     refreshes: int,

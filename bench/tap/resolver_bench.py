@@ -94,7 +94,7 @@ async def run(args: argparse.Namespace) -> None:
         if "chunk" in inspect.signature(resolver.settle_due).parameters:
             kwargs["chunk"] = args.chunk
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        settled = await resolver.settle_due(db, **kwargs)  # type: ignore[arg-type]
+        settled = await resolver.settle_due(db, **kwargs)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         won = sum(res.outcome.value == "won" for _, res, _ in settled)
         print(
