@@ -18,11 +18,32 @@ Performance: :meth:`Engine.submit`, :meth:`Engine.cancel` and the matching loop 
 trades are structs outside the cycle collector, fills and settlement are applied inline, and
 every index touched costs O(1) or O(log n) per change (:mod:`~tradehall.exchange.book`,
 :mod:`~tradehall.exchange.indexes`), so no command's cost grows with the history.
+
+Two builds, one set of structures: :meth:`Engine.submit`, :meth:`Engine.cancel` and
+:meth:`Engine.expire_due` are bound per engine, at construction, either to the pure-Python methods
+below (``_submit_python``, ``_cancel_python``, ``_expire_due_python`` -- the reference
+implementation) or to the optional C extension :mod:`tradehall.exchange._native` (sources in
+``exchange/native/``, built by ``make`` / ``python scripts/build_native.py``). The C core is a 1:1
+translation of those methods that works on the very same Python objects -- the msgspec
+:class:`~tradehall.exchange.model.Order` / ``Trade`` / event structs, ``Broker`` and ``Holding``,
+the :class:`~tradehall.exchange.book.BookSide` levels, heaps and deques, and the
+:mod:`~tradehall.exchange.indexes` -- reading and writing their fields by slot offset. So every
+other method (queries, :meth:`Engine.export_state`, :meth:`Engine.from_state`, market data, the
+journal) is shared, the two builds may even be mixed on one engine, and for the same calls, clock
+readings and ids they produce byte-identical state and the same events, errors included
+(``tests/exchange/test_engine_native.py`` checks this differentially). The counters
+``_last_ns``, ``_seq`` and ``trade_count`` stay plain instance attributes: the C core reads and
+writes them in the engine's ``__dict__``, so both paths share one source of truth.
+``native=None`` (the default) uses the C core when it is built and ``TRADEHALL_ENGINE`` is not
+``python``; :attr:`Engine.build` says which one an engine uses.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from sys import intern
+from types import ModuleType
 
 import msgspec
 
@@ -99,7 +120,37 @@ class _Market:
 class Engine:
     """All books, brokers and orders of one exchange."""
 
-    def __init__(self, clock: Clock, ids: IdSource, *, vwap_window_ns: int = 300 * 10**9) -> None:
+    submit: Callable[[OrderRequest], tuple[Order, list[EngineEvent]]]
+    """Validate, reserve, match and rest or finish one order (contract §3.5, §3.6).
+
+    Returns the order and the events it produced; raises an
+    :class:`~tradehall.exchange.errors.ExchangeError` before changing anything when the order is
+    refused. Bound at construction to the native core or to the pure-Python reference."""
+
+    cancel: Callable[[str], tuple[Order, list[EngineEvent]]]
+    """Cancel the open part of an active order and release its reservation (§4.2).
+
+    Returns the order and its one ``OrderClosed`` event. Bound like :attr:`submit`."""
+
+    expire_due: Callable[[], list[EngineEvent]]
+    """Expire every resting order whose deadline has passed, earliest first (§4.3).
+
+    Returns one ``OrderClosed`` event per expired order. Bound like :attr:`submit`."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        ids: IdSource,
+        *,
+        vwap_window_ns: int = 300 * 10**9,
+        native: bool | None = None,
+    ) -> None:
+        """An empty exchange reading ``clock`` and minting ids from ``ids``.
+
+        ``native``: ``None`` uses the C core when :mod:`tradehall.exchange._native` is built and
+        the environment variable ``TRADEHALL_ENGINE`` is not ``python``; ``True`` requires it
+        (:class:`ImportError` if it is not built); ``False`` runs the pure-Python methods.
+        """
         self._clock = clock
         self._ids = ids
         self._read_clock = clock.time_ns  # bound once: read on every command
@@ -113,6 +164,21 @@ class Engine:
         self._broker_orders: dict[str, BrokerOrders] = {}
         self._expiry = ExpiryIndex()
         self.trade_count = 0
+        module = _native_module(native)
+        if module is None:
+            self._build = "python"
+            self.submit = self._submit_python
+            self.cancel = self._cancel_python
+            self.expire_due = self._expire_due_python
+        else:
+            self._build = "native"
+            core = module.Core(self)
+            self.submit, self.cancel, self.expire_due = core.submit, core.cancel, core.expire_due
+
+    @property
+    def build(self) -> str:
+        """Which implementation runs the hot commands: ``"native"`` (C) or ``"python"``."""
+        return self._build
 
     # ------------------------------------------------------------------ time
     def _stamp(self) -> tuple[int, int]:
@@ -148,8 +214,8 @@ class Engine:
         self._broker_orders[broker_id] = BrokerOrders()
         return broker
 
-    def submit(self, request: OrderRequest) -> tuple[Order, list[EngineEvent]]:
-        """Validate, reserve, match and rest or finish one order (contract §3.5, §3.6)."""
+    def _submit_python(self, request: OrderRequest) -> tuple[Order, list[EngineEvent]]:
+        """:attr:`submit`, pure Python: the reference the native core translates."""
         reading = self._read_clock()
         last = self._last_ns
         now = reading if reading > last else last + 1
@@ -220,8 +286,8 @@ class Engine:
         self._broker_orders[broker_id].add(order)
         return order, events
 
-    def cancel(self, order_id: str) -> tuple[Order, list[EngineEvent]]:
-        """Cancel the open part of an active order and release its reservation (§4.2)."""
+    def _cancel_python(self, order_id: str) -> tuple[Order, list[EngineEvent]]:
+        """:attr:`cancel`, pure Python: the reference the native core translates."""
         order = self.orders.get(order_id)
         if order is None:
             raise OrderNotFound(order_id)
@@ -231,8 +297,8 @@ class Engine:
         now = self._last_ns = reading if reading > last else last + 1
         return order, [self._close(order, CANCELLED, now, now)]
 
-    def expire_due(self) -> list[EngineEvent]:
-        """Expire every resting order whose deadline has passed, earliest first (§4.3)."""
+    def _expire_due_python(self) -> list[EngineEvent]:
+        """:attr:`expire_due`, pure Python: the reference the native core translates."""
         reading, now = self._stamp()
         due = self._expiry.pop_due(reading)
         if due:
@@ -314,10 +380,19 @@ class Engine:
 
     @classmethod
     def from_state(
-        cls, state: EngineState, clock: Clock, ids: IdSource, *, vwap_window_ns: int
+        cls,
+        state: EngineState,
+        clock: Clock,
+        ids: IdSource,
+        *,
+        vwap_window_ns: int,
+        native: bool | None = None,
     ) -> Engine:
-        """Rebuild an engine from an image; derived indexes are rebuilt in creation order."""
-        engine = cls(clock, ids, vwap_window_ns=vwap_window_ns)
+        """Rebuild an engine from an image; derived indexes are rebuilt in creation order.
+
+        ``native`` chooses the build as in :class:`Engine`; both rebuild the same structures.
+        """
+        engine = cls(clock, ids, vwap_window_ns=vwap_window_ns, native=native)
         engine._last_ns, engine._seq, engine.trade_count = (
             state.last_ns,
             state.seq,
@@ -563,3 +638,29 @@ def _sweep(side: BookSide, quantity: int) -> Quote:
         total += level.price * take
         remaining -= take
     return Quote(quantity, quantity - remaining, total, levels)
+
+
+_NATIVE_HINT = (
+    "the native engine core (tradehall.exchange._native) is not built; run `make` or "
+    "`python scripts/build_native.py`, or pass native=False / set TRADEHALL_ENGINE=python"
+)
+
+
+_native_loaded: list[ModuleType | None] = []  # the import's outcome, tried once per process
+
+
+def _native_module(native: bool | None) -> ModuleType | None:
+    """The C core's module, or ``None`` for the pure-Python build (see :class:`Engine`)."""
+    if native is False or (native is None and os.environ.get("TRADEHALL_ENGINE") == "python"):
+        return None
+    if not _native_loaded:
+        try:
+            from tradehall.exchange import _native
+        except ImportError:
+            _native_loaded.append(None)
+        else:
+            _native_loaded.append(_native)
+    module = _native_loaded[0]
+    if module is None and native:
+        raise ImportError(_NATIVE_HINT)
+    return module

@@ -1,0 +1,24 @@
+"""Type stub of the optional C core of the matching engine (sources in ``native/``).
+
+:class:`Core` runs :meth:`Engine.submit <tradehall.exchange.engine.Engine.submit>`,
+``cancel`` and ``expire_due`` over the engine's own Python structures; it is created by
+:class:`~tradehall.exchange.engine.Engine` when the native build is chosen.
+"""
+
+from tradehall.exchange.engine import Engine, OrderRequest
+from tradehall.exchange.events import EngineEvent
+from tradehall.exchange.model import Order
+
+class Core:
+    """The hot commands of one engine, in C, over that engine's structures."""
+
+    def __init__(self, engine: Engine, /) -> None: ...
+    def submit(self, request: OrderRequest, /) -> tuple[Order, list[EngineEvent]]:
+        """Same as ``Engine._submit_python``: same effects, events and errors."""
+        ...
+    def cancel(self, order_id: str, /) -> tuple[Order, list[EngineEvent]]:
+        """Same as ``Engine._cancel_python``."""
+        ...
+    def expire_due(self) -> list[EngineEvent]:
+        """Same as ``Engine._expire_due_python``."""
+        ...
