@@ -21,6 +21,7 @@ process, so their JSON decoding costs the gateway's CPU too) and latency is meas
 client has the frame (no delivery check in that mode).
 
     .venv/bin/python bench/gateway/e2e_bench.py [--seconds 10] [--interval 0.02] [--via ws]
+        [--warmup 3]
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ async def serve(service: GatewayService) -> tuple[uvicorn.Server, asyncio.Task[N
     return server, task, server.servers[0].sockets[0].getsockname()[1]
 
 
-async def run(seconds: float, interval: float, via: str) -> None:
+async def run(seconds: float, interval: float, via: str, warmup: float = 3.0) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
@@ -200,8 +201,8 @@ async def run(seconds: float, interval: float, via: str) -> None:
 
         while live() < 150:  # noqa: ASYNC110 -- a bench, polling is fine
             await asyncio.sleep(0.1)
-        print(f"150 books LIVE after {time.monotonic() - t0:.1f}s; warming up 3s")
-        await asyncio.sleep(3)
+        print(f"150 books LIVE after {time.monotonic() - t0:.1f}s; warming up {warmup:g}s")
+        await asyncio.sleep(warmup)
         core = service.dispatcher.core
         emitted0, ingested0 = recorder.emitted_count, core.ingested
         delivered0 = sum(r.count for r in received.values())
@@ -292,6 +293,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=0.02, help="fake market tick period")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds live before measuring")
     parser.add_argument(
         "--via",
         choices=("inproc", "ws"),
@@ -309,7 +311,7 @@ def main() -> None:
     if args.serve_fakes:
         runner(serve_fakes(args.interval))
     else:
-        runner(run(args.seconds, args.interval, args.via))
+        runner(run(args.seconds, args.interval, args.via, args.warmup))
 
 
 if __name__ == "__main__":
