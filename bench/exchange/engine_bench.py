@@ -3,6 +3,7 @@
     python bench/exchange/engine_bench.py [--commands 300000] [--seed 1] [--repeat 3]
                                           [--layer engine|machine|service]
                                           [--ids sequential|random]
+                                          [--engine auto|native|python]
 
 Mixed flow per the performance issue: 60% resting limit orders, 25% cancels of resting orders,
 15% crossing orders that fill 1-3 resting orders, including all trade, settlement and event work.
@@ -19,6 +20,12 @@ What one command includes:
   in-memory service (no journal) with market data started, so each command also pays for the
   metrics and the market-data capture and release (book diff, trades, ticker check); the
   market-data hub is flushed every 64 commands (no WebSocket clients), as its timer would.
+
+``--engine`` picks the engine build (:attr:`Engine.build`): ``native`` the optional C core
+(an error if it is not built), ``python`` the pure-Python reference, ``auto`` (the default) what
+the server would get -- the C core when it is built, unless ``TRADEHALL_ENGINE=python``. The
+machine and the service construct their own engine, so for those layers the choice reaches it
+through ``TRADEHALL_ENGINE``; the build each layer actually got is printed and checked.
 
 Ids come from a counter (``--ids sequential``, the default for ``engine``) or are random
 UUIDs as in the server (``--ids random``, the default for ``machine``).
@@ -37,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import random
 import time
 from collections.abc import Callable
@@ -81,10 +89,13 @@ def build_flow(count: int, seed: int) -> list[Step]:
 class Runner:
     """One fresh exchange at the chosen layer, with submit and cancel as plain callables."""
 
-    def __init__(self, layer: str, ids: IdSource) -> None:
+    def __init__(self, layer: str, ids: IdSource, native: bool | None) -> None:
         self.orders: dict[str, Order]
+        self.trades: Callable[[], int]
+        self.build: str  # the engine build this layer got: "native" or "python"
         if layer == "engine":
-            engine = Engine(SystemClock(), ids, vwap_window_ns=300 * 10**9)
+            engine = Engine(SystemClock(), ids, vwap_window_ns=300 * 10**9, native=native)
+            self.build = engine.build
             engine.register_broker("maker", 10**15, [("SYM", 10**12)])
             engine.register_broker("taker", 10**15, [("SYM", 10**12)])
             self.orders = engine.orders
@@ -97,6 +108,7 @@ class Runner:
                 service.register_broker(BrokerRequest(broker, 10**15, [("SYM", 10**12)]))
             market = MarketData(service)
             market.start()
+            self.build = service.engine.build
             self.orders = service.engine.orders
             self.trades = lambda: service.engine.trade_count
             served = 0
@@ -120,6 +132,7 @@ class Runner:
             machine = ExchangeMachine(SystemClock(), ids, vwap_window_ns=300 * 10**9)
             machine.execute(RegisterBroker("maker", 10**15, [("SYM", 10**12)]))
             machine.execute(RegisterBroker("taker", 10**15, [("SYM", 10**12)]))
+            self.build = machine.engine.build
             self.orders = machine.engine.orders
             self.trades = lambda: machine.engine.trade_count
             execute = machine.execute
@@ -135,6 +148,9 @@ class Runner:
                 return executed.result
 
             self.submit, self.cancel = submit, cancel
+        wanted = {True: "native", False: "python", None: self.build}[native]
+        if self.build != wanted:  # never print figures under the wrong build's name
+            raise RuntimeError(f"--layer {layer} got the {self.build} engine, not {wanted}")
 
     def pick(self, resting: list[str], fraction: float) -> str | None:
         """A random resting order (swap-remove; ids of orders filled meanwhile are dropped)."""
@@ -149,10 +165,11 @@ class Runner:
         return None
 
 
-def run(
-    flow: list[Step], layer: str, ids: str, *, timed: bool
-) -> tuple[float, float, list[int], int]:
-    runner = Runner(layer, SequentialIds() if ids == "sequential" else RandomIds())
+Result = tuple[float, float, list[int], int, str]  # wall s, CPU s, latencies ns, trades, build
+
+
+def run(flow: list[Step], layer: str, ids: str, native: bool | None, *, timed: bool) -> Result:
+    runner = Runner(layer, SequentialIds() if ids == "sequential" else RandomIds(), native)
     submit, cancel, pick = runner.submit, runner.cancel, runner.pick
     resting: list[str] = []
     latencies: list[int] = []
@@ -176,24 +193,37 @@ def run(
                 if timed:
                     record(clock() - t0)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return wall, cpu, latencies, runner.trades()
+    return wall, cpu, latencies, runner.trades(), runner.build
 
 
-def engine_build() -> str:
-    """Which engine module was imported: the Python source, or a compiled extension."""
+def compiled_note() -> str:
+    """Whether ``engine.py`` itself was compiled (``mypyc_probe.py`` runs this script so)."""
     path = Path(engine_module.__file__ or "?")
-    return "pure Python" if path.suffix == ".py" else f"compiled ({path.name})"
+    return "" if path.suffix == ".py" else f" (engine module compiled: {path.name})"
+
+
+def choose_engine(choice: str) -> bool | None:
+    """``native=`` for :class:`Engine`; the same choice for the machine's and service's engine.
+
+    Those construct their engine with ``native=None``, which reads ``TRADEHALL_ENGINE``."""
+    if choice == "python":
+        os.environ["TRADEHALL_ENGINE"] = "python"
+        return False
+    if choice == "native":
+        os.environ.pop("TRADEHALL_ENGINE", None)
+        return True
+    return None
 
 
 def run_layer(
-    flow: list[Step], layer: str, ids: str, *, timed: bool
-) -> tuple[float, float, list[int], int]:
+    flow: list[Step], layer: str, ids: str, native: bool | None, *, timed: bool
+) -> Result:
     """:func:`run`, inside an event loop for the service layer (market-data release uses it)."""
     if layer != "service":
-        return run(flow, layer, ids, timed=timed)
+        return run(flow, layer, ids, native, timed=timed)
 
-    async def in_loop() -> tuple[float, float, list[int], int]:
-        return run(flow, layer, ids, timed=timed)
+    async def in_loop() -> Result:
+        return run(flow, layer, ids, native, timed=timed)
 
     return asyncio.run(in_loop())
 
@@ -206,7 +236,13 @@ def main() -> None:
     parser.add_argument("--layer", choices=("engine", "machine", "service"), default="engine")
     parser.add_argument("--ids", choices=("sequential", "random"), default=None)
     parser.add_argument("--gc", choices=("default", "off", "server"), default="default")
+    parser.add_argument("--engine", choices=("auto", "native", "python"), default="auto")
     args = parser.parse_args()
+    native = choose_engine(args.engine)
+    try:
+        Engine(SystemClock(), SequentialIds(), native=native)
+    except ImportError as error:  # --engine native without the C core built
+        parser.error(str(error))
     ids = args.ids or ("sequential" if args.layer == "engine" else "random")
     flow = build_flow(args.commands, args.seed)
     if args.gc == "off":
@@ -217,9 +253,9 @@ def main() -> None:
     best_wall = best_cpu = float("inf")
     best_latencies: list[int] = []
     for _ in range(args.repeat):
-        wall, cpu, _, trades = run_layer(flow, args.layer, ids, timed=False)
+        wall, cpu, _, trades, build = run_layer(flow, args.layer, ids, native, timed=False)
         best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
-        _, _, latencies, _ = run_layer(flow, args.layer, ids, timed=True)
+        _, _, latencies, _, _ = run_layer(flow, args.layer, ids, native, timed=True)
         latencies.sort()
         if (
             not best_latencies
@@ -232,7 +268,7 @@ def main() -> None:
     def pct(p: float) -> float:
         return best_latencies[min(commands - 1, int(commands * p))] / 1000
 
-    print(f"engine build       {engine_build()}")
+    print(f"engine build       {build}{compiled_note()}  (--engine {args.engine})")
     print(f"layer / ids / gc   {args.layer} / {ids} / {args.gc}")
     print(f"commands           {commands:>10} (of {len(flow)} steps)")
     print(f"trades             {trades:>10}")
