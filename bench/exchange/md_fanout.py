@@ -252,9 +252,6 @@ async def _inproc(
     return {
         "rps": commands / elapsed,
         "per_cpu": commands / cpu,
-        "p50": 0.0,
-        "p99": 0.0,
-        "errors": 0.0,
         "trades": float(service.engine.trade_count),
         **stats,
     }
@@ -288,9 +285,15 @@ def main() -> None:
                 r = run(clients, args.connections, args.seconds, args.src)
             rates[clients].append(r["rps"])
             per_cpu[clients].append(r["per_cpu"])
+            # --inproc has no HTTP requests: no latency or status to show (not zeros)
+            http = (
+                f"{'-':>7} {'-':>7} {'-':>7}"
+                if args.inproc
+                else f"{r['p50']:7.2f} {r['p99']:7.2f} {r['errors']:7.0f}"
+            )
             print(
-                f"{clients:7d} {r['rps']:9.0f} {r['per_cpu']:7.0f} {r['p50']:7.2f} {r['p99']:7.2f}"
-                f" {r['errors']:7.0f} {r['trades']:8.0f} {r['messages']:10.0f}"
+                f"{clients:7d} {r['rps']:9.0f} {r['per_cpu']:7.0f} {http}"
+                f" {r['trades']:8.0f} {r['messages']:10.0f}"
                 f" {r['messages'] / args.seconds:10.0f} {r['disconnects']:7.0f}",
                 flush=True,
             )
