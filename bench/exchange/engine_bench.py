@@ -24,8 +24,10 @@ What one command includes:
 ``--engine`` picks the engine build (:attr:`Engine.build`): ``native`` the optional C core
 (an error if it is not built), ``python`` the pure-Python reference, ``auto`` (the default) what
 the server would get -- the C core when it is built, unless ``TRADEHALL_ENGINE=python``. The
-machine and the service construct their own engine, so for those layers the choice reaches it
-through ``TRADEHALL_ENGINE``; the build each layer actually got is printed and checked.
+machine and the service construct their own engine, so the choice reaches every layer through
+``TRADEHALL_ENGINE``; the build the layer's engine actually got is printed and checked. Trees
+from before the C core (``PYTHONPATH=<old src>`` for a before/after pair) have no
+``Engine.build``: they count as ``python``.
 
 Ids come from a counter (``--ids sequential``, the default for ``engine``) or are random
 UUIDs as in the server (``--ids random``, the default for ``machine``).
@@ -89,13 +91,13 @@ def build_flow(count: int, seed: int) -> list[Step]:
 class Runner:
     """One fresh exchange at the chosen layer, with submit and cancel as plain callables."""
 
-    def __init__(self, layer: str, ids: IdSource, native: bool | None) -> None:
+    def __init__(self, layer: str, ids: IdSource, wanted: str | None) -> None:
         self.orders: dict[str, Order]
         self.trades: Callable[[], int]
         self.build: str  # the engine build this layer got: "native" or "python"
         if layer == "engine":
-            engine = Engine(SystemClock(), ids, vwap_window_ns=300 * 10**9, native=native)
-            self.build = engine.build
+            engine = Engine(SystemClock(), ids, vwap_window_ns=300 * 10**9)
+            self.build = build_of(engine)
             engine.register_broker("maker", 10**15, [("SYM", 10**12)])
             engine.register_broker("taker", 10**15, [("SYM", 10**12)])
             self.orders = engine.orders
@@ -108,7 +110,7 @@ class Runner:
                 service.register_broker(BrokerRequest(broker, 10**15, [("SYM", 10**12)]))
             market = MarketData(service)
             market.start()
-            self.build = service.engine.build
+            self.build = build_of(service.engine)
             self.orders = service.engine.orders
             self.trades = lambda: service.engine.trade_count
             served = 0
@@ -132,7 +134,7 @@ class Runner:
             machine = ExchangeMachine(SystemClock(), ids, vwap_window_ns=300 * 10**9)
             machine.execute(RegisterBroker("maker", 10**15, [("SYM", 10**12)]))
             machine.execute(RegisterBroker("taker", 10**15, [("SYM", 10**12)]))
-            self.build = machine.engine.build
+            self.build = build_of(machine.engine)
             self.orders = machine.engine.orders
             self.trades = lambda: machine.engine.trade_count
             execute = machine.execute
@@ -148,8 +150,7 @@ class Runner:
                 return executed.result
 
             self.submit, self.cancel = submit, cancel
-        wanted = {True: "native", False: "python", None: self.build}[native]
-        if self.build != wanted:  # never print figures under the wrong build's name
+        if wanted not in (None, self.build):  # never print figures under the wrong build's name
             raise RuntimeError(f"--layer {layer} got the {self.build} engine, not {wanted}")
 
     def pick(self, resting: list[str], fraction: float) -> str | None:
@@ -168,8 +169,8 @@ class Runner:
 Result = tuple[float, float, list[int], int, str]  # wall s, CPU s, latencies ns, trades, build
 
 
-def run(flow: list[Step], layer: str, ids: str, native: bool | None, *, timed: bool) -> Result:
-    runner = Runner(layer, SequentialIds() if ids == "sequential" else RandomIds(), native)
+def run(flow: list[Step], layer: str, ids: str, wanted: str | None, *, timed: bool) -> Result:
+    runner = Runner(layer, SequentialIds() if ids == "sequential" else RandomIds(), wanted)
     submit, cancel, pick = runner.submit, runner.cancel, runner.pick
     resting: list[str] = []
     latencies: list[int] = []
@@ -202,28 +203,34 @@ def compiled_note() -> str:
     return "" if path.suffix == ".py" else f" (engine module compiled: {path.name})"
 
 
-def choose_engine(choice: str) -> bool | None:
-    """``native=`` for :class:`Engine`; the same choice for the machine's and service's engine.
+def build_of(engine: Engine) -> str:
+    """The engine's build; trees from before the C core have no ``Engine.build`` and no C core."""
+    build: str = getattr(engine, "build", "python")
+    return build
 
-    Those construct their engine with ``native=None``, which reads ``TRADEHALL_ENGINE``."""
+
+def choose_engine(choice: str) -> str | None:
+    """The build ``--engine`` wants (``None``: whatever ``auto`` gives), set up for every layer.
+
+    Each layer constructs its engine with the default ``native=None``, which reads
+    ``TRADEHALL_ENGINE`` (``native=`` itself is unknown to trees from before the C core).
+    """
     if choice == "python":
         os.environ["TRADEHALL_ENGINE"] = "python"
-        return False
+        return "python"
     if choice == "native":
         os.environ.pop("TRADEHALL_ENGINE", None)
-        return True
+        return "native"
     return None
 
 
-def run_layer(
-    flow: list[Step], layer: str, ids: str, native: bool | None, *, timed: bool
-) -> Result:
+def run_layer(flow: list[Step], layer: str, ids: str, wanted: str | None, *, timed: bool) -> Result:
     """:func:`run`, inside an event loop for the service layer (market-data release uses it)."""
     if layer != "service":
-        return run(flow, layer, ids, native, timed=timed)
+        return run(flow, layer, ids, wanted, timed=timed)
 
     async def in_loop() -> Result:
-        return run(flow, layer, ids, native, timed=timed)
+        return run(flow, layer, ids, wanted, timed=timed)
 
     return asyncio.run(in_loop())
 
@@ -238,11 +245,12 @@ def main() -> None:
     parser.add_argument("--gc", choices=("default", "off", "server"), default="default")
     parser.add_argument("--engine", choices=("auto", "native", "python"), default="auto")
     args = parser.parse_args()
-    native = choose_engine(args.engine)
-    try:
-        Engine(SystemClock(), SequentialIds(), native=native)
-    except ImportError as error:  # --engine native without the C core built
-        parser.error(str(error))
+    wanted = choose_engine(args.engine)
+    if wanted == "native":
+        try:
+            Engine(SystemClock(), SequentialIds(), native=True)
+        except (ImportError, TypeError) as error:  # not built (or a tree without the C core)
+            parser.error(str(error))
     ids = args.ids or ("sequential" if args.layer == "engine" else "random")
     flow = build_flow(args.commands, args.seed)
     if args.gc == "off":
@@ -253,9 +261,9 @@ def main() -> None:
     best_wall = best_cpu = float("inf")
     best_latencies: list[int] = []
     for _ in range(args.repeat):
-        wall, cpu, _, trades, build = run_layer(flow, args.layer, ids, native, timed=False)
+        wall, cpu, _, trades, build = run_layer(flow, args.layer, ids, wanted, timed=False)
         best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
-        _, _, latencies, _, _ = run_layer(flow, args.layer, ids, native, timed=True)
+        _, _, latencies, _, _ = run_layer(flow, args.layer, ids, wanted, timed=True)
         latencies.sort()
         if (
             not best_latencies
