@@ -2,7 +2,9 @@
 
 No network here (``test_md_stream.py`` does that): Hypothesis drives random flows of limit and
 market orders, cancels and expiry sweeps through the real service and :class:`MarketData`, and a
-sink standing in for a client applies every flushed message to a replica.
+sink standing in for a client applies every flushed message to a replica. The hub's frame cap is
+set tiny (:data:`CAP`) so that flushes are split into several frames all the time: the sink checks
+each frame's size and that the frames together carry exactly the flush's messages, in order.
 """
 
 from __future__ import annotations
@@ -21,13 +23,22 @@ from tradehall.core.ids import SequentialIds
 from tradehall.core.timefmt import format_ns
 from tradehall.exchange import requests as rq
 from tradehall.exchange.errors import ExchangeError
-from tradehall.exchange.marketdata import Channel, Item, MarketData, PublishedBook, encoder
+from tradehall.exchange.marketdata import (
+    Channel,
+    Frames,
+    Item,
+    MarketData,
+    PublishedBook,
+    encoder,
+)
+from tradehall.exchange.marketdata_state import wire_size
 from tradehall.exchange.service import ExchangeService
 from tradehall.exchange.settings import ExchangeSettings
 
 T0 = 1_790_000_000 * 10**9
 SYMBOL = "S"
 Level = tuple[int, int, int]  # price in cents, total quantity, order count
+CAP = 600  # bytes: a few messages per frame
 
 
 class Sink:
@@ -39,8 +50,14 @@ class Sink:
         )
         self.items: list[Item] = []
 
-    def push_batch(self, frame: str, items: list[Item], trades: int) -> None:
-        assert json.loads(frame) == [json.loads(item.text) for item in items]
+    def push_batch(self, batch: Frames, items: list[Item]) -> None:
+        messages: list[Any] = []
+        for frame in batch.frames:
+            decoded = json.loads(frame)
+            assert wire_size(frame) <= CAP or len(decoded) == 1  # only a lone message is larger
+            messages.extend(decoded)
+        assert messages == [json.loads(item.text) for item in items]
+        assert batch.trades == sum(1 for m in messages if m["type"] == "trade")
         self.items.extend(items)
 
 
@@ -108,7 +125,7 @@ async def _check(flow: list[tuple[Any, ...]]) -> None:
     for broker in ("a", "b"):
         body = {"broker_id": broker, "initial_cash": 1_000_000, "initial_holdings": holdings}
         service.register_broker(rq.parse_broker(body))
-    hub = MarketData(service)
+    hub = MarketData(service, max_frame_bytes=CAP)
     hub.start()
     sink = Sink()
     for channel in ("book", "trades"):

@@ -14,8 +14,9 @@ from typing import Any, cast
 
 from starlette.websockets import WebSocket
 
-from tradehall.exchange.marketdata import BookUpdateMsg, Item, MarketData, encoder
-from tradehall.exchange.marketdata_ws import Subscriber, merge_book_updates
+from tradehall.exchange.marketdata import BookUpdateMsg, Frames, Item, MarketData, encoder
+from tradehall.exchange.marketdata_state import pack_frames, wire_size
+from tradehall.exchange.marketdata_ws import MAX_BATCH, Subscriber, merge_book_updates
 from tradehall.exchange.schemas import LevelOut
 
 
@@ -24,10 +25,12 @@ class StuckSocket:
 
     def __init__(self) -> None:
         self.frames: list[list[dict[str, Any]]] = []
+        self.raw: list[str] = []
         self.release = asyncio.Event()
         self.closed: tuple[int, str] | None = None
 
     async def send_text(self, text: str) -> None:
+        self.raw.append(text)
         self.frames.append(json.loads(text))
         if len(self.frames) > 1:
             await self.release.wait()
@@ -108,7 +111,7 @@ def test_book_messages_never_overtake_a_queued_frame() -> None:
 
     def flush(seq: int) -> None:
         msg, text = _update(seq, seq)
-        sub.push_batch(f"[{text}]", [Item("S", "book", text, msg)], 0)
+        sub.push_batch(Frames([f"[{text}]"], 0), [Item("S", "book", text, msg)])
 
     flush(1)
     flush(2)
@@ -117,8 +120,9 @@ def test_book_messages_never_overtake_a_queued_frame() -> None:
     sub._queue.popleft()
     flush(4)  # caught up again: a shared frame
     flush(5)  # behind again: must queue after frame 4, not join the slot holding 3
-    sequences = [json.loads(part)["sequence"] for part in sub._drain()]
-    assert sequences == [3, 4, 5]
+    frames = sub._drain()
+    assert len(frames) == 1  # small entries: joined into one frame
+    assert [m["sequence"] for m in json.loads(frames[0])] == [3, 4, 5]
 
 
 class FreeSocket:
@@ -126,48 +130,64 @@ class FreeSocket:
 
     def __init__(self) -> None:
         self.frames: list[list[dict[str, Any]]] = []
+        self.raw: list[str] = []
         self.closed: tuple[int, str] | None = None
 
     async def send_text(self, text: str) -> None:
+        self.raw.append(text)
         self.frames.append(json.loads(text))
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         self.closed = (code, reason or "")
 
 
-def _trade_flush(first: int, count: int) -> tuple[str, list[Item], int]:
-    """One flush's frame with ``count`` trades, sequences ``first..first+count-1``."""
+SMALL_CAP = 16 * 1024  # a 5,000-trade flush below is ~10 frames at this cap
+
+
+def _trade_flush(first: int, count: int, cap: int = SMALL_CAP) -> tuple[Frames, list[Item]]:
+    """One flush with ``count`` trades, sequences ``first..first+count-1``, as the hub packs it
+    (several frames when it is larger than ``cap``)."""
     texts = [f'{{"type":"trade","sequence":{n}}}' for n in range(first, first + count)]
     items = [Item("S", "trades", text, None) for text in texts]
-    return "[" + ",".join(texts) + "]", items, count
+    return Frames(pack_frames(texts, cap), count), items
 
 
 async def test_caught_up_client_takes_flushes_of_any_size() -> None:
-    """One flush carrying 5 times the trade limit never counts against a client that keeps up."""
+    """One flush carrying 5 times the trade limit, split into many frames by the cap, never
+    counts against a client that keeps up; it is sent the shared frame strings themselves."""
     sock = FreeSocket()
-    sub = _subscriber(cast(StuckSocket, sock), trade_limit=1000)
+    sub = _subscriber(cast(StuckSocket, sock), trade_limit=1000, max_frame_bytes=SMALL_CAP)
     sub.start()
+    sent: list[str] = []
     for first in (1, 5_001, 10_001):
-        sub.push_batch(*_trade_flush(first, 5_000))
+        batch, items = _trade_flush(first, 5_000)
+        assert len(batch.frames) > 5
+        sub.push_batch(batch, items)
         assert sub.closing is None and sub.counted_trades == 0
-        await asyncio.sleep(0)  # the writer sends it before the next flush
+        assert sub.queued == 1  # the whole flush is one entry, however many frames
+        async with asyncio.timeout(5):
+            while len(sock.raw) < len(sent) + len(batch.frames):  # noqa: ASYNC110 -- writer
+                await asyncio.sleep(0)
+        assert all(a is b for a, b in zip(sock.raw[len(sent) :], batch.frames, strict=True))
+        sent.extend(batch.frames)
         assert sub.queued == 0
     sequences = [m["sequence"] for frame in sock.frames for m in frame]
     assert sequences == list(range(1, 15_001))
-    assert len(sock.frames) == 3  # each flush went out as the shared frame, whole
+    assert all(wire_size(text) <= SMALL_CAP for text in sock.raw)
     assert sock.closed is None
     await sub.finish()
 
 
 async def test_one_frame_behind_is_not_slow_but_two_are() -> None:
-    """The frame being written and the next waiting flush are free; what piles up behind counts."""
+    """The flush being written and the next waiting flush are free, however many frames each
+    is; what piles up behind counts."""
     sock = StuckSocket()
-    sub = _subscriber(sock, trade_limit=1000)
+    sub = _subscriber(sock, trade_limit=1000, max_frame_bytes=SMALL_CAP)
     sub.start()
     sub.push_text('{"type":"first"}')
     await asyncio.sleep(0)
     sub.push_batch(*_trade_flush(1, 5_000))
-    await asyncio.sleep(0)  # the writer is now stuck writing this frame (in flight)
+    await asyncio.sleep(0)  # the writer is now stuck writing this flush (in flight)
     sub.push_batch(*_trade_flush(5_001, 5_000))  # waiting, free: the client is one flush behind
     assert sub.closing is None and sub.counted_trades == 0 and sub.queued == 1
     sub.push_batch(*_trade_flush(10_001, 600))  # behind the free one: counted, within the limit
@@ -223,9 +243,9 @@ async def test_stuck_client_memory_is_bounded_until_disconnected() -> None:
     flushes = 0
     while sub.closing is None:
         msg, text = _update(flushes + 1, flushes + 1)
-        frame, items, trades = _trade_flush(sequence, 7)
+        batch, items = _trade_flush(sequence, 7)
         items = [Item("S", "book", text, msg), *items]
-        sub.push_batch("[" + text + "," + frame[1:], items, trades)
+        sub.push_batch(Frames(pack_frames([i.text for i in items]), batch.trades), items)
         sequence += 7
         flushes += 1
         assert sub.queued <= 4 + 100 + 1  # lag_frames entries, counted trades, a book slot
@@ -234,3 +254,68 @@ async def test_stuck_client_memory_is_bounded_until_disconnected() -> None:
     assert sub.closing == (4001, "slow consumer: more than 100 trade messages queued")
     assert sub.queued == 0
     await sub.finish()
+
+
+async def test_lagging_client_frames_respect_the_cap() -> None:
+    """A client that is behind has its queued entries joined into frames of at most the cap:
+    whole flushes, single trades, a book slot larger than the cap (split between its diffs) and
+    an oversized message (alone); every message once, in order."""
+    cap = 4096
+    sock = StuckSocket()
+    sub = _subscriber(sock, trade_limit=100_000, lag_frames=2, max_frame_bytes=cap)
+    sub.start()
+    sub.push_text('{"type":"first"}')
+    await asyncio.sleep(0)
+    sub.push_text('{"type":"second"}')
+    await asyncio.sleep(0)  # stuck on "second"
+    pad = "x" * 60
+    n = 0
+
+    def trades(count: int) -> tuple[Frames, list[Item]]:
+        nonlocal n
+        texts = [f'{{"type":"trade","n":{n + i},"pad":"{pad}"}}' for i in range(count)]
+        n += count
+        return Frames(pack_frames(texts, cap), count), [Item("S", "trades", t, None) for t in texts]
+
+    first, first_items = trades(30)  # ~2.6 KB: one frame each; the two fill the lag allowance
+    sub.push_batch(first, first_items)
+    sub.push_batch(*trades(30))
+    sub.push_batch(*trades(200))  # behind: queued message by message from here on
+    for _ in range(20):  # one slot of 20 diffs, ~6 KB: larger than the cap on its own
+        msg = BookUpdateMsg("S", n, n, [LevelOut(Decimal(p), p, 1) for p in range(1, 9)], [])
+        text = encoder.encode(msg).decode()
+        sub.push_batch(Frames([f"[{text}]"], 0), [Item("S", "book", text, msg)])
+        n += 1
+    big = f'{{"type":"big","n":{n},"pad":"{"y" * (2 * cap)}"}}'  # a message over the cap
+    n += 1
+    sub.push_text(big)
+    sub.push_batch(*trades(40))
+    assert sub.queued == 2 + 200 + 1 + 1 + 40  # two flushes, trades, the slot, big, trades
+    sock.release.set()
+    async with asyncio.timeout(5):
+        while sub.queued:  # noqa: ASYNC110 -- the writer task drains it
+            await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    frames = sock.frames[2:]
+    for frame, text in zip(frames, sock.raw[2:], strict=True):
+        assert wire_size(text) <= cap or len(frame) == 1
+    messages = [m for frame in frames for m in frame]
+    assert [m.get("n", m.get("first_sequence")) for m in messages] == list(range(n))
+    assert [frame[0]["type"] for frame in frames if len(frame) == 1] == ["big"]
+    assert sock.raw[2] is first.frames[0]  # the first flush went alone: the shared string
+    # Joined up to the cap, not one frame per entry: 200 trades of ~90 bytes need ~5 frames.
+    assert len(frames) < 20
+    # The slot's diffs are split over frames at message boundaries (none is merged at 20).
+    books = [m for m in messages if m["type"] == "book"]
+    assert len(books) == 20
+    await sub.finish()
+
+
+def test_drain_stops_at_max_batch_messages() -> None:
+    """Small messages are joined up to :data:`MAX_BATCH` per frame even below the cap."""
+    sub = _subscriber(StuckSocket(), trade_limit=10_000)
+    for i in range(MAX_BATCH + 10):
+        sub.push_trade(f'{{"type":"trade","sequence":{i}}}')
+    first, second = sub._drain(), sub._drain()
+    assert len(first) == len(second) == 1
+    assert len(json.loads(first[0])) == MAX_BATCH and len(json.loads(second[0])) == 10

@@ -30,6 +30,9 @@ from tradehall.core.ids import SequentialIds
 from tradehall.core.timefmt import format_ns
 from tradehall.exchange import requests as rq
 from tradehall.exchange.app import create_app
+from tradehall.exchange.marketdata import MAX_FRAME_BYTES, MarketData
+from tradehall.exchange.marketdata_state import wire_size
+from tradehall.exchange.marketdata_ws import Subscriber
 from tradehall.exchange.service import ExchangeService
 from tradehall.exchange.settings import ExchangeSettings
 
@@ -445,8 +448,9 @@ async def test_slow_client_is_disconnected_and_others_get_everything(server: Ser
 
 async def test_caught_up_client_keeps_up_with_5000_trade_flushes(server: Server) -> None:
     """A client that reads everything stays connected however many trades one flush carries
-    (five times the 1 000-trade limit here) and receives every trade in order."""
-    ws = await websockets.connect(server.ws_url, max_size=None, compression=None)
+    (five times the 1 000-trade limit here, ~1.7 MB: several frames each) and receives every
+    trade in order -- with the ``websockets`` defaults, 1 MiB ``max_size`` included."""
+    ws = await websockets.connect(server.ws_url)
     feed, replica = Feed(ws), Replica()
     await feed.send(op="subscribe", symbol=SYMBOL)
     for _ in range(4):  # subscribed, book, trades and ticker snapshots
@@ -471,12 +475,116 @@ async def test_caught_up_client_keeps_up_with_5000_trade_flushes(server: Server)
         async with asyncio.timeout(30):
             while replica.trade_seq != 5_000 * round_:
                 replica.on(await feed.next())
-        assert await _frames_handed_out(server) == frames + round_  # one frame per round
+        handed = await _frames_handed_out(server)
+        assert handed > frames + 1  # the round's flush went out as several frames
+        frames = handed
         assert hub.subscriber_count(SYMBOL, "trades") == 1
     assert [t["sequence"] for t in replica.trades] == list(range(1, 15_001))
     assert "exchange_marketdata_slow_consumer_disconnects_total 0.0" in (
         (await server.http.get("/metrics")).text
     )
+    await ws.close()
+
+
+def _bids(server: Server, count: int) -> None:
+    """A 100,000-share ask at 1.00, then ``count`` one-share market bids against it: each bid
+    is a book diff and a trade. No await: all of it is released into one flush."""
+    body = {"broker_id": "alice", "document_number": "1", "symbol": SYMBOL, "expires_at": FAR}
+    ask = {**body, "type": "limit", "side": "ask", "quantity": 100_000, "price": Decimal(1)}
+    server.service.submit(rq.parse_order(ask))
+    bid = rq.parse_order(
+        {"type": "market", "broker_id": "bob", "document_number": "1", "side": "bid"}
+        | {"symbol": SYMBOL, "quantity": 1}
+    )
+    for _ in range(count):
+        server.service.submit(bid)
+
+
+def _hub(server: Server) -> MarketData:
+    hub = server.service.on_executed.__self__  # type: ignore[union-attr]
+    assert isinstance(hub, MarketData)
+    return hub
+
+
+async def test_busy_flush_arrives_in_frames_within_the_cap(server: Server) -> None:
+    """One flush of 5,000 bids (~1.7 MB): a client with the ``websockets`` defaults (1 MiB
+    ``max_size``) gets it as several frames of at most 256 KiB whose messages, joined, are
+    exactly the unsplit flush, and stays connected."""
+    ws = await websockets.connect(server.ws_url)
+    feed = Feed(ws)
+    await feed.send(op="subscribe", symbol=SYMBOL)
+    for _ in range(4):  # subscribed, book, trades and ticker snapshots
+        await feed.next()
+    assert not feed.buffer
+    hub = _hub(server)
+    before = await _frames_handed_out(server)
+    _bids(server, 5_000)
+    hub.flush()  # the flush, driven directly: exactly one
+    frames: list[str] = []
+    messages: list[Msg] = []
+    async with asyncio.timeout(30):
+        while not messages or messages[-1]["type"] != "ticker":  # a flush ends with its ticker
+            frame = await ws.recv()
+            assert isinstance(frame, str)
+            frames.append(frame)
+            messages.extend(json.loads(frame))
+    assert sum(wire_size(frame) for frame in frames) > 2**20  # more than 1 MiB in one flush
+    assert len(frames) > 4
+    assert all(wire_size(frame) <= MAX_FRAME_BYTES for frame in frames)
+    assert await _frames_handed_out(server) == before + len(frames)
+    # The unsplit flush: the ask's diff, then per bid its diff and its trade; one ticker.
+    expected = [("book", 1)]
+    for n in range(1, 5_001):
+        expected += [("book", n + 1), ("trade", n)]
+    expected.append(("ticker", 5_001))
+    assert [(m["type"], m.get("sequence", m.get("book_sequence"))) for m in messages] == expected
+    await feed.send(op="symbols", id=7)  # still connected
+    assert await feed.next() == {"type": "symbols", "symbols": [SYMBOL], "id": 7}
+    await ws.close()
+
+
+async def test_lagging_client_frames_stay_within_the_cap(server: Server) -> None:
+    """A client that stops reading until two ~170 KB flushes wait in its queue: when it reads
+    again, they are not joined into one frame above the cap; every trade arrives once, in order,
+    and the client is not cut off (the waiting flush is uncounted, the other within the limit)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(server.ws_url.split(":")[2].split("/")[0])))
+    ws = await websockets.connect(server.ws_url, sock=sock, max_queue=1, compression=None)
+    feed = Feed(ws)
+    await feed.send(op="subscribe", symbol=SYMBOL, channels=["trades"])
+    for _ in range(2):  # subscribed, trades snapshot
+        await feed.next()
+    hub = _hub(server)
+    (sub,) = hub._members
+    assert isinstance(sub, Subscriber)
+    _bids(server, 0)
+    bid = rq.parse_order(
+        {"type": "market", "broker_id": "bob", "document_number": "1", "side": "bid"}
+        | {"symbol": SYMBOL, "quantity": 1}
+    )
+    trades = 0
+    # The kernel's buffers take several MB first; then the writer blocks and flushes queue up.
+    while sub.queued < 2:
+        for _ in range(900):
+            server.service.submit(bid)
+        trades += 900
+        hub.flush()
+        for _ in range(5):  # let the writer hand what it can to the socket
+            await asyncio.sleep(0)
+        assert trades < 90_000, "the client never fell behind"
+    assert sub.queued == 2 and sub.closing is None
+    frames: list[str] = []
+    received: list[int] = []
+    async with asyncio.timeout(60):
+        while len(received) < trades:
+            frame = await ws.recv()
+            assert isinstance(frame, str)
+            frames.append(frame)
+            received.extend(m["sequence"] for m in json.loads(frame))
+    assert received == list(range(1, trades + 1))
+    assert all(wire_size(frame) <= MAX_FRAME_BYTES for frame in frames)
+    assert hub.subscriber_count(SYMBOL, "trades") == 1
     await ws.close()
 
 

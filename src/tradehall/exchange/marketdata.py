@@ -16,10 +16,12 @@ anything a crash could take back. Tickers (best bid/ask, last price) are derived
 emitted only when they change.
 
 Fan-out (:meth:`MarketData.flush`): the updates released since the last flush become messages,
-each built and encoded to JSON once and only if its (symbol, channel) has a subscriber; they are
-joined into one frame per distinct subscription set -- built once, the same string for every
-client with that set -- and appended to each client's queue
-(:mod:`~tradehall.exchange.marketdata_ws`). A socket
+each built and encoded to JSON once and only if its (symbol, channel) has a subscriber; for each
+distinct subscription set they are joined into frames of at most ``max_frame_bytes``
+(:data:`~tradehall.exchange.marketdata_state.MAX_FRAME_BYTES`, 256 KiB: one frame unless the
+flush is busy, then several, whole messages in order; a single larger message goes alone) --
+built once, the same :class:`~tradehall.exchange.marketdata_state.Frames` for every client with
+that set -- and appended to each client's queue (:mod:`~tradehall.exchange.marketdata_ws`). A socket
 write costs tens of microseconds of the event loop, so the flush interval grows with the number of
 connected clients (``max(min_interval, clients * per_client)``: 5 ms for up to 10 clients, 50 ms for
 100): the fan-out then costs about the same share of the loop however many clients there are and
@@ -43,9 +45,11 @@ from tradehall.core.logging import get_logger
 from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled, TradeExecuted
 from tradehall.exchange.machine import Executed
 from tradehall.exchange.marketdata_state import (
+    MAX_FRAME_BYTES,
     BookSnapshotMsg,
     BookUpdateMsg,
     Channel,
+    Frames,
     Item,
     LevelChange,
     PublishedBook,
@@ -57,6 +61,7 @@ from tradehall.exchange.marketdata_state import (
     Update,
     book_msg,
     level_changes,
+    pack_frames,
     raw_trade,
     trade_msg,
 )
@@ -69,9 +74,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHANNELS",
+    "MAX_FRAME_BYTES",
     "BookSnapshotMsg",
     "BookUpdateMsg",
     "Channel",
+    "Frames",
     "Item",
     "MarketData",
     "PublishedBook",
@@ -104,7 +111,9 @@ class _Metrics:
         )
         self.clients.set_function(lambda: float(clients()))
         self.frames = Counter(
-            "exchange_marketdata_frames", "Flush frames handed to client queues", registry=registry
+            "exchange_marketdata_frames",
+            "Flush frames handed to client queues (a busy flush is several)",
+            registry=registry,
         )
         self.messages = Counter(
             "exchange_marketdata_messages", "Messages in those frames", registry=registry
@@ -125,10 +134,14 @@ class MarketData:
         *,
         min_interval: float = 0.005,
         per_client: float = 0.0005,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
+        if max_frame_bytes < 1:
+            raise ValueError(f"max_frame_bytes must be at least 1, got {max_frame_bytes}")
         self._service = service
         self.min_interval = min_interval
         self.per_client = per_client
+        self.max_frame_bytes = max_frame_bytes
         self._symbols: dict[str, SymbolState] = {}
         self._subs: dict[tuple[str, Channel], set[Subscriber]] = {}
         self._members: dict[Subscriber, int] = {}  # subscriber -> number of subscriptions
@@ -293,8 +306,9 @@ class MarketData:
         return max(self.min_interval, len(self._members) * self.per_client)
 
     def flush(self) -> None:
-        """Hand everything released since the last flush to the subscribers, one frame per
-        distinct subscription set (built once, shared by every client with that set).
+        """Hand everything released since the last flush to the subscribers: per distinct
+        subscription set, its messages packed into frames of at most ``max_frame_bytes`` (one
+        frame unless the flush is busy), built once and shared by every client with that set.
 
         Messages are built and encoded here, once each, and only for (symbol, channel) pairs
         someone is subscribed to: with no subscriber the released updates are just dropped."""
@@ -333,11 +347,11 @@ class MarketData:
             items = [item for item in tick if (item.symbol, item.channel) in signature]
             if not items:
                 continue
-            frame = "[" + ",".join(item.text for item in items) + "]"
             trades = sum(1 for item in items if item.channel == "trades")
+            batch = Frames(pack_frames([item.text for item in items], self.max_frame_bytes), trades)
             for sub in members:
-                sub.push_batch(frame, items, trades)
-            self.metrics.frames.inc(len(members))
+                sub.push_batch(batch, items)
+            self.metrics.frames.inc(len(members) * len(batch.frames))
             self.metrics.messages.inc(len(members) * len(items))
 
     # -------------------------------------------------------------- subscriptions

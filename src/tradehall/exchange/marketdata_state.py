@@ -1,4 +1,5 @@
-"""Market-data messages and state: the wire structs, what capture records per command
+"""Market-data messages and state: the wire structs, server frames and their size cap
+(:data:`MAX_FRAME_BYTES`, :func:`pack_frames`), what capture records per command
 (:class:`Update`), the per-symbol counters and the published books.
 
 Split from :mod:`~tradehall.exchange.marketdata` (the hub: capture, release, flush and
@@ -8,7 +9,7 @@ subscriptions), which re-exports the message types.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from heapq import heapify, heappop, heappush
 from typing import Literal, NamedTuple
@@ -21,10 +22,12 @@ from tradehall.exchange.events import TradeExecuted
 from tradehall.exchange.schemas import LevelOut, money
 
 __all__ = [
+    "MAX_FRAME_BYTES",
     "RECENT_TRADES",
     "BookSnapshotMsg",
     "BookUpdateMsg",
     "Channel",
+    "Frames",
     "Item",
     "LevelChange",
     "PublishedBook",
@@ -36,12 +39,21 @@ __all__ = [
     "Update",
     "book_msg",
     "level_changes",
+    "pack_frames",
     "raw_trade",
     "trade_msg",
+    "wire_size",
 ]
 
 Channel = Literal["book", "trades", "ticker"]
 RECENT_TRADES = 50
+MAX_FRAME_BYTES = 256 * 1024
+"""The largest server frame (its UTF-8 payload), unless one message alone is larger.
+
+Clients commonly refuse bigger frames: the ``websockets`` library closes with 1009 above 1 MiB by
+default, and browsers and other clients have similar limits. A quarter of that leaves room for
+clients with smaller limits and keeps each socket write short; a busy flush (thousands of trades)
+simply goes out as several frames."""
 
 
 # ---------------------------------------------------------------------------------- messages
@@ -93,6 +105,50 @@ class TickerMsg(msgspec.Struct, tag="ticker", tag_field="type"):
     best_ask_quantity: int | None
     last_price: Decimal | None
     last_quantity: int | None
+
+
+# ---------------------------------------------------------------------------------- frames
+def wire_size(text: str) -> int:
+    """Bytes of ``text`` in a frame (UTF-8). O(1) for ASCII text, which every message is in
+    practice (CPython flags ASCII strings), so sizing costs nothing on the fan-out path."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def pack_frames(texts: Sequence[str], cap: int = MAX_FRAME_BYTES) -> list[str]:
+    """Encoded messages (or runs of them) as frames: JSON arrays of at most ``cap`` bytes each,
+    in order, packed greedily. Nothing is split or dropped: an element larger than the cap on
+    its own goes alone in its own (oversized) frame."""
+    if sum(map(len, texts)) + len(texts) + 1 <= cap:  # characters <= bytes: may fit whole
+        frame = "[" + ",".join(texts) + "]"
+        if wire_size(frame) <= cap:
+            return [frame]
+    frames: list[str] = []
+    start = 0
+    size = 0  # bytes of the frame being packed: brackets, texts[start:i] and their commas
+    for i, text in enumerate(texts):
+        n = wire_size(text)
+        if i > start and size + 1 + n > cap:
+            frames.append("[" + ",".join(texts[start:i]) + "]")
+            start = i
+        size = 2 + n if i == start else size + 1 + n
+    frames.append("[" + ",".join(texts[start:]) + "]")
+    return frames
+
+
+class Frames:
+    """One flush's messages for one subscription set, packed into frames of at most the cap.
+
+    Built once per flush and shared, object and strings, by every client with that set: a
+    client's queue holds the object itself, so a caught-up client is sent these very strings.
+    """
+
+    __slots__ = ("frames", "size", "trades")
+
+    def __init__(self, frames: list[str], trades: int) -> None:
+        self.frames = frames
+        self.trades = trades  # trade messages in them, for the slow-consumer rule
+        # Bytes of the messages joined by commas, without brackets: what they add to a frame.
+        self.size = sum(wire_size(frame) - 2 for frame in frames) + len(frames) - 1
 
 
 # ---------------------------------------------------------------------------------- state

@@ -1,16 +1,21 @@
 """The ``/ws/market`` WebSocket endpoint and the ``/console`` page.
 
 One :class:`Subscriber` per connection. At each flush the hub
-(:mod:`~tradehall.exchange.marketdata`) pushes an already-built frame into the subscriber's queue
--- an append and an event set, never an ``await`` -- and the subscriber's own writer task sends
-it. So a slow or stuck client costs the matching path nothing, and other clients nothing at all.
+(:mod:`~tradehall.exchange.marketdata`) pushes the flush's already-built frames into the
+subscriber's queue -- an append and an event set, never an ``await`` -- and the subscriber's own
+writer task sends them. So a slow or stuck client costs the matching path nothing, and other
+clients nothing at all.
 
-Every server frame is a JSON *array* of one or more messages. A caught-up client is sent the hub's
-shared frame string itself; a client that is behind has its queued messages joined (up to
-:data:`MAX_BATCH`) into one frame -- a copy of the shared encodings, never a re-encoding.
+Every server frame is a JSON *array* of one or more whole messages, at most ``max_frame_bytes``
+(:data:`~tradehall.exchange.marketdata_state.MAX_FRAME_BYTES`, 256 KiB) of UTF-8 unless a single
+message is larger (a book snapshot or coalesced diff of a very deep book): such a message goes
+alone in its own frame, never split. A caught-up client is sent the hub's shared frames of each
+flush themselves (one, or several for a busy flush); a client that is behind has its queued
+entries joined (up to :data:`MAX_BATCH` messages and the cap) into one frame -- a copy of the
+shared encodings, never a re-encoding -- and an entry that does not fit goes into the next frame.
 
 Per-client queue rules, so memory stays bounded however slow a client is (once ``lag_frames``
-entries are waiting, one of them an uncounted flush frame -- see below --, further messages are
+entries are waiting, one of them an uncounted flush -- see below --, further messages are
 queued one by one so they can be coalesced):
 
 * ``book``: consecutive pending diffs of a symbol share a slot; while the slot holds at most
@@ -18,18 +23,20 @@ queued one by one so they can be coalesced):
   one diff covering ``first_sequence..sequence`` (latest level figures win).
 * ``ticker``: a pending ticker is replaced by a newer one (latest wins).
 * ``trades``: never dropped or merged. A client with more than ``trade_limit`` trades queued
-  *behind a waiting flush frame (see below)* is disconnected with close code 4001
+  *behind a waiting flush (see below)* is disconnected with close code 4001
   and a reason saying so.
 
 The slow-consumer rule judges the client, not the market's rate: the trades of one waiting flush
-frame -- normally the next one the writer takes; however many trades one flush carries -- never
-count, nor do those of the frame being written. A client whose socket has taken each frame by the
-time the flush after next is built (two flush intervals, plus what the kernel buffers hold)
-therefore never has anything counted, whatever the trade rate; a client that stops reading piles up
-counted trades and is cut off. Memory per client stays bounded: the frame in flight, one waiting
-flush (a string shared with every client of its subscription set), at most ``trade_limit`` further
-trades, one book slot (at most ``book_merge_at`` diffs) and one ticker per symbol, and control
-replies.
+-- normally the next one the writer takes; however many trades one flush carries, and however many
+frames the cap makes of it -- never count, nor do those of the flush being written. A flush is one
+queue entry (:class:`~tradehall.exchange.marketdata_state.Frames`), whole or not at all: its
+frames are never counted one by one, so splitting a busy flush changes nothing for the rule. A
+client whose socket has taken each flush by the time the flush after next is built (two flush
+intervals, plus what the kernel buffers hold) therefore never has anything counted, whatever the
+trade rate; a client that stops reading piles up counted trades and is cut off. Memory per client
+stays bounded: the flush in flight, one waiting flush (strings shared with every client of its
+subscription set), at most ``trade_limit`` further trades, one book slot (at most
+``book_merge_at`` diffs) and one ticker per symbol, and control replies.
 """
 
 from __future__ import annotations
@@ -48,12 +55,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tradehall.core.logging import get_logger
 from tradehall.exchange.marketdata import (
     CHANNELS,
+    MAX_FRAME_BYTES,
     BookUpdateMsg,
     Channel,
+    Frames,
     Item,
     MarketData,
     encoder,
 )
+from tradehall.exchange.marketdata_state import pack_frames, wire_size
 from tradehall.exchange.schemas import LevelOut
 
 __all__ = ["SLOW_CONSUMER_CODE", "Subscriber", "market_data_routes"]
@@ -147,8 +157,20 @@ class _TickerSlot:
         self.dead = False
 
 
-_TEXT, _TRADE, _FRAME = 0, 1, 2
-_Queued = tuple[int, str, int] | _BookSlot | _TickerSlot  # (kind, text, trades in it)
+_TEXT, _TRADE = 0, 1
+# A single message (kind, text, trades in it: 0 or 1), a flush's shared frames, or a slot.
+_Queued = tuple[int, str, int] | Frames | _BookSlot | _TickerSlot
+
+
+def _entry_size(entry: _Queued) -> int:
+    """Bytes an entry's messages add to a frame (commas between them included)."""
+    if isinstance(entry, tuple):
+        return wire_size(entry[1])
+    if isinstance(entry, Frames):
+        return entry.size
+    if isinstance(entry, _BookSlot):
+        return sum(wire_size(text) for text in entry.texts) + len(entry.texts) - 1
+    return wire_size(entry.text)
 
 
 class Subscriber:
@@ -162,10 +184,12 @@ class Subscriber:
         trade_limit: int = 1000,
         book_merge_at: int = 32,
         lag_frames: int = 4,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
         self._ws = websocket
         self._hub = hub
         self.trade_limit = trade_limit
+        self.max_frame_bytes = max_frame_bytes
         self.book_merge_at = book_merge_at
         self.lag_frames = lag_frames
         self.subscriptions: dict[str, set[Channel]] = {}
@@ -173,36 +197,37 @@ class Subscriber:
         self._queue: deque[_Queued] = deque()
         self._books: dict[str, _BookSlot] = {}
         self._tickers: dict[str, _TickerSlot] = {}
-        self._pending_trades = 0  # trades in the queue (the frame being written is not)
-        # The queued flush frame whose trades the slow-consumer rule does not count: the oldest
-        # one waiting, when there is one (see the module docstring).
-        self._free: tuple[int, str, int] | None = None
+        self._pending_trades = 0  # trades in the queue (the flush being written is not)
+        # The queued flush whose trades the slow-consumer rule does not count: the oldest one
+        # waiting, when there is one (see the module docstring).
+        self._free: Frames | None = None
         self._wake = asyncio.Event()
         self.closing: tuple[int, str] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
     # -------------------------------------------------------------- pushes (never await)
-    def push_batch(self, frame: str, items: list[Item], trades: int) -> None:
-        """A flush's shared frame, queued whole when no other flush frame is waiting uncounted
-        or the client is less than ``lag_frames`` entries behind; otherwise its messages one by
-        one, so its book and ticker messages can be coalesced."""
+    def push_batch(self, batch: Frames, items: list[Item]) -> None:
+        """A flush's shared frames (``items`` are their messages), queued whole as one entry
+        when no other flush is waiting uncounted or the client is less than ``lag_frames``
+        entries behind; otherwise its messages one by one, so its book and ticker messages can
+        be coalesced."""
         if self.closing is not None:
             return
         free = self._free
         if free is None or len(self._queue) < self.lag_frames:
-            entry = (_FRAME, frame, trades)
+            trades = batch.trades
             if free is None:
-                self._free = entry  # the next flush the writer takes: not counted, any size
-            elif self._pending_trades - free[2] + trades > self.trade_limit:
+                self._free = batch  # the next flush the writer takes: not counted, any size
+            elif self._pending_trades - free.trades + trades > self.trade_limit:
                 self._slow()
                 return
             self._pending_trades += trades
             # Slots still queued stay in place, but newer messages must not join them: they
-            # would overtake this frame.
+            # would overtake this flush.
             self._books.clear()
             self._tickers.clear()
-            self._queue.append(entry)
+            self._queue.append(batch)
             self._wake.set()
             return
         for item in items:
@@ -228,7 +253,7 @@ class Subscriber:
         if self.closing is not None:
             return
         free = self._free
-        if self._pending_trades - (0 if free is None else free[2]) >= self.trade_limit:
+        if self._pending_trades - (0 if free is None else free.trades) >= self.trade_limit:
             self._slow()
             return
         self._pending_trades += 1
@@ -248,7 +273,7 @@ class Subscriber:
 
     def _slow(self) -> None:
         # The reason names the limit as documented to clients; "queued" means beyond the
-        # uncounted flush frame.
+        # uncounted flush.
         self._disconnect(
             SLOW_CONSUMER_CODE, f"slow consumer: more than {self.trade_limit} trade messages queued"
         )
@@ -259,14 +284,14 @@ class Subscriber:
 
     @property
     def queued(self) -> int:
-        """Entries waiting for the writer (frames, messages, book and ticker slots)."""
+        """Entries waiting for the writer (flushes, messages, book and ticker slots)."""
         return len(self._queue)
 
     @property
     def counted_trades(self) -> int:
         """Trades the slow-consumer rule holds against this client (at most ``trade_limit``)."""
         free = self._free
-        return self._pending_trades - (0 if free is None else free[2])
+        return self._pending_trades - (0 if free is None else free.trades)
 
     # -------------------------------------------------------------- control messages
     def handle(self, raw: str | None) -> None:
@@ -361,52 +386,67 @@ class Subscriber:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            queue = self._queue
-            while queue:
-                head = queue[0]
-                if len(queue) == 1 and isinstance(head, tuple) and head[0] == _FRAME:
-                    queue.popleft()  # the common case: send the shared frame itself
-                    self._pending_trades -= head[2]
-                    if head is self._free:
-                        self._free = None
-                    await self._ws.send_text(head[1])
-                    continue
-                parts = self._drain()
-                if parts:
-                    await self._ws.send_text("[" + ",".join(parts) + "]")
+            while self._queue:
+                for frame in self._drain():
+                    await self._ws.send_text(frame)
 
     def _drain(self) -> list[str]:
-        parts: list[str] = []
+        """Take the next frame's worth of entries off the queue and return the frames to send.
+
+        Entries are joined into one frame while it stays within ``max_frame_bytes`` and
+        :data:`MAX_BATCH` messages; the first entry is always taken. A flush taken alone is
+        returned as its shared frames (no copy, one or several); an entry larger than the cap
+        alone (a big book slot, an oversized snapshot) is packed into frames of whole messages.
+        """
+        cap = self.max_frame_bytes
         queue = self._queue
-        while queue and len(parts) < MAX_BATCH:
-            item = queue.popleft()
+        taken: list[str | Frames] = []  # message texts, and flushes (runs of messages)
+        used = 0  # bytes of the frame's content so far (without the brackets)
+        count = 0  # messages (or flush frames) so far, against MAX_BATCH
+        while queue and count < MAX_BATCH:
+            item = queue[0]
+            if isinstance(item, (_BookSlot, _TickerSlot)) and item.dead:
+                queue.popleft()
+                continue
+            size = _entry_size(item)
+            if taken and used + 1 + size + 2 > cap:
+                break  # it goes first in the next frame
+            queue.popleft()
+            used += size + (1 if taken else 0)
             if isinstance(item, tuple):
-                kind, text, trades = item
-                self._pending_trades -= trades
+                self._pending_trades -= item[2]
+                taken.append(item[1])
+                count += 1
+            elif isinstance(item, Frames):
+                self._pending_trades -= item.trades
                 if item is self._free:
                     self._free = None
-                parts.append(text[1:-1] if kind == _FRAME else text)
+                taken.append(item)
+                count += len(item.frames)
             elif isinstance(item, _BookSlot):
-                if item.dead:
-                    continue
                 symbol = item.msgs[0].symbol
                 if self._books.get(symbol) is item:
                     del self._books[symbol]
-                parts.extend(item.texts)
-            elif not item.dead:
+                taken.extend(item.texts)
+                count += len(item.texts)
+            else:
                 for symbol, slot in self._tickers.items():
                     if slot is item:
                         del self._tickers[symbol]
                         break
-                parts.append(item.text)
-        if (
-            self._free is None
-            and queue
-            and isinstance(head := queue[0], tuple)
-            and head[0] == _FRAME
-        ):
+                taken.append(item.text)
+                count += 1
+        if self._free is None and queue and isinstance(head := queue[0], Frames):
             self._free = head  # the oldest waiting flush is the uncounted one again
-        return parts
+        if len(taken) == 1 and isinstance(first := taken[0], Frames):
+            return first.frames  # the common case: a caught-up client gets the shared strings
+        texts: list[str] = []
+        for part in taken:
+            if isinstance(part, str):
+                texts.append(part)
+            else:
+                texts.extend(frame[1:-1] for frame in part.frames)
+        return pack_frames(texts, cap) if texts else []
 
     def _disconnect(self, code: int, reason: str) -> None:
         """Drop everything queued, leave the hub, and close the connection (in the background)."""
@@ -454,7 +494,9 @@ def market_data_routes(hub: MarketData, *, trade_limit: int = 1000) -> list[Base
 
     async def market(websocket: WebSocket) -> None:
         await websocket.accept()
-        subscriber = Subscriber(websocket, hub, trade_limit=trade_limit)
+        subscriber = Subscriber(
+            websocket, hub, trade_limit=trade_limit, max_frame_bytes=hub.max_frame_bytes
+        )
         subscriber.start()
         try:
             while True:
