@@ -9,6 +9,11 @@ every command the two must agree on the outcome (result or error class), every o
 satisfy the contract's §7 invariants. A second property replays one stream on two fresh engines and
 requires identical state, ids and timestamps included.
 
+Every property runs on both engine builds (:mod:`engine_builds`): each example draws the build (or,
+for the replay and restore properties, one build per engine, so a stream replayed or continued on
+the other build must give the very same state), which splits the examples between the builds
+rather than doubling them.
+
 The engine hands out strictly increasing stamps (it nudges the clock by 1 ns when a reading
 repeats), while the reference uses the raw clock; stamps are therefore compared with a tolerance far
 below the one-second resolution the API exposes. The clock moves in 250 ms ticks, so the nudge never
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import pytest
+from engine_builds import BUILDS, engine_from_state, make_engine
 from exchange_reference import (
     ACTIVE,
     RefClosed,
@@ -206,9 +213,9 @@ def _same_time(engine_ns: int | None, ref_ns: int | None) -> bool:
 class Pair:
     """One engine and one reference exchange on the same clock, plus the id correspondence."""
 
-    def __init__(self) -> None:
+    def __init__(self, build: str) -> None:
         self.clock = VirtualClock(T0)
-        self.engine = Engine(self.clock, SequentialIds(), vwap_window_ns=WINDOW)
+        self.engine = make_engine(build, self.clock, SequentialIds(), vwap_window_ns=WINDOW)
         self.ref = RefExchange(self.clock.time_ns, vwap_window_ns=WINDOW)
         self.order_map: dict[str, str] = {}  # engine order_id -> reference order_id
         self.trade_map: dict[str, str] = {}  # engine trade_id -> reference trade_id
@@ -687,14 +694,15 @@ def check_invariants(
 class EngineVsReference(RuleBasedStateMachine):
     """Every command on both exchanges; full comparison and §7 after each."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.pair = Pair()
+    pair: Pair
 
     @initialize(
-        first=registers(st.just("b0"), rich=True), second=registers(st.just("b1"), rich=True)
+        build=st.sampled_from(BUILDS),
+        first=registers(st.just("b0"), rich=True),
+        second=registers(st.just("b1"), rich=True),
     )
-    def open_accounts(self, first: Register, second: Register) -> None:
+    def open_accounts(self, build: str, first: Register, second: Register) -> None:
+        self.pair = Pair(build)  # invariants run only once the initialize rules have
         self.pair.run(first)
         self.pair.run(second)
 
@@ -811,21 +819,26 @@ def snapshot(engine: Engine) -> dict[str, Any]:
 class Solo:
     """One engine on its own clock, for properties that need no reference."""
 
-    def __init__(self, engine: Engine | None = None, clock: VirtualClock | None = None) -> None:
+    def __init__(
+        self, build: str, engine: Engine | None = None, clock: VirtualClock | None = None
+    ) -> None:
         self.clock = clock or VirtualClock(T0)
-        self.engine = engine or Engine(self.clock, SequentialIds(), vwap_window_ns=WINDOW)
+        self.engine = engine or make_engine(
+            build, self.clock, SequentialIds(), vwap_window_ns=WINDOW
+        )
         self.issued: list[str] = []
         self.log: list[Any] = []
 
-    def restored(self) -> Solo:
-        """A new engine rebuilt from this one's exported image (through JSON, as a snapshot)."""
+    def restored(self, build: str) -> Solo:
+        """A new engine of ``build`` rebuilt from this one's image (through JSON, as a snapshot)."""
         image = msgspec.json.decode(
             msgspec.json.encode(self.engine.export_state()), type=EngineState
         )
         clock = VirtualClock(self.clock.time_ns())
         used_ids = len(self.engine.orders) + self.engine.trade_count
         ids = SequentialIds(start=used_ids + 1)
-        twin = Solo(Engine.from_state(image, clock, ids, vwap_window_ns=WINDOW), clock)
+        engine = engine_from_state(build, image, clock, ids, vwap_window_ns=WINDOW)
+        twin = Solo(build, engine, clock)
         twin.issued = list(self.issued)
         return twin
 
@@ -863,9 +876,9 @@ class Solo:
         self.log.append((outcome, None if err is None else (type(err).__name__, err.message)))
 
 
-def replay(stream: list[Command]) -> tuple[list[Any], dict[str, Any]]:
+def replay(stream: list[Command], build: str) -> tuple[list[Any], dict[str, Any]]:
     """Run a stream on a fresh engine (no reference); return the outcomes and final state."""
-    solo = Solo()
+    solo = Solo(build)
     for cmd in stream:
         solo.run(cmd)
     return solo.log, snapshot(solo.engine)
@@ -879,24 +892,30 @@ opening_then_commands = (
 
 
 @settings(max_examples=100, deadline=None, derandomize=False, phases=PHASES)
-@given(stream=opening_then_commands)
-def test_same_stream_gives_identical_state(stream: list[Command]) -> None:
-    first = replay(stream)
-    second = replay(stream)
+@given(
+    stream=opening_then_commands, builds=st.tuples(st.sampled_from(BUILDS), st.sampled_from(BUILDS))
+)
+def test_same_stream_gives_identical_state(stream: list[Command], builds: tuple[str, str]) -> None:
+    first = replay(stream, builds[0])
+    second = replay(stream, builds[1])
     assert first == second
 
 
 @settings(max_examples=60, deadline=None, derandomize=False, phases=PHASES)
-@given(stream=opening_then_commands, data=st.data())
+@given(
+    stream=opening_then_commands,
+    data=st.data(),
+    builds=st.tuples(st.sampled_from(BUILDS), st.sampled_from(BUILDS)),
+)
 def test_restored_image_continues_like_the_original(
-    stream: list[Command], data: st.DataObject
+    stream: list[Command], data: st.DataObject, builds: tuple[str, str]
 ) -> None:
     """export_state -> JSON -> from_state mid-stream: the same image, and the same future."""
     split = data.draw(st.integers(0, len(stream)), label="split")
-    original = Solo()
+    original = Solo(builds[0])
     for cmd in stream[:split]:
         original.run(cmd)
-    twin = original.restored()
+    twin = original.restored(builds[1])
     assert twin.engine.export_state() == original.engine.export_state()
     assert snapshot(twin.engine) == snapshot(original.engine)
     for cmd in stream[split:]:
@@ -908,10 +927,10 @@ def test_restored_image_continues_like_the_original(
 
 
 @settings(max_examples=40, deadline=None, derandomize=False, phases=PHASES)
-@given(stream=st.lists(trading, min_size=80, max_size=140))
-def test_long_streams_match_reference(stream: list[Command]) -> None:
+@given(stream=st.lists(trading, min_size=80, max_size=140), build=st.sampled_from(BUILDS))
+def test_long_streams_match_reference(stream: list[Command], build: str) -> None:
     """Longer than the state machine's runs, with deep pockets, so books get deep."""
-    pair = Pair()
+    pair = Pair(build)
     opening = [
         Register("b0", 40_000, (("AAA", 120), ("BBB", 120))),
         Register("b1", 40_000, (("AAA", 120), ("BBB", 120))),
@@ -922,13 +941,14 @@ def test_long_streams_match_reference(stream: list[Command]) -> None:
         pair.check()
 
 
-def test_boundaries_of_vwap_window_and_expiry() -> None:
+@pytest.mark.parametrize("build", BUILDS)
+def test_boundaries_of_vwap_window_and_expiry(build: str) -> None:
     """Edges the random streams reach only by luck, pinned on both exchanges.
 
     A trade exactly one window old is still in the window (inclusive, §9); an order is expired by a
     sweep at exactly ``expires_at`` (§4.3), and ``expires_at == now`` is rejected (§9: strictly).
     """
-    pair = Pair()
+    pair = Pair(build)
     stream: list[Command] = [
         Register("b0", 5000, (("AAA", 10),)),
         Register("b1", 5000, ()),
@@ -1000,9 +1020,9 @@ def deep_level_streams(draw: st.DrawFn) -> list[Command]:
 
 
 @settings(max_examples=25, deadline=None, derandomize=False, phases=PHASES)
-@given(stream=deep_level_streams())
-def test_deep_level_with_many_cancels_matches_reference(stream: list[Command]) -> None:
-    pair = Pair()
+@given(stream=deep_level_streams(), build=st.sampled_from(BUILDS))
+def test_deep_level_with_many_cancels_matches_reference(stream: list[Command], build: str) -> None:
+    pair = Pair(build)
     for index, cmd in enumerate(stream):
         pair.run(cmd)  # outcome, order and events compared on every command
         if (isinstance(cmd, Submit) and cmd.type == "market") or index % 25 == 0:

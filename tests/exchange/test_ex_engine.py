@@ -1,8 +1,9 @@
-"""Engine rules, one contract clause at a time (contract §§2.4, 3, 4)."""
+"""Engine rules, one contract clause at a time (contract §§2.4, 3, 4); on both engine builds."""
 
 from __future__ import annotations
 
 import pytest
+from engine_builds import BUILDS, make_engine
 
 from tradehall.core.clock import VirtualClock
 from tradehall.core.ids import SequentialIds
@@ -20,9 +21,14 @@ def clock() -> VirtualClock:
     return VirtualClock(T0)
 
 
+@pytest.fixture(params=BUILDS)
+def build(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def engine(clock: VirtualClock) -> Engine:
-    eng = Engine(clock, SequentialIds(), vwap_window_ns=300 * S)
+def engine(clock: VirtualClock, build: str) -> Engine:
+    eng = make_engine(build, clock, SequentialIds(), vwap_window_ns=300 * S)
     eng.register_broker("buyer", 1_000_000_00, [])
     eng.register_broker("seller", 0, [("AAPL", 10_000)])
     return eng
@@ -310,10 +316,12 @@ def test_duplicate_broker_is_refused(engine: Engine) -> None:
         engine.register_broker("buyer", 0, [])
 
 
-def test_vwap_keeps_a_trade_on_the_window_edge_despite_nudged_stamps(clock: VirtualClock) -> None:
+def test_vwap_keeps_a_trade_on_the_window_edge_despite_nudged_stamps(
+    clock: VirtualClock, build: str
+) -> None:
     # Several commands at one clock reading get stamps a few ns apart; a trade exactly one window
     # older than the clock must still count (the window is inclusive).
-    engine = Engine(clock, SequentialIds(), vwap_window_ns=2 * S)
+    engine = make_engine(build, clock, SequentialIds(), vwap_window_ns=2 * S)
     engine.register_broker("a", 10**6, [("AAPL", 10)])
     engine.submit(limit("a", "bid", 1, 100))
     engine.submit(limit("a", "ask", 1, 100))  # trade 1 at T0 (+ nudge)

@@ -7,11 +7,12 @@ import random
 from itertools import islice
 
 import pytest
+from engine_builds import BUILDS, make_engine
 
 from tradehall.core.clock import VirtualClock
 from tradehall.core.ids import SequentialIds
 from tradehall.exchange.book import BookSide
-from tradehall.exchange.engine import Engine, OrderRequest
+from tradehall.exchange.engine import OrderRequest
 from tradehall.exchange.indexes import BrokerOrders, ExpiryIndex
 from tradehall.exchange.model import ORDER_STATUSES, Order
 
@@ -130,9 +131,10 @@ def test_book_side_best_first_with_stale_keys_and_a_rebuilt_heap() -> None:
     assert len(side._heap) <= 2 * len(resting) + 65  # stale keys stay bounded
 
 
-def test_resting_orders_share_the_level_and_deadline_numbers() -> None:
+@pytest.mark.parametrize("build", BUILDS)
+def test_resting_orders_share_the_level_and_deadline_numbers(build: str) -> None:
     clock = VirtualClock(T0)
-    engine = Engine(clock, SequentialIds(), vwap_window_ns=10**9)
+    engine = make_engine(build, clock, SequentialIds(), vwap_window_ns=10**9)
     engine.register_broker("b", 10**9, [])
     deadline = T0 + 10**12
     first, _ = engine.submit(OrderRequest("limit", "b", "doc", "bid", "S", 1, 12_345, deadline))

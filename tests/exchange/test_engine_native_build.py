@@ -1,0 +1,153 @@
+"""Which engine build runs, and that CI never silently tests only the pure one.
+
+The rest of the suite runs the default build (native wherever it is built); the engine-level tests
+run both (:mod:`engine_builds`). Here: the native core must be importable wherever a C compiler
+is installed, the ``native=`` switch and ``TRADEHALL_ENGINE`` choose as documented, and a journal
+recorded by one build replays on the other to the same state.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shlex
+import shutil
+import sysconfig
+
+import pytest
+from engine_builds import _NATIVE_PENDING
+
+import tradehall.exchange.engine as engine_module
+from tradehall.core.clock import VirtualClock
+from tradehall.core.ids import SequentialIds
+from tradehall.exchange.commands import CancelOrder, ExpireDue, RegisterBroker, SubmitOrder
+from tradehall.exchange.engine import Engine, OrderRequest
+from tradehall.exchange.machine import ExchangeMachine
+
+T0 = 1_790_000_000 * 10**9
+LATER = T0 + 10**12
+
+
+def compiler() -> str | None:
+    """The C compiler the build script would use (``CC``, else the interpreter's), if installed."""
+    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    return shutil.which(command[0]) if command else None
+
+
+def native_import_problem() -> str | None:
+    try:
+        importlib.import_module("tradehall.exchange._native")
+    except ImportError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def test_the_native_core_is_built_wherever_a_c_compiler_is() -> None:
+    cc, problem = compiler(), native_import_problem()
+    if cc is not None and not _NATIVE_PENDING:
+        assert problem is None, (
+            f"a C compiler is installed ({cc}) but the native engine core does not import "
+            f"({problem}). Run `make native` (or `make test`, which builds it first) so the "
+            "tests cover the native engine, not only the pure-Python one."
+        )
+    default = Engine(VirtualClock(T0), SequentialIds()).build
+    pure = problem is not None or os.environ.get("TRADEHALL_ENGINE") == "python"
+    assert default == ("python" if pure else "native")
+
+
+def test_the_environment_and_the_switch_choose_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, ids = VirtualClock(T0), SequentialIds()
+    monkeypatch.setenv("TRADEHALL_ENGINE", "python")
+    assert Engine(clock, ids).build == "python"
+    assert Engine(clock, ids, native=False).build == "python"
+    state = Engine(clock, ids).export_state()
+    assert Engine.from_state(state, clock, ids, vwap_window_ns=10**9).build == "python"
+    if native_import_problem() is None:
+        assert Engine(clock, ids, native=True).build == "native"  # explicit beats the variable
+        rebuilt = Engine.from_state(state, clock, ids, vwap_window_ns=10**9, native=True)
+        assert rebuilt.build == "native"
+        monkeypatch.delenv("TRADEHALL_ENGINE")
+        assert Engine(clock, ids).build == "native"
+        assert Engine.from_state(state, clock, ids, vwap_window_ns=10**9).build == "native"
+    assert Engine(clock, ids, native=False).build == "python"
+
+
+def test_requiring_a_missing_native_core_says_how_to_build_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TRADEHALL_ENGINE", raising=False)
+    monkeypatch.setattr(engine_module, "_native_loaded", [None])  # as if the import had failed
+    clock, ids = VirtualClock(T0), SequentialIds()
+    with pytest.raises(ImportError, match="not built; run `make`"):
+        Engine(clock, ids, native=True)
+    with pytest.raises(ImportError, match="not built"):
+        Engine.from_state(
+            Engine(clock, ids).export_state(), clock, ids, vwap_window_ns=1, native=True
+        )
+    assert Engine(clock, ids).build == "python"  # the default falls back quietly
+
+
+def _commands() -> list[object]:
+    def limit(broker: str, side: str, quantity: int, price: int, expires: int) -> SubmitOrder:
+        return SubmitOrder(
+            OrderRequest("limit", broker, "D", side, "AAA", quantity, price, expires)
+        )
+
+    return [
+        RegisterBroker("b0", 10**6, [("AAA", 100)]),
+        RegisterBroker("b1", 10**6, [("AAA", 100)]),
+        RegisterBroker("b1", 10**6, []),  # rejected: recorded with its error code
+        limit("b0", "ask", 5, 100, LATER),  # id 1
+        limit("b0", "ask", 5, 101, LATER),  # id 2
+        limit("b1", "bid", 7, 101, LATER),  # id 3, trades 4 and 5
+        limit("b1", "bid", 3, 99, T0 + 10**9),  # id 6, expires below
+        limit("b1", "bid", 2, 98, LATER),  # id 7
+        SubmitOrder(OrderRequest("market", "b1", "D", "bid", "AAA", 50, None, None)),  # 8, 9
+        CancelOrder("00000000-0000-4000-8000-000000000008"),  # rejected: a market order
+        CancelOrder("00000000-0000-4000-8000-000000000007"),
+        ExpireDue(),  # two seconds later
+        limit("b0", "ask", 9, 99, LATER),
+    ]
+
+
+@pytest.mark.parametrize(("live", "replayed"), [("python", "native"), ("native", "python")])
+def test_a_journal_from_one_build_replays_on_the_other(
+    live: str, replayed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same clock readings and ids consumed per command, or replay raises a divergence."""
+
+    def machine(build: str, clock: VirtualClock) -> ExchangeMachine:
+        if build == "python":
+            monkeypatch.setenv("TRADEHALL_ENGINE", "python")
+        else:
+            monkeypatch.delenv("TRADEHALL_ENGINE", raising=False)
+        made = ExchangeMachine(clock, SequentialIds(), vwap_window_ns=10**9)
+        assert made.engine.build == build or _NATIVE_PENDING
+        return made
+
+    clock = VirtualClock(T0)
+    original = machine(live, clock)
+    records = []
+    for command in _commands():
+        if isinstance(command, ExpireDue):
+            clock.set_ns(T0 + 2 * 10**9)
+        records.append(original.execute(command).record)  # type: ignore[arg-type]
+    assert [r.rejected for r in records if r.rejected] == [
+        "broker_already_exists",
+        "order_not_cancellable",
+    ]
+    statuses = [o.status for o in original.engine.orders.values()]
+    assert statuses == [
+        "filled",
+        "filled",
+        "filled",
+        "expired",
+        "cancelled",
+        "cancelled",
+        "pending",
+    ]
+    assert original.engine.trade_count == 3
+    copy = machine(replayed, VirtualClock(0))  # replay never reads the clock it is given
+    for record in records:
+        copy.replay(record)
+    assert copy.snapshot() == original.snapshot()
