@@ -194,9 +194,10 @@ WALL_SOURCES: dict[str, Callable[[], Sources]] = {
 def image(value: Any) -> Any:
     """A plain, comparable picture of anything the engine returns."""
     if isinstance(value, Order):
-        return ["order", msgspec.to_builtins(order_state(value, 0)), value.list_pos]
+        state = msgspec.to_builtins(order_state(value, 0))
+        return ["order", state, value.list_pos, field_types(value)]
     if isinstance(value, TradeExecuted | OrderFilled | OrderClosed | Quote):
-        return [type(value).__name__, msgspec.to_builtins(value)]
+        return [type(value).__name__, msgspec.to_builtins(value), field_types(value)]
     if isinstance(value, Broker):
         holdings = [[s, h.quantity, h.reserved] for s, h in value.holdings.items()]
         return [
@@ -208,6 +209,7 @@ def image(value: Any) -> Any:
             value.created_at,
             value.updated_at,
             holdings,
+            field_types(value),
         ]
     if isinstance(value, VwapFigures):
         return ["vwap", value.current_price, value.trades_in_window, value.last_trade_at]
@@ -216,10 +218,19 @@ def image(value: Any) -> Any:
             [level.price, level.total, level.count, [o.order_id for o in level.live_orders()]]
             for level in value.levels()
         ]
-    if isinstance(value, tuple | list):
+    if isinstance(value, list):
         return [image(v) for v in value]
+    if isinstance(value, tuple):
+        return ["tuple", *(image(v) for v in value)]
     assert value is None or type(value) in (int, str, bool), type(value)
     return value
+
+
+def field_types(record: Any) -> str:
+    """The exact type of every field: ``1`` and ``True``, an int and an int subclass, a tuple and
+    a list of trades all compare equal, yet are different states."""
+    names = getattr(record, "__struct_fields__", None) or record.__slots__
+    return " ".join(type(getattr(record, name)).__name__ for name in names)
 
 
 def error_image(exc: Exception) -> Any:
@@ -243,10 +254,38 @@ def observe(engine: Engine) -> dict[str, Any]:
         seen["orders of " + broker_id] = [
             image(engine.broker_orders(broker_id, status, 1, 1000)) for status in STATUSES
         ]
+    seen["types"] = sorted(
+        {field_types(o) for o in engine.orders.values()}
+        | {field_types(b) for b in engine.brokers.values()}
+        | {field_types(h) for b in engine.brokers.values() for h in b.holdings.values()}
+    )
+    seen["internals"] = internals(engine)
     # The engine's own records are the ones it hands out.
     for order in engine.orders.values():
         assert engine.order(order.order_id) is order
     return seen
+
+
+def internals(engine: Engine) -> Any:
+    """The lazy-removal bookkeeping behind the books and the expiry index.
+
+    Not visible to a reader, but the C core translates the Python methods one to one, so the
+    dead slots, stale heap keys and deadline buckets must match too: a drift here is a memory or
+    speed bug that no query shows until much later.
+    """
+    books = {}
+    for symbol in engine.symbols:
+        book = engine.book(symbol)
+        books[symbol] = [
+            [sorted(side._heap), [[lv.dead, len(lv.orders)] for lv in side._levels.values()]]
+            for side in (book.bids, book.asks)
+        ]
+    expiry = engine._expiry
+    buckets = [
+        [deadline, len(getattr(bucket, "orders", ())), getattr(bucket, "live", 1)]
+        for deadline, bucket in expiry._buckets.items()
+    ]
+    return [books, sorted(expiry._heap), buckets, expiry._live]
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")

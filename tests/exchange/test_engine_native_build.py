@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
 import shlex
 import shutil
 import sysconfig
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import httpx
 import pytest
 from engine_builds import _NATIVE_PENDING
+from exchange_harness import T0 as HARNESS_T0
+from exchange_harness import ExchangeHarness
 
 import tradehall.exchange.engine as engine_module
 from tradehall.core.clock import VirtualClock
 from tradehall.core.ids import SequentialIds
+from tradehall.exchange.app import create_app
 from tradehall.exchange.commands import CancelOrder, ExpireDue, RegisterBroker, SubmitOrder
 from tradehall.exchange.engine import Engine, OrderRequest
 from tradehall.exchange.machine import ExchangeMachine
+from tradehall.exchange.service import ExchangeService
+from tradehall.exchange.settings import ExchangeSettings
+from tradehall.exchange.webhook_delivery import WebhookDispatcher
 
 T0 = 1_790_000_000 * 10**9
 LATER = T0 + 10**12
@@ -151,3 +161,84 @@ def test_a_journal_from_one_build_replays_on_the_other(
     for record in records:
         copy.replay(record)
     assert copy.snapshot() == original.snapshot()
+
+
+@asynccontextmanager
+async def _exchange(build: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ExchangeHarness]:
+    """The in-process HTTP exchange of the ``exchange`` fixture, on the given engine build."""
+    if build == "python":
+        monkeypatch.setenv("TRADEHALL_ENGINE", "python")
+    else:
+        monkeypatch.delenv("TRADEHALL_ENGINE", raising=False)
+    clock = VirtualClock(HARNESS_T0)
+    settings = ExchangeSettings(webhook_allow_http=True, expiration_interval=1.0)
+    dispatcher = WebhookDispatcher(clock=clock, timeout=2.0, rng=random.Random(7))
+    service = ExchangeService(settings, clock=clock, ids=SequentialIds(), dispatcher=dispatcher)
+    await service.start()
+    assert service.engine.build == build or _NATIVE_PENDING
+    transport = httpx.ASGITransport(app=create_app(service, manage_service=False))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://ex.test") as client:
+            yield ExchangeHarness(service, client, clock)
+    finally:
+        await service.stop()
+
+
+async def _http_flow(ex: ExchangeHarness) -> list[tuple[int, str]]:
+    """A short session over HTTP: trades, a cancel, an expiry, rejections and every read."""
+    seen: list[tuple[int, str]] = []
+
+    def keep(response: httpx.Response) -> dict[str, object]:
+        seen.append((response.status_code, response.text))
+        body = response.json()
+        return body if isinstance(body, dict) else {}
+
+    await ex.broker("seller", AAPL=100)
+    await ex.broker("buyer", cash="500")
+    soon = "2026-09-21T14:13:22.500Z"
+    keep(await ex.order(broker_id="seller", side="ask", symbol="AAPL", quantity=5, price="1.00"))
+    keep(await ex.order(broker_id="seller", side="ask", symbol="AAPL", quantity=5, price="1.50"))
+    late = keep(
+        await ex.order(broker_id="seller", side="ask", symbol="AAPL", quantity=5, price="2.00")
+    )
+    keep(
+        await ex.order(
+            broker_id="seller", side="ask", symbol="AAPL", quantity=3, price="3.00", expires_at=soon
+        )
+    )
+    keep(await ex.order(broker_id="buyer", side="bid", symbol="AAPL", quantity=8, price="1.60"))
+    keep(await ex.order(type="market", broker_id="buyer", side="bid", symbol="AAPL", quantity=3))
+    keep(await ex.order(broker_id="ghost", side="bid", symbol="AAPL", quantity=1, price="1.00"))
+    keep(await ex.order(type="market", broker_id="buyer", side="bid", symbol="NEW", quantity=1))
+    keep(await ex.client.delete(f"/orders/{late['order_id']}"))
+    keep(await ex.client.delete(f"/orders/{late['order_id']}"))
+    await ex.clock.advance(3)  # the sweep expires the 3.00 ask
+    for path in (
+        "/brokers/buyer/balance",
+        "/brokers/seller/balance",
+        "/brokers/seller/orders?status=cancelled",
+        "/brokers/buyer/orders",
+        "/stocks/AAPL/book?depth=10",
+        "/stocks/AAPL/price",
+    ):
+        keep(await ex.client.get(path))
+    return seen
+
+
+async def test_the_http_exchange_answers_alike_on_both_builds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers = {}
+    for build in ("python", "native"):
+        async with _exchange(build, monkeypatch) as ex:
+            answers[build] = await _http_flow(ex)
+    assert [status for status, _ in answers["python"]] == [
+        *(201,) * 5,
+        201,  # the market bid: 2 @ 1.50, 1 @ 2.00
+        404,
+        409,  # no liquidity on NEW
+        200,
+        409,  # already cancelled
+        *(200,) * 6,
+    ]
+    assert answers["python"] == answers["native"]

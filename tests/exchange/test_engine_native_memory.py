@@ -163,7 +163,7 @@ def test_shared_objects_get_every_reference_back(build: str, kind: str) -> None:
     gc.collect()
     assert engine() is None, "the engine was not freed"
     after = {name: sys.getrefcount(value) for name, value in watched.items()}
-    assert after == before
+    assert after == before, {k: (before[k], after[k]) for k in before if after[k] != before[k]}
 
 
 @pytest.mark.parametrize("kind", KINDS)
