@@ -1,0 +1,1247 @@
+/* tradehall.exchange._native: the matching engine's hot commands in C.
+ *
+ * ``Core(engine)`` runs ``submit``, ``cancel`` and ``expire_due`` of one
+ * :class:`tradehall.exchange.engine.Engine` over that engine's own structures. Each function
+ * here translates the Python method of the same name in engine.py step by step -- same checks
+ * in the same order (so a refused command raises the same error and changes nothing), same
+ * mutations, same objects stored, same events -- so the two builds keep byte-identical state.
+ *
+ * Engine counters (``_last_ns``, ``_seq``, ``trade_count``) have one home: the engine's instance
+ * ``__dict__``, which both builds read and write (here by interned key), so commands of the two
+ * builds can interleave on one engine.
+ *
+ * Clock and ids: an exact ``SystemClock`` is read with clock_gettime(CLOCK_REALTIME), as
+ * ``time.time_ns()`` does; exact ``SequentialIds`` / ``RandomIds`` are served here from their own
+ * instance state (``_next`` / ``_batch``), so Python callers of ``new_id`` stay in step. Any other
+ * clock or id source (a VirtualClock, the machine's Recorder) is called through the engine's
+ * bound ``_read_clock`` / ``_new_id``.
+ */
+#include "native.h"
+
+#include <structmember.h>
+#include <time.h>
+
+th_offsets TH;
+th_globals G;
+
+enum { CLOCK_CALL, CLOCK_SYSTEM };
+enum { IDS_CALL, IDS_SEQUENTIAL, IDS_RANDOM };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *engine, *engine_dict;
+    PyObject *markets, *brokers, *orders, *broker_orders, *expiry;
+    PyObject *read_clock, *new_id, *ids_dict;
+    int clock_kind, ids_kind;
+} Core;
+
+/* ------------------------------------------------------------------ clock and ids */
+
+static PyObject *read_clock(Core *c)
+{
+    if (c->clock_kind == CLOCK_SYSTEM) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
+            return PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    }
+    return PyObject_CallNoArgs(c->read_clock);
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* SequentialIds.new_id: f"{_head}{_next:012x}", _next += 1 (else the method itself). */
+static PyObject *sequential_id(Core *c)
+{
+    PyObject *next = PyDict_GetItemWithError(c->ids_dict, G.s_next);
+    PyObject *head = next == NULL ? NULL : PyDict_GetItemWithError(c->ids_dict, G.s_head);
+    long long value;
+    if (head == NULL || !PyUnicode_CheckExact(head) || !PyUnicode_IS_COMPACT_ASCII(head) ||
+        !th_ll(next, &value) || value < 0 || value >= (1LL << 48)) {
+        if (PyErr_Occurred())
+            return NULL;
+        return PyObject_CallNoArgs(c->new_id); /* wider than 12 digits, or not a plain state */
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(head);
+    PyObject *id = PyUnicode_New(n + 12, 127);
+    if (id == NULL)
+        return NULL;
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(id);
+    memcpy(out, PyUnicode_1BYTE_DATA(head), (size_t)n);
+    unsigned long long v = (unsigned long long)value;
+    for (int i = 11; i >= 0; i--, v >>= 4)
+        out[n + i] = (Py_UCS1)HEX[v & 15];
+    PyObject *after = PyLong_FromLongLong(value + 1);
+    if (after == NULL || PyDict_SetItem(c->ids_dict, G.s_next, after) < 0) {
+        Py_XDECREF(after);
+        Py_DECREF(id);
+        return NULL;
+    }
+    Py_DECREF(after);
+    return id;
+}
+
+/* RandomIds.new_id: pop from _batch, refilled by ids._random_batch() when empty. */
+static PyObject *random_id(Core *c)
+{
+    PyObject *batch = PyDict_GetItemWithError(c->ids_dict, G.s_batch);
+    if (batch == NULL || !PyList_CheckExact(batch)) {
+        if (PyErr_Occurred())
+            return NULL;
+        return PyObject_CallNoArgs(c->new_id);
+    }
+    Py_INCREF(batch);
+    if (PyList_GET_SIZE(batch) == 0) {
+        Py_DECREF(batch);
+        batch = PyObject_CallNoArgs(G.random_batch);
+        if (batch == NULL)
+            return NULL;
+        if (PyDict_SetItem(c->ids_dict, G.s_batch, batch) < 0 || !PyList_CheckExact(batch) ||
+            PyList_GET_SIZE(batch) == 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_IndexError, "pop from empty list");
+            Py_DECREF(batch);
+            return NULL;
+        }
+    }
+    Py_ssize_t last = PyList_GET_SIZE(batch) - 1;
+    PyObject *id = PyList_GET_ITEM(batch, last);
+    Py_INCREF(id);
+    int bad = PyList_SetSlice(batch, last, last + 1, NULL);
+    Py_DECREF(batch);
+    if (bad) {
+        Py_DECREF(id);
+        return NULL;
+    }
+    return id;
+}
+
+static inline PyObject *new_id(Core *c)
+{
+    switch (c->ids_kind) {
+    case IDS_SEQUENTIAL: return sequential_id(c);
+    case IDS_RANDOM: return random_id(c);
+    default: return PyObject_CallNoArgs(c->new_id);
+    }
+}
+
+/* ``now = reading if reading > last else last + 1`` with last = engine._last_ns. */
+static PyObject *next_stamp(Core *c, PyObject *reading)
+{
+    PyObject *last = th_dict_item(c->engine_dict, G.s_last_ns);
+    if (last == NULL)
+        return NULL;
+    int later = num_cmp(reading, last, Py_GT);
+    PyObject *now = later < 0 ? NULL : later ? (Py_INCREF(reading), reading) : num_add(last, G.one);
+    Py_DECREF(last);
+    return now;
+}
+
+/* engine.<counter> += delta */
+static int bump_counter(Core *c, PyObject *key, Py_ssize_t delta)
+{
+    PyObject *cur = th_dict_item(c->engine_dict, key);
+    if (cur == NULL)
+        return -1;
+    PyObject *d = PyLong_FromSsize_t(delta);
+    PyObject *res = d == NULL ? NULL : num_add(cur, d);
+    Py_DECREF(cur);
+    Py_XDECREF(d);
+    if (res == NULL)
+        return -1;
+    int rc = PyDict_SetItem(c->engine_dict, key, res);
+    Py_DECREF(res);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+/* order.trade_log gains ``trade`` (Engine._match's inline form of Order.record_fill). */
+static int log_trade(PyObject *order, PyObject *trade)
+{
+    PyObject *log = th_peek(order, TH.o_trade_log);
+    if (log == NULL)
+        return -1;
+    if (log == Py_None) {
+        PyObject *one = PyTuple_Pack(1, trade);
+        if (one == NULL)
+            return -1;
+        th_put(order, TH.o_trade_log, one);
+        return 0;
+    }
+    if (PyList_Check(log))
+        return PyList_Append(log, trade);
+    PyObject *grown = th_append_trade(log, trade);
+    if (grown == NULL)
+        return -1;
+    th_put(order, TH.o_trade_log, grown);
+    return 0;
+}
+
+/* ``holdings.get(symbol)``, created empty (``Holding()``) when missing; new reference. */
+static PyObject *holding_for(PyObject *broker, PyObject *symbol)
+{
+    PyObject *holdings = th_peek(broker, TH.b_holdings);
+    if (holdings == NULL)
+        return NULL;
+    PyObject *h = PyDict_GetItemWithError(holdings, symbol);
+    if (h != NULL) {
+        Py_INCREF(h);
+        return h;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    h = PyObject_CallNoArgs(G.Holding);
+    if (h != NULL && PyDict_SetItem(holdings, symbol, h) < 0)
+        Py_CLEAR(h);
+    return h;
+}
+
+static int append_event(PyObject *events, PyObject *cls, PyObject *const *args, size_t n)
+{
+    PyObject *ev = PyObject_Vectorcall(cls, args, n, NULL);
+    if (ev == NULL)
+        return -1;
+    int rc = PyList_Append(events, ev);
+    Py_DECREF(ev);
+    return rc;
+}
+
+/* OrderFilled for one side of a trade (read after both fills, as the Python code does). */
+static int append_fill(PyObject *events, PyObject *trade_id, PyObject *o, PyObject *symbol,
+                       PyObject *side, PyObject *price, PyObject *quantity, PyObject *now)
+{
+    PyObject *args[11] = {trade_id,
+                          FIELD(o, TH.o_broker_id),
+                          FIELD(o, TH.o_order_id),
+                          symbol,
+                          side,
+                          price,
+                          quantity,
+                          FIELD(o, TH.o_status),
+                          FIELD(o, TH.o_filled),
+                          FIELD(o, TH.o_remaining),
+                          now};
+    for (int i = 0; i < 11; i++)
+        if (args[i] == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "order has an unset field");
+            return -1;
+        }
+    return append_event(events, G.OrderFilled, args, 11);
+}
+
+/* ------------------------------------------------------------------ _match */
+
+/* One trade's fill of one order: remaining = left; filled += quantity; log; status. */
+static int fill(PyObject *o, PyObject *left, PyObject *quantity, PyObject *trade)
+{
+    th_set(o, TH.o_remaining, left);
+    if (th_iadd(o, TH.o_filled, quantity) < 0 || log_trade(o, trade) < 0)
+        return -1;
+    int more = th_true(left);
+    if (more < 0)
+        return -1;
+    th_set(o, TH.o_status, more ? G.s_partially_filled : G.s_filled);
+    return 0;
+}
+
+/* Engine._match: one iteration of the loop. Returns 1 to go on, 0 to stop, -1 on error. */
+static int match_one(Core *c, PyObject *order, PyObject *opposite, PyObject *now,
+                     PyObject *events, PyObject *window, int is_bid, int at_own_price,
+                     PyObject *limit, PyObject *symbol, PyObject *side, PyObject **price,
+                     PyObject **taken_notional, PyObject **taken_quantity)
+{
+    int rc = -1, cmp;
+    PyObject *level = NULL, *level_price = NULL, *queue = NULL, *resting = NULL;
+    PyObject *wanted = NULL, *offered = NULL, *quantity = NULL, *notional = NULL;
+    PyObject *trade_id = NULL, *trade = NULL, *left = NULL, *was = NULL, *maker = NULL;
+    PyObject *held = NULL, *tmp = NULL, *r;
+
+    level = th_get(opposite, TH.s_best_level);
+    if (level == NULL)
+        goto done;
+    if (level == Py_None) {
+        rc = 0;
+        goto done;
+    }
+    level_price = th_get(level, TH.l_price);
+    if (level_price == NULL)
+        goto done;
+    if (limit != Py_None) {
+        cmp = is_bid ? num_cmp(limit, level_price, Py_LT) : num_cmp(level_price, limit, Py_LT);
+        if (cmp) {
+            rc = cmp < 0 ? -1 : 0;
+            goto done;
+        }
+    }
+    queue = th_get(level, TH.l_orders);
+    if (queue == NULL || (resting = PySequence_GetItem(queue, 0)) == NULL)
+        goto done;
+    for (;;) { /* the slot of an order cancelled by id: skip it */
+        PyObject *rem = th_peek(resting, TH.o_remaining);
+        cmp = rem == NULL ? -1 : th_true(rem);
+        if (cmp < 0)
+            goto done;
+        if (cmp)
+            break;
+        r = th_call1(G.deque_popleft, queue);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+        if (th_add_ll(level, TH.l_dead, -1) < 0)
+            goto done;
+        Py_DECREF(resting);
+        if ((resting = PySequence_GetItem(queue, 0)) == NULL)
+            goto done;
+    }
+    wanted = th_get(order, TH.o_remaining);
+    offered = wanted == NULL ? NULL : th_get(resting, TH.o_remaining);
+    if (offered == NULL)
+        goto done;
+    cmp = num_cmp(wanted, offered, Py_LT);
+    if (cmp < 0)
+        goto done;
+    quantity = cmp ? wanted : offered;
+    Py_INCREF(quantity);
+    Py_SETREF(*price, Py_NewRef(at_own_price ? limit : level_price));
+    notional = num_mul(*price, quantity);
+    if (notional == NULL)
+        goto done;
+    PyObject *buy = is_bid ? order : resting, *sell = is_bid ? resting : order;
+    trade_id = new_id(c);
+    if (trade_id == NULL)
+        goto done;
+    {
+        PyObject *args[6] = {trade_id, *price, quantity, now, FIELD(buy, TH.o_order_id),
+                             FIELD(sell, TH.o_order_id)};
+        trade = PyObject_Vectorcall(G.Trade, args, 6, NULL);
+    }
+    if (trade == NULL)
+        goto done;
+
+    /* Both fills, inline. */
+    if ((left = num_sub(wanted, quantity)) == NULL || fill(order, left, quantity, trade) < 0)
+        goto done;
+    Py_CLEAR(left);
+    if ((left = num_sub(offered, quantity)) == NULL)
+        goto done;
+    was = th_get(resting, TH.o_status);
+    if (was == NULL || fill(resting, left, quantity, trade) < 0)
+        goto done;
+    cmp = PyObject_RichCompareBool(FIELD(resting, TH.o_status), was, Py_NE);
+    if (cmp < 0)
+        goto done;
+    if (cmp) {
+        PyObject *listing = th_dict_item(c->broker_orders, FIELD(resting, TH.o_broker_id));
+        if (listing == NULL)
+            goto done;
+        cmp = th_listing_moved(listing, resting, was);
+        Py_DECREF(listing);
+        if (cmp < 0)
+            goto done;
+    }
+    if (th_isub(level, TH.l_total, quantity) < 0)
+        goto done;
+    if ((cmp = th_true(left)) < 0)
+        goto done;
+    if (!cmp) {
+        if ((r = th_call1(G.deque_popleft, queue)) == NULL)
+            goto done;
+        Py_DECREF(r);
+        if (th_add_ll(level, TH.l_count, -1) < 0)
+            goto done;
+        PyObject *count = th_peek(level, TH.l_count);
+        if ((cmp = count == NULL ? -1 : th_true(count)) < 0)
+            goto done;
+        if (!cmp && th_side_drop_level(opposite, level) < 0)
+            goto done;
+        if (th_expiry_discard(c->expiry, resting) < 0)
+            goto done;
+    }
+
+    /* Settlement of the resting side (always a limit order). */
+    maker = th_dict_item(c->brokers, FIELD(resting, TH.o_broker_id));
+    if (maker == NULL)
+        goto done;
+    if (is_bid) {
+        if (th_iadd(maker, TH.b_cash, notional) < 0)
+            goto done;
+        PyObject *holdings = th_peek(maker, TH.b_holdings);
+        if (holdings == NULL || (held = th_dict_item(holdings, symbol)) == NULL)
+            goto done;
+        if (th_isub(held, TH.h_quantity, quantity) < 0 ||
+            th_isub(held, TH.h_reserved, quantity) < 0)
+            goto done;
+    }
+    else {
+        if (th_isub(maker, TH.b_cash, notional) < 0)
+            goto done;
+        PyObject *rp = th_peek(resting, TH.o_price);
+        if (rp == NULL || (tmp = num_mul(rp, quantity)) == NULL ||
+            th_isub(maker, TH.b_reserved_cash, tmp) < 0)
+            goto done;
+        if ((held = holding_for(maker, symbol)) == NULL ||
+            th_iadd(held, TH.h_quantity, quantity) < 0)
+            goto done;
+    }
+    th_set(maker, TH.b_updated_at, now);
+    Py_XSETREF(tmp, num_add(*taken_notional, notional));
+    if (tmp == NULL)
+        goto done;
+    Py_SETREF(*taken_notional, tmp);
+    tmp = num_add(*taken_quantity, quantity);
+    if (tmp == NULL)
+        goto done;
+    Py_SETREF(*taken_quantity, tmp);
+    tmp = PyTuple_Pack(3, now, notional, quantity);
+    if (tmp == NULL || PyList_Append(window, tmp) < 0)
+        goto done;
+
+    {
+        PyObject *args[6] = {symbol, trade_id, *price, quantity, side, now};
+        if (append_event(events, G.TradeExecuted, args, 6) < 0)
+            goto done;
+    }
+    if (append_fill(events, trade_id, buy, symbol, G.s_bid, *price, quantity, now) < 0 ||
+        append_fill(events, trade_id, sell, symbol, G.s_ask, *price, quantity, now) < 0)
+        goto done;
+    PyObject *rem = th_peek(order, TH.o_remaining);
+    if ((cmp = rem == NULL ? -1 : th_true(rem)) < 0)
+        goto done;
+    rc = cmp ? 1 : 0;
+done:
+    Py_XDECREF(level);
+    Py_XDECREF(level_price);
+    Py_XDECREF(queue);
+    Py_XDECREF(resting);
+    Py_XDECREF(wanted);
+    Py_XDECREF(offered);
+    Py_XDECREF(quantity);
+    Py_XDECREF(notional);
+    Py_XDECREF(trade_id);
+    Py_XDECREF(trade);
+    Py_XDECREF(left);
+    Py_XDECREF(was);
+    Py_XDECREF(maker);
+    Py_XDECREF(held);
+    Py_XDECREF(tmp);
+    return rc;
+}
+
+/* Engine._match */
+static int match(Core *c, PyObject *order, PyObject *market, PyObject *opposite, PyObject *now,
+                 PyObject *events)
+{
+    int rc = -1, step;
+    PyObject *limit = th_get(order, TH.o_price);
+    PyObject *side = limit == NULL ? NULL : th_get(order, TH.o_side);
+    PyObject *symbol = side == NULL ? NULL : th_get(order, TH.o_symbol);
+    PyObject *taker = NULL, *window = NULL, *held = NULL, *tmp = NULL;
+    PyObject *taken_notional = Py_NewRef(G.zero), *taken_quantity = Py_NewRef(G.zero);
+    PyObject *price = Py_NewRef(G.zero);
+    if (symbol == NULL)
+        goto done;
+    int is_bid = th_streq(side, G.s_bid);
+    if (is_bid < 0)
+        goto done;
+    int at_own_price = limit != Py_None && !is_bid;
+    taker = th_dict_item(c->brokers, FIELD(order, TH.o_broker_id));
+    if (taker == NULL || (window = PyList_New(0)) == NULL)
+        goto done;
+    do {
+        step = match_one(c, order, opposite, now, events, window, is_bid, at_own_price, limit,
+                         symbol, side, &price, &taken_notional, &taken_quantity);
+    } while (step > 0);
+    if (step < 0)
+        goto done;
+    if (PyList_GET_SIZE(window) == 0) {
+        rc = 0;
+        goto done;
+    }
+    /* The taker's side of every trade of the pass, at once. */
+    PyObject *type = th_peek(order, TH.o_type);
+    int is_limit = type == NULL ? -1 : th_streq(type, G.s_limit);
+    if (is_limit < 0)
+        goto done;
+    if (is_bid) {
+        if (th_isub(taker, TH.b_cash, taken_notional) < 0)
+            goto done;
+        if (is_limit) {
+            if ((tmp = num_mul(limit, taken_quantity)) == NULL ||
+                th_isub(taker, TH.b_reserved_cash, tmp) < 0)
+                goto done;
+        }
+        if ((held = holding_for(taker, symbol)) == NULL ||
+            th_iadd(held, TH.h_quantity, taken_quantity) < 0)
+            goto done;
+    }
+    else {
+        if (th_iadd(taker, TH.b_cash, taken_notional) < 0)
+            goto done;
+        PyObject *holdings = th_peek(taker, TH.b_holdings);
+        if (holdings == NULL || (held = th_dict_item(holdings, symbol)) == NULL ||
+            th_isub(held, TH.h_quantity, taken_quantity) < 0)
+            goto done;
+        if (is_limit && th_isub(held, TH.h_reserved, taken_quantity) < 0)
+            goto done;
+    }
+    th_set(taker, TH.b_updated_at, now);
+    PyObject *trades = th_peek(market, TH.m_window);
+    if (trades == NULL ||
+        th_window_add_pass(trades, now, window, taken_notional, taken_quantity, price) < 0)
+        goto done;
+    rc = bump_counter(c, G.s_trade_count, PyList_GET_SIZE(window));
+done:
+    Py_XDECREF(limit);
+    Py_XDECREF(side);
+    Py_XDECREF(symbol);
+    Py_XDECREF(taker);
+    Py_XDECREF(window);
+    Py_XDECREF(held);
+    Py_XDECREF(tmp);
+    Py_DECREF(taken_notional);
+    Py_DECREF(taken_quantity);
+    Py_DECREF(price);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ _close */
+
+/* Engine._close: a new OrderClosed, or NULL with an exception. */
+static PyObject *close_order(Core *c, PyObject *order, PyObject *status, PyObject *at,
+                             PyObject *now, int swept)
+{
+    PyObject *result = NULL, *listing = NULL, *market = NULL, *broker = NULL, *tmp = NULL;
+    PyObject *remaining = th_get(order, TH.o_remaining);
+    PyObject *old_status = remaining == NULL ? NULL : th_get(order, TH.o_status);
+    if (old_status == NULL)
+        goto done;
+    if (th_order_close(order, status, at) < 0)
+        goto done;
+    listing = th_dict_item(c->broker_orders, FIELD(order, TH.o_broker_id));
+    if (listing == NULL || th_listing_moved(listing, order, old_status) < 0)
+        goto done;
+    market = th_dict_item(c->markets, FIELD(order, TH.o_symbol));
+    PyObject *book = market == NULL ? NULL : th_peek(market, TH.m_book);
+    if (book == NULL)
+        goto done;
+    int is_bid = th_streq(FIELD(order, TH.o_side), G.s_bid);
+    if (is_bid < 0)
+        goto done;
+    PyObject *side = th_peek(book, is_bid ? TH.ob_bids : TH.ob_asks);
+    if (side == NULL || th_side_remove(side, order, remaining) < 0)
+        goto done;
+    if (!swept && th_expiry_discard(c->expiry, order) < 0)
+        goto done;
+    broker = th_dict_item(c->brokers, FIELD(order, TH.o_broker_id));
+    if (broker == NULL)
+        goto done;
+    PyObject *price = FIELD(order, TH.o_price);
+    if (price == Py_None) {
+        PyErr_SetNone(PyExc_AssertionError);
+        goto done;
+    }
+    if (is_bid) {
+        if ((tmp = num_mul(price, remaining)) == NULL ||
+            th_isub(broker, TH.b_reserved_cash, tmp) < 0)
+            goto done;
+    }
+    else {
+        PyObject *holdings = th_peek(broker, TH.b_holdings);
+        if (holdings == NULL || (tmp = th_dict_item(holdings, FIELD(order, TH.o_symbol))) == NULL ||
+            th_isub(tmp, TH.h_reserved, remaining) < 0)
+            goto done;
+    }
+    th_set(broker, TH.b_updated_at, now);
+    int cancelled = th_streq(status, G.s_cancelled);
+    if (cancelled < 0)
+        goto done;
+    /* cancelled_quantity = quantity - filled - remaining */
+    Py_CLEAR(tmp);
+    PyObject *partial = num_sub(FIELD(order, TH.o_quantity), FIELD(order, TH.o_filled));
+    if (partial == NULL)
+        goto done;
+    tmp = num_sub(partial, FIELD(order, TH.o_remaining));
+    Py_DECREF(partial);
+    if (tmp == NULL)
+        goto done;
+    PyObject *args[11] = {cancelled ? G.s_order_cancelled : G.s_order_expired,
+                          FIELD(order, TH.o_broker_id),
+                          FIELD(order, TH.o_order_id),
+                          FIELD(order, TH.o_symbol),
+                          FIELD(order, TH.o_side),
+                          FIELD(order, TH.o_price),
+                          FIELD(order, TH.o_quantity),
+                          FIELD(order, TH.o_filled),
+                          tmp,
+                          FIELD(order, TH.o_status),
+                          at};
+    result = PyObject_Vectorcall(G.OrderClosed, args, 11, NULL);
+done:
+    Py_XDECREF(remaining);
+    Py_XDECREF(old_status);
+    Py_XDECREF(listing);
+    Py_XDECREF(market);
+    Py_XDECREF(broker);
+    Py_XDECREF(tmp);
+    return result;
+}
+
+/* ------------------------------------------------------------------ commands */
+
+/* Engine.submit */
+static PyObject *core_submit(Core *c, PyObject *request)
+{
+    if (Py_TYPE(request) != (PyTypeObject *)G.OrderRequest) /* not the struct: the reference */
+        return PyObject_CallMethodOneArg(c->engine, G.s_submit_python, request);
+    PyObject *result = NULL, *now = NULL, *market = NULL, *broker = NULL, *holding = NULL;
+    PyObject *own = NULL, *opposite = NULL, *best = NULL, *order = NULL, *events = NULL;
+    PyObject *symbol = NULL, *broker_id = NULL, *order_id = NULL, *document = NULL;
+    PyObject *a = NULL, *b = NULL, *listing = NULL;
+    /* OrderRequest is frozen: its fields stay put, so they are borrowed. */
+    PyObject *quantity = FIELD(request, TH.r_quantity), *price = FIELD(request, TH.r_price);
+    PyObject *expires_at = FIELD(request, TH.r_expires_at);
+    PyObject *rsymbol = FIELD(request, TH.r_symbol), *rbroker = FIELD(request, TH.r_broker_id);
+    PyObject *reading = read_clock(c);
+    int cmp;
+    if (reading == NULL || (now = next_stamp(c, reading)) == NULL)
+        goto done;
+    int is_limit = th_streq(FIELD(request, TH.r_type), G.s_limit);
+    if (is_limit < 0)
+        goto done;
+    if (is_limit) {
+        cmp = expires_at == Py_None ? 1 : num_cmp(expires_at, reading, Py_LE);
+        if (cmp) {
+            if (cmp > 0)
+                th_raise(G.ValidationError, &G.msg_expires_at, 1);
+            goto done;
+        }
+    }
+    market = PyDict_GetItemWithError(c->markets, rsymbol);
+    if (market != NULL)
+        Py_INCREF(market);
+    else if (PyErr_Occurred() ||
+             (market = PyObject_CallMethodOneArg(c->engine, G.s_market_fn, rsymbol)) == NULL)
+        goto done;
+    broker = PyDict_GetItemWithError(c->brokers, rbroker);
+    if (broker == NULL) {
+        if (!PyErr_Occurred())
+            th_raise(G.BrokerNotFound, &rbroker, 1);
+        goto done;
+    }
+    Py_INCREF(broker);
+    PyObject *book = th_peek(market, TH.m_book);
+    if (book == NULL || (symbol = th_get(book, TH.ob_symbol)) == NULL)
+        goto done;
+    int is_bid = th_streq(FIELD(request, TH.r_side), G.s_bid);
+    if (is_bid < 0)
+        goto done;
+    own = th_get(book, is_bid ? TH.ob_bids : TH.ob_asks);
+    opposite = own == NULL ? NULL : th_get(book, is_bid ? TH.ob_asks : TH.ob_bids);
+    if (opposite == NULL)
+        goto done;
+    /* Balance and holdings are checked before no_liquidity (contract §9). */
+    if (!is_bid) {
+        PyObject *holdings = th_peek(broker, TH.b_holdings);
+        if (holdings == NULL)
+            goto done;
+        holding = PyDict_GetItemWithError(holdings, symbol);
+        if (holding == NULL && PyErr_Occurred())
+            goto done;
+        Py_XINCREF(holding);
+        cmp = 1;
+        if (holding != NULL) {
+            a = num_sub(FIELD(holding, TH.h_quantity), FIELD(holding, TH.h_reserved));
+            cmp = a == NULL ? -1 : num_cmp(a, quantity, Py_LT);
+        }
+        if (cmp) {
+            if (cmp > 0) {
+                PyObject *args[2] = {FIELD(broker, TH.b_broker_id), rsymbol};
+                th_raise(G.InsufficientHoldings, args, 2);
+            }
+            goto done;
+        }
+    }
+    else {
+        a = num_sub(FIELD(broker, TH.b_cash), FIELD(broker, TH.b_reserved_cash));
+        if (a == NULL)
+            goto done;
+        if (price != Py_None) {
+            b = num_mul(price, quantity);
+        }
+        else {
+            PyObject *quote = th_call2(G.sweep, opposite, quantity);
+            b = quote == NULL ? NULL : PyObject_GetAttr(quote, G.s_total);
+            Py_XDECREF(quote);
+        }
+        cmp = b == NULL ? -1 : num_cmp(a, b, Py_LT);
+        if (cmp) {
+            if (cmp > 0)
+                th_raise(G.InsufficientBalance, &FIELD(broker, TH.b_broker_id), 1);
+            goto done;
+        }
+    }
+    best = th_get(opposite, TH.s_best_level);
+    if (best == NULL)
+        goto done;
+    if (best == Py_None && !is_limit) {
+        th_raise(G.NoLiquidity, &rsymbol, 1);
+        goto done;
+    }
+
+    /* Valid: from here on, state changes. */
+    if (PyDict_SetItem(c->engine_dict, G.s_last_ns, now) < 0 ||
+        bump_counter(c, G.s_seq, 1) < 0)
+        goto done;
+    broker_id = th_get(broker, TH.b_broker_id);
+    if (broker_id == NULL || (order_id = new_id(c)) == NULL)
+        goto done;
+    document = FIELD(request, TH.r_document_number);
+    if (PyUnicode_CheckExact(document)) { /* one copy per end client, not per order */
+        Py_INCREF(document);
+        PyUnicode_InternInPlace(&document);
+    }
+    else if ((document = th_call1(G.sys_intern, document)) == NULL) {
+        goto done;
+    }
+    {
+        PyObject *args[11] = {order_id, is_limit ? G.s_limit : G.s_market, broker_id, document,
+                              is_bid ? G.s_bid : G.s_ask, symbol, quantity, price, expires_at,
+                              now, quantity};
+        order = PyObject_Vectorcall(G.Order, args, 11, NULL);
+    }
+    if (order == NULL)
+        goto done;
+    if (is_limit) {
+        Py_CLEAR(b);
+        if (is_bid) {
+            if ((b = num_mul(quantity, price)) == NULL ||
+                th_iadd(broker, TH.b_reserved_cash, b) < 0)
+                goto done;
+        }
+        else if (th_iadd(holding, TH.h_reserved, quantity) < 0) {
+            goto done;
+        }
+    }
+    if (PyDict_SetItem(c->orders, FIELD(order, TH.o_order_id), order) < 0)
+        goto done;
+    th_set(broker, TH.b_updated_at, now);
+    if ((events = PyList_New(0)) == NULL)
+        goto done;
+    if (best != Py_None) {
+        cmp = 1;
+        if (price != Py_None) {
+            PyObject *best_price = th_peek(best, TH.l_price);
+            cmp = best_price == NULL ? -1 : num_cmp(price, best_price, is_bid ? Py_GE : Py_LE);
+        }
+        if (cmp < 0 || (cmp && match(c, order, market, opposite, now, events) < 0))
+            goto done;
+    }
+    PyObject *rem = th_peek(order, TH.o_remaining);
+    if ((cmp = rem == NULL ? -1 : th_true(rem)) < 0)
+        goto done;
+    if (cmp) {
+        if (is_limit) {
+            if (th_side_add(own, order) < 0 || th_expiry_add(c->expiry, order) < 0)
+                goto done;
+        }
+        else if (th_order_close(order, G.s_cancelled, now) < 0) { /* IOC leftover; no event */
+            goto done;
+        }
+    }
+    listing = th_dict_item(c->broker_orders, broker_id);
+    if (listing == NULL || th_listing_add(listing, order) < 0)
+        goto done;
+    result = PyTuple_Pack(2, order, events);
+done:
+    Py_XDECREF(reading);
+    Py_XDECREF(now);
+    Py_XDECREF(market);
+    Py_XDECREF(broker);
+    Py_XDECREF(holding);
+    Py_XDECREF(own);
+    Py_XDECREF(opposite);
+    Py_XDECREF(best);
+    Py_XDECREF(order);
+    Py_XDECREF(events);
+    Py_XDECREF(symbol);
+    Py_XDECREF(broker_id);
+    Py_XDECREF(order_id);
+    Py_XDECREF(document);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_XDECREF(listing);
+    return result;
+}
+
+/* Engine.cancel */
+static PyObject *core_cancel(Core *c, PyObject *order_id)
+{
+    PyObject *order = PyDict_GetItemWithError(c->orders, order_id);
+    if (order == NULL) {
+        if (!PyErr_Occurred())
+            th_raise(G.OrderNotFound, &order_id, 1);
+        return NULL;
+    }
+    Py_INCREF(order);
+    PyObject *result = NULL, *reading = NULL, *now = NULL, *closed = NULL;
+    PyObject *rem = th_peek(order, TH.o_remaining);
+    int open = rem == NULL ? -1 : th_true(rem);
+    if (open <= 0) { /* filled, cancelled or expired: nothing open */
+        if (open == 0) {
+            PyObject *args[2] = {order_id, FIELD(order, TH.o_status)};
+            th_raise(G.OrderNotCancellable, args, 2);
+        }
+        goto done;
+    }
+    if ((reading = read_clock(c)) == NULL || (now = next_stamp(c, reading)) == NULL ||
+        PyDict_SetItem(c->engine_dict, G.s_last_ns, now) < 0)
+        goto done;
+    closed = close_order(c, order, G.s_cancelled, now, now, 0);
+    if (closed == NULL)
+        goto done;
+    PyObject *events = PyList_New(1);
+    if (events == NULL)
+        goto done;
+    PyList_SET_ITEM(events, 0, closed);
+    closed = NULL;
+    result = PyTuple_Pack(2, order, events);
+    Py_DECREF(events);
+done:
+    Py_DECREF(order);
+    Py_XDECREF(reading);
+    Py_XDECREF(now);
+    Py_XDECREF(closed);
+    return result;
+}
+
+/* Engine.expire_due */
+static PyObject *core_expire_due(Core *c, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *result = NULL, *events = NULL, *due = NULL;
+    PyObject *reading = read_clock(c);
+    PyObject *now = reading == NULL ? NULL : next_stamp(c, reading);
+    if (now == NULL)
+        goto done;
+    due = PyObject_CallMethodOneArg(c->expiry, G.s_pop_due, reading);
+    if (due == NULL)
+        goto done;
+    int any = PyObject_IsTrue(due);
+    if (any < 0 || (any && PyDict_SetItem(c->engine_dict, G.s_last_ns, now) < 0))
+        goto done;
+    if ((events = PyList_New(0)) == NULL)
+        goto done;
+    PyObject *it = PyObject_GetIter(due);
+    if (it == NULL)
+        goto done;
+    PyObject *order;
+    while ((order = PyIter_Next(it)) != NULL) {
+        PyObject *at = FIELD(order, TH.o_expires_at);
+        PyObject *closed = NULL;
+        if (at == NULL || at == Py_None)
+            PyErr_SetNone(PyExc_AssertionError);
+        else {
+            Py_INCREF(at);
+            closed = close_order(c, order, G.s_expired, at, now, 1);
+            Py_DECREF(at);
+        }
+        Py_DECREF(order);
+        if (closed == NULL || PyList_Append(events, closed) < 0) {
+            Py_XDECREF(closed);
+            break;
+        }
+        Py_DECREF(closed);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        goto done;
+    result = events;
+    events = NULL;
+done:
+    Py_XDECREF(reading);
+    Py_XDECREF(now);
+    Py_XDECREF(due);
+    Py_XDECREF(events);
+    return result;
+}
+
+/* ------------------------------------------------------------------ the Core type */
+
+static PyObject *engine_attr(PyObject *engine, const char *name, int want_dict)
+{
+    PyObject *v = PyObject_GetAttrString(engine, name);
+    if (v != NULL && want_dict && !PyDict_CheckExact(v)) {
+        PyErr_Format(PyExc_TypeError, "Engine.%s must be a dict", name);
+        Py_CLEAR(v);
+    }
+    return v;
+}
+
+static int core_clear(Core *c)
+{
+    Py_CLEAR(c->engine);
+    Py_CLEAR(c->engine_dict);
+    Py_CLEAR(c->markets);
+    Py_CLEAR(c->brokers);
+    Py_CLEAR(c->orders);
+    Py_CLEAR(c->broker_orders);
+    Py_CLEAR(c->expiry);
+    Py_CLEAR(c->read_clock);
+    Py_CLEAR(c->new_id);
+    Py_CLEAR(c->ids_dict);
+    return 0;
+}
+
+static int core_traverse(Core *c, visitproc visit, void *arg)
+{
+    Py_VISIT(c->engine);
+    Py_VISIT(c->engine_dict);
+    Py_VISIT(c->markets);
+    Py_VISIT(c->brokers);
+    Py_VISIT(c->orders);
+    Py_VISIT(c->broker_orders);
+    Py_VISIT(c->expiry);
+    Py_VISIT(c->read_clock);
+    Py_VISIT(c->new_id);
+    Py_VISIT(c->ids_dict);
+    return 0;
+}
+
+static void core_dealloc(Core *c)
+{
+    PyObject_GC_UnTrack(c);
+    core_clear(c);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *engine;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "Core() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O:Core", &engine))
+        return NULL;
+    Core *c = (Core *)type->tp_alloc(type, 0);
+    if (c == NULL)
+        return NULL;
+    PyObject *clock = NULL, *ids = NULL;
+    c->engine = Py_NewRef(engine);
+    /* The counters live in the engine's __dict__ (materialised here, then stable). */
+    if ((c->engine_dict = PyObject_GenericGetDict(engine, NULL)) == NULL ||
+        (c->markets = engine_attr(engine, "_markets", 1)) == NULL ||
+        (c->brokers = engine_attr(engine, "brokers", 1)) == NULL ||
+        (c->orders = engine_attr(engine, "orders", 1)) == NULL ||
+        (c->broker_orders = engine_attr(engine, "_broker_orders", 1)) == NULL ||
+        (c->expiry = engine_attr(engine, "_expiry", 0)) == NULL ||
+        (c->read_clock = engine_attr(engine, "_read_clock", 0)) == NULL ||
+        (c->new_id = engine_attr(engine, "_new_id", 0)) == NULL ||
+        (clock = engine_attr(engine, "_clock", 0)) == NULL ||
+        (ids = engine_attr(engine, "_ids", 0)) == NULL)
+        goto fail;
+    c->clock_kind = Py_TYPE(clock) == (PyTypeObject *)G.SystemClock ? CLOCK_SYSTEM : CLOCK_CALL;
+    c->ids_kind = Py_TYPE(ids) == (PyTypeObject *)G.SequentialIds ? IDS_SEQUENTIAL
+                  : Py_TYPE(ids) == (PyTypeObject *)G.RandomIds   ? IDS_RANDOM
+                                                                   : IDS_CALL;
+    if (c->ids_kind != IDS_CALL && (c->ids_dict = PyObject_GenericGetDict(ids, NULL)) == NULL)
+        goto fail;
+    Py_DECREF(clock);
+    Py_DECREF(ids);
+    return (PyObject *)c;
+fail:
+    Py_XDECREF(clock);
+    Py_XDECREF(ids);
+    Py_DECREF(c);
+    return NULL;
+}
+
+static PyMethodDef core_methods[] = {
+    {"submit", (PyCFunction)core_submit, METH_O, "Engine.submit, natively."},
+    {"cancel", (PyCFunction)core_cancel, METH_O, "Engine.cancel, natively."},
+    {"expire_due", (PyCFunction)core_expire_due, METH_NOARGS, "Engine.expire_due, natively."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tradehall.exchange._native.Core",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The hot commands of one engine, in C, over that engine's structures.",
+    .tp_new = core_new,
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_traverse = (traverseproc)core_traverse,
+    .tp_clear = (inquiry)core_clear,
+    .tp_methods = core_methods,
+};
+
+/* ------------------------------------------------------------------ module init */
+
+static PyObject *from_module(const char *module, const char *name)
+{
+    PyObject *m = PyImport_ImportModule(module);
+    if (m == NULL)
+        return NULL;
+    PyObject *v = PyObject_GetAttrString(m, name);
+    Py_DECREF(m);
+    return v;
+}
+
+/* The slot offset of ``cls.name``: it must be a member descriptor holding an object. */
+static int slot(PyObject *cls, const char *name, Py_ssize_t *out)
+{
+    PyObject *d = PyObject_GetAttrString(cls, name);
+    if (d == NULL)
+        return -1;
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type);
+    if (ok) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        ok = (m->type == T_OBJECT_EX || m->type == T_OBJECT) && !(m->flags & READONLY);
+        *out = m->offset;
+    }
+    Py_DECREF(d);
+    if (!ok) {
+        PyErr_Format(PyExc_ImportError, "%s.%s is not a writable object slot",
+                     ((PyTypeObject *)cls)->tp_name, name);
+        return -1;
+    }
+    return 0;
+}
+
+static int slots(PyObject *cls, const char *const *names, Py_ssize_t *const *outs)
+{
+    for (int i = 0; names[i] != NULL; i++)
+        if (slot(cls, names[i], outs[i]) < 0)
+            return -1;
+    return 0;
+}
+
+int th_init_offsets(void)
+{
+    PyObject *market = from_module("tradehall.exchange.engine", "_Market");
+    PyObject *book = from_module("tradehall.exchange.book", "OrderBook");
+    PyObject *side = from_module("tradehall.exchange.book", "BookSide");
+    PyObject *broker = from_module("tradehall.exchange.model", "Broker");
+    PyObject *expiry = from_module("tradehall.exchange.indexes", "ExpiryIndex");
+    PyObject *listing = from_module("tradehall.exchange.indexes", "BrokerOrders");
+    PyObject *window = from_module("tradehall.exchange.indexes", "TradeWindow");
+    int rc = -1;
+    if (!market || !book || !side || !broker || !expiry || !listing || !window)
+        goto done;
+    {
+        const char *const n[] = {"order_id", "type",     "broker_id",  "side",
+                                 "symbol",   "quantity", "price",      "expires_at",
+                                 "remaining", "filled",  "status",     "closed_at",
+                                 "list_pos", "trade_log", NULL};
+        Py_ssize_t *const o[] = {&TH.o_order_id, &TH.o_type,     &TH.o_broker_id,  &TH.o_side,
+                                 &TH.o_symbol,   &TH.o_quantity, &TH.o_price,      &TH.o_expires_at,
+                                 &TH.o_remaining, &TH.o_filled,  &TH.o_status,     &TH.o_closed_at,
+                                 &TH.o_list_pos, &TH.o_trade_log};
+        if (slots(G.Order, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"type",     "broker_id", "document_number", "side",
+                                 "symbol",   "quantity",  "price",           "expires_at",
+                                 NULL};
+        Py_ssize_t *const o[] = {&TH.r_type,   &TH.r_broker_id, &TH.r_document_number,
+                                 &TH.r_side,   &TH.r_symbol,    &TH.r_quantity,
+                                 &TH.r_price,  &TH.r_expires_at};
+        if (slots(G.OrderRequest, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"broker_id", "cash", "reserved_cash", "holdings", "updated_at",
+                                 NULL};
+        Py_ssize_t *const o[] = {&TH.b_broker_id, &TH.b_cash, &TH.b_reserved_cash,
+                                 &TH.b_holdings, &TH.b_updated_at};
+        if (slots(broker, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"quantity", "reserved", NULL};
+        Py_ssize_t *const o[] = {&TH.h_quantity, &TH.h_reserved};
+        if (slots(G.Holding, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"book", "window", NULL};
+        Py_ssize_t *const o[] = {&TH.m_book, &TH.m_window};
+        if (slots(market, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"symbol", "bids", "asks", NULL};
+        Py_ssize_t *const o[] = {&TH.ob_symbol, &TH.ob_bids, &TH.ob_asks};
+        if (slots(book, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"_heap", "_levels", "_sign", "best_level", "is_bid", NULL};
+        Py_ssize_t *const o[] = {&TH.s_heap, &TH.s_levels, &TH.s_sign, &TH.s_best_level,
+                                 &TH.s_is_bid};
+        if (slots(side, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"count", "dead", "orders", "price", "total", NULL};
+        Py_ssize_t *const o[] = {&TH.l_count, &TH.l_dead, &TH.l_orders, &TH.l_price,
+                                 &TH.l_total};
+        if (slots(G.Level, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"_buckets", "_heap", "_live", NULL};
+        Py_ssize_t *const o[] = {&TH.x_buckets, &TH.x_heap, &TH.x_live};
+        if (slots(expiry, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"live", "orders", NULL};
+        Py_ssize_t *const o[] = {&TH.k_live, &TH.k_orders};
+        if (slots(G.Bucket, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"_all", "_blocks", "_supers", NULL};
+        Py_ssize_t *const o[] = {&TH.bo_all, &TH.bo_blocks, &TH.bo_supers};
+        if (slots(listing, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"_trades",   "_notional",     "_quantity",
+                                 "last_price", "last_trade_at", "window_ns", NULL};
+        Py_ssize_t *const o[] = {&TH.w_trades,     &TH.w_notional,      &TH.w_quantity,
+                                 &TH.w_last_price, &TH.w_last_trade_at, &TH.w_window_ns};
+        if (slots(window, n, o) < 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(market);
+    Py_XDECREF(book);
+    Py_XDECREF(side);
+    Py_XDECREF(broker);
+    Py_XDECREF(expiry);
+    Py_XDECREF(listing);
+    Py_XDECREF(window);
+    return rc;
+}
+
+static int intern_all(void)
+{
+    struct {
+        PyObject **slot;
+        const char *text;
+    } strings[] = {
+        {&G.s_limit, "limit"},
+        {&G.s_market, "market"},
+        {&G.s_bid, "bid"},
+        {&G.s_ask, "ask"},
+        {&G.s_order_cancelled, "order.cancelled"},
+        {&G.s_order_expired, "order.expired"},
+        {&G.s_last_ns, "_last_ns"},
+        {&G.s_seq, "_seq"},
+        {&G.s_trade_count, "trade_count"},
+        {&G.s_next, "_next"},
+        {&G.s_head, "_head"},
+        {&G.s_batch, "_batch"},
+        {&G.s_market_fn, "_market"},
+        {&G.s_close, "close"},
+        {&G.s_live_orders, "live_orders"},
+        {&G.s_pop_due, "pop_due"},
+        {&G.s_total, "total"},
+        {&G.s_submit_python, "_submit_python"},
+        {&G.s_cancel_python, "_cancel_python"},
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
+        if ((*strings[i].slot = PyUnicode_InternFromString(strings[i].text)) == NULL)
+            return -1;
+    G.msg_expires_at = PyUnicode_FromString("expires_at must be a future timestamp");
+    G.zero = PyLong_FromLong(0);
+    G.one = PyLong_FromLong(1);
+    return G.msg_expires_at && G.zero && G.one ? 0 : -1;
+}
+
+static int load_globals(void)
+{
+    struct {
+        PyObject **slot;
+        const char *module, *name;
+    } names[] = {
+        {&G.Order, "tradehall.exchange.model", "Order"},
+        {&G.Trade, "tradehall.exchange.model", "Trade"},
+        {&G.Holding, "tradehall.exchange.model", "Holding"},
+        {&G.append_trade, "tradehall.exchange.model", "append_trade"},
+        {&G.transitions, "tradehall.exchange.model", "TRANSITIONS"},
+        {&G.s_pending, "tradehall.exchange.model", "PENDING"},
+        {&G.s_partially_filled, "tradehall.exchange.model", "PARTIALLY_FILLED"},
+        {&G.s_filled, "tradehall.exchange.model", "FILLED"},
+        {&G.s_cancelled, "tradehall.exchange.model", "CANCELLED"},
+        {&G.s_expired, "tradehall.exchange.model", "EXPIRED"},
+        {&G.TradeExecuted, "tradehall.exchange.events", "TradeExecuted"},
+        {&G.OrderFilled, "tradehall.exchange.events", "OrderFilled"},
+        {&G.OrderClosed, "tradehall.exchange.events", "OrderClosed"},
+        {&G.OrderRequest, "tradehall.exchange.engine", "OrderRequest"},
+        {&G.sweep, "tradehall.exchange.engine", "_sweep"},
+        {&G.Level, "tradehall.exchange.book", "Level"},
+        {&G.Bucket, "tradehall.exchange.indexes", "_Bucket"},
+        {&G.status_index, "tradehall.exchange.indexes", "_STATUS_INDEX"},
+        {&G.SystemClock, "tradehall.core.clock", "SystemClock"},
+        {&G.SequentialIds, "tradehall.core.ids", "SequentialIds"},
+        {&G.RandomIds, "tradehall.core.ids", "RandomIds"},
+        {&G.random_batch, "tradehall.core.ids", "_random_batch"},
+        {&G.ValidationError, "tradehall.exchange.errors", "ValidationError"},
+        {&G.BrokerNotFound, "tradehall.exchange.errors", "BrokerNotFound"},
+        {&G.InsufficientBalance, "tradehall.exchange.errors", "InsufficientBalance"},
+        {&G.InsufficientHoldings, "tradehall.exchange.errors", "InsufficientHoldings"},
+        {&G.NoLiquidity, "tradehall.exchange.errors", "NoLiquidity"},
+        {&G.OrderNotFound, "tradehall.exchange.errors", "OrderNotFound"},
+        {&G.OrderNotCancellable, "tradehall.exchange.errors", "OrderNotCancellable"},
+        {&G.deque_type, "collections", "deque"},
+        {&G.heappush, "_heapq", "heappush"},
+        {&G.heappop, "_heapq", "heappop"},
+        {&G.heapify, "_heapq", "heapify"},
+        {&G.sys_intern, "sys", "intern"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((*names[i].slot = from_module(names[i].module, names[i].name)) == NULL)
+            return -1;
+    if (!PyDict_CheckExact(G.status_index) || !PyDict_CheckExact(G.transitions)) {
+        PyErr_SetString(PyExc_ImportError, "_STATUS_INDEX / TRANSITIONS must be dicts");
+        return -1;
+    }
+    G.deque_append = PyObject_GetAttrString(G.deque_type, "append");
+    G.deque_popleft = PyObject_GetAttrString(G.deque_type, "popleft");
+    G.deque_extend = PyObject_GetAttrString(G.deque_type, "extend");
+    PyObject *max = from_module("tradehall.exchange.model", "TRADE_LOG_TUPLE_MAX");
+    if (!G.deque_append || !G.deque_popleft || !G.deque_extend || !max)
+        return -1;
+    G.trade_log_tuple_max = PyLong_AsSsize_t(max);
+    Py_DECREF(max);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tradehall.exchange._native",
+    .m_doc = "The matching engine's hot commands in C, over the engine's Python structures.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    if (intern_all() < 0 || load_globals() < 0 || th_init_offsets() < 0)
+        return NULL;
+    if (PyType_Ready(&CoreType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&native_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&CoreType);
+    if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(&CoreType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

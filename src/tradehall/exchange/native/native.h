@@ -1,0 +1,284 @@
+/* Shared declarations of the native engine core (tradehall.exchange._native).
+ *
+ * The core works on the very Python objects the pure engine uses. Their fields are slots
+ * (``__slots__`` classes and msgspec structs), so each is read and written at a fixed offset
+ * found once, at import, from the class's member descriptor -- exactly what attribute access
+ * does after its lookup. Every field holds a strong reference; FIELD() is that storage.
+ *
+ * Integers stay Python ints (money and quantities are exact at any size): the num_* helpers
+ * take a C fast path when both operands fit in a long long and the result does not overflow,
+ * and otherwise call the generic number protocol, as the interpreter would.
+ */
+#ifndef TRADEHALL_NATIVE_H
+#define TRADEHALL_NATIVE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* The storage of one slot: a strong reference, or NULL while unset. */
+#define FIELD(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+/* Slot offsets of every field the hot path touches, filled by th_init_offsets(). */
+typedef struct {
+    /* msgspec structs */
+    Py_ssize_t o_order_id, o_type, o_broker_id, o_side, o_symbol, o_quantity, o_price,
+        o_expires_at, o_remaining, o_filled, o_status, o_closed_at, o_list_pos, o_trade_log;
+    Py_ssize_t r_type, r_broker_id, r_document_number, r_side, r_symbol, r_quantity, r_price,
+        r_expires_at;
+    /* __slots__ classes */
+    Py_ssize_t b_broker_id, b_cash, b_reserved_cash, b_holdings, b_updated_at;
+    Py_ssize_t h_quantity, h_reserved;
+    Py_ssize_t m_book, m_window;
+    Py_ssize_t ob_symbol, ob_bids, ob_asks;
+    Py_ssize_t s_heap, s_levels, s_sign, s_best_level, s_is_bid;
+    Py_ssize_t l_count, l_dead, l_orders, l_price, l_total;
+    Py_ssize_t x_buckets, x_heap, x_live;
+    Py_ssize_t k_live, k_orders;
+    Py_ssize_t bo_all, bo_blocks, bo_supers;
+    Py_ssize_t w_trades, w_notional, w_quantity, w_last_price, w_last_trade_at, w_window_ns;
+} th_offsets;
+
+extern th_offsets TH;
+
+/* Classes, functions and constants taken from the Python modules at import (strong refs). */
+typedef struct {
+    PyObject *Order, *Trade, *TradeExecuted, *OrderFilled, *OrderClosed, *OrderRequest;
+    PyObject *Level, *Holding, *Bucket, *SystemClock, *SequentialIds, *RandomIds;
+    PyObject *ValidationError, *BrokerNotFound, *InsufficientBalance, *InsufficientHoldings,
+        *NoLiquidity, *OrderNotFound, *OrderNotCancellable;
+    PyObject *deque_append, *deque_popleft, *deque_extend, *deque_type;
+    PyObject *heappush, *heappop, *heapify;
+    PyObject *append_trade, *random_batch, *sweep, *sys_intern, *status_index, *transitions;
+    /* interned strings */
+    PyObject *s_limit, *s_market, *s_bid, *s_ask, *s_pending, *s_partially_filled, *s_filled,
+        *s_cancelled, *s_expired, *s_order_cancelled, *s_order_expired;
+    PyObject *s_last_ns, *s_seq, *s_trade_count, *s_next, *s_head, *s_batch;
+    PyObject *s_market_fn, *s_close, *s_live_orders, *s_pop_due, *s_total, *s_submit_python,
+        *s_cancel_python;
+    PyObject *msg_expires_at;
+    PyObject *zero, *one;
+    Py_ssize_t trade_log_tuple_max;
+} th_globals;
+
+extern th_globals G;
+
+int th_init_offsets(void);
+
+/* ---- field access ---- */
+
+/* A new reference to a slot's value; AttributeError when unset. */
+static inline PyObject *th_get(PyObject *obj, Py_ssize_t off)
+{
+    PyObject *v = FIELD(obj, off);
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%.100s' object has an unset field",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    Py_INCREF(v);
+    return v;
+}
+
+/* A borrowed reference to a slot's value (NULL + AttributeError when unset). Only for
+ * objects that stay referenced elsewhere for as long as it is used. */
+static inline PyObject *th_peek(PyObject *obj, Py_ssize_t off)
+{
+    PyObject *v = FIELD(obj, off);
+    if (v == NULL)
+        PyErr_Format(PyExc_AttributeError, "'%.100s' object has an unset field",
+                     Py_TYPE(obj)->tp_name);
+    return v;
+}
+
+/* Store a new reference (stolen) in a slot, releasing the old value after the store. */
+static inline void th_put(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    PyObject *old = FIELD(obj, off);
+    FIELD(obj, off) = value;
+    Py_XDECREF(old);
+}
+
+/* Store a borrowed reference in a slot. */
+static inline void th_set(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    Py_INCREF(value);
+    th_put(obj, off, value);
+}
+
+/* ---- numbers ---- */
+
+static inline int th_ll(PyObject *o, long long *out)
+{
+    if (!PyLong_CheckExact(o))
+        return 0;
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(o, &overflow);
+    return !overflow;
+}
+
+static inline PyObject *num_add(PyObject *a, PyObject *b)
+{
+    long long x, y, r;
+    if (th_ll(a, &x) && th_ll(b, &y) && !__builtin_add_overflow(x, y, &r))
+        return PyLong_FromLongLong(r);
+    return PyNumber_Add(a, b);
+}
+
+static inline PyObject *num_sub(PyObject *a, PyObject *b)
+{
+    long long x, y, r;
+    if (th_ll(a, &x) && th_ll(b, &y) && !__builtin_sub_overflow(x, y, &r))
+        return PyLong_FromLongLong(r);
+    return PyNumber_Subtract(a, b);
+}
+
+static inline PyObject *num_mul(PyObject *a, PyObject *b)
+{
+    long long x, y, r;
+    if (th_ll(a, &x) && th_ll(b, &y) && !__builtin_mul_overflow(x, y, &r))
+        return PyLong_FromLongLong(r);
+    return PyNumber_Multiply(a, b);
+}
+
+/* a (op) b as Python compares them: 1, 0, or -1 with an exception. */
+static inline int num_cmp(PyObject *a, PyObject *b, int op)
+{
+    long long x, y;
+    if (th_ll(a, &x) && th_ll(b, &y)) {
+        switch (op) {
+        case Py_LT: return x < y;
+        case Py_LE: return x <= y;
+        case Py_GT: return x > y;
+        case Py_GE: return x >= y;
+        case Py_EQ: return x == y;
+        default: return x != y;
+        }
+    }
+    return PyObject_RichCompareBool(a, b, op);
+}
+
+/* Truth of a value, as ``if value:`` (fast for exact ints). */
+static inline int th_true(PyObject *o)
+{
+    if (PyLong_CheckExact(o))
+        return Py_SIZE(o) != 0;
+    if (o == Py_None)
+        return 0;
+    return PyObject_IsTrue(o);
+}
+
+/* ``obj[off] += delta`` on an int slot (a C long long delta). */
+static inline int th_add_ll(PyObject *obj, Py_ssize_t off, long long delta)
+{
+    PyObject *cur = th_peek(obj, off);
+    if (cur == NULL)
+        return -1;
+    long long x, r;
+    PyObject *res;
+    if (th_ll(cur, &x) && !__builtin_add_overflow(x, delta, &r)) {
+        res = PyLong_FromLongLong(r);
+    }
+    else {
+        PyObject *d = PyLong_FromLongLong(delta);
+        if (d == NULL)
+            return -1;
+        res = PyNumber_Add(cur, d);
+        Py_DECREF(d);
+    }
+    if (res == NULL)
+        return -1;
+    th_put(obj, off, res);
+    return 0;
+}
+
+/* ``obj[off] += value`` / ``-=`` on an int slot (a Python value). */
+static inline int th_iadd(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    PyObject *cur = th_peek(obj, off);
+    if (cur == NULL)
+        return -1;
+    PyObject *res = num_add(cur, value);
+    if (res == NULL)
+        return -1;
+    th_put(obj, off, res);
+    return 0;
+}
+
+static inline int th_isub(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    PyObject *cur = th_peek(obj, off);
+    if (cur == NULL)
+        return -1;
+    PyObject *res = num_sub(cur, value);
+    if (res == NULL)
+        return -1;
+    th_put(obj, off, res);
+    return 0;
+}
+
+/* ``a == b`` for a value against an interned string constant. */
+static inline int th_streq(PyObject *a, PyObject *interned)
+{
+    if (a == interned)
+        return 1;
+    if (PyUnicode_CheckExact(a))
+        return PyUnicode_Compare(a, interned) == 0;
+    return PyObject_RichCompareBool(a, interned, Py_EQ);
+}
+
+/* Raise ``cls(*args)`` (the error classes of tradehall.exchange.errors). */
+static inline void th_raise(PyObject *cls, PyObject *const *args, size_t nargs)
+{
+    PyObject *exc = PyObject_Vectorcall(cls, args, nargs, NULL);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+}
+
+/* A dict item by key, new reference; KeyError (as ``d[key]``) when missing. */
+static inline PyObject *th_dict_item(PyObject *d, PyObject *key)
+{
+    PyObject *v = PyDict_GetItemWithError(d, key);
+    if (v == NULL) {
+        if (!PyErr_Occurred()) {
+            /* as dict.__getitem__ does: the key in a 1-tuple, so a tuple key stays whole */
+            PyObject *args = PyTuple_Pack(1, key);
+            if (args != NULL) {
+                PyErr_SetObject(PyExc_KeyError, args);
+                Py_DECREF(args);
+            }
+        }
+        return NULL;
+    }
+    Py_INCREF(v);
+    return v;
+}
+
+/* Call a cached method descriptor / function with the given positional args. */
+static inline PyObject *th_call1(PyObject *fn, PyObject *a)
+{
+    return PyObject_Vectorcall(fn, &a, 1, NULL);
+}
+
+static inline PyObject *th_call2(PyObject *fn, PyObject *a, PyObject *b)
+{
+    PyObject *args[2] = {a, b};
+    return PyObject_Vectorcall(fn, args, 2, NULL);
+}
+
+/* ---- structure operations (structures.c): each mirrors one Python method ---- */
+
+int th_side_add(PyObject *side, PyObject *order);                       /* BookSide.add */
+int th_side_remove(PyObject *side, PyObject *order, PyObject *before);  /* BookSide.remove */
+int th_side_drop_level(PyObject *side, PyObject *level);                /* BookSide.drop_level */
+int th_expiry_add(PyObject *index, PyObject *order);                    /* ExpiryIndex.add */
+int th_expiry_discard(PyObject *index, PyObject *order);                /* ExpiryIndex.discard */
+int th_listing_add(PyObject *listing, PyObject *order);                 /* BrokerOrders.add */
+int th_listing_moved(PyObject *listing, PyObject *order, PyObject *old); /* BrokerOrders.moved */
+int th_window_add_pass(PyObject *window, PyObject *at, PyObject *entries, PyObject *notional,
+                       PyObject *quantity, PyObject *last_price);      /* TradeWindow.add_pass */
+PyObject *th_append_trade(PyObject *log, PyObject *trade);              /* model.append_trade */
+int th_order_close(PyObject *order, PyObject *status, PyObject *at);    /* Order.close */
+
+#endif

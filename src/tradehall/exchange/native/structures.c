@@ -1,0 +1,650 @@
+/* The book and index operations of the hot path, in C, over the Python structures.
+ *
+ * Each function is a line-by-line translation of one Python method named beside it
+ * (tradehall/exchange/book.py, indexes.py, model.py): same steps in the same order, same
+ * objects stored, same exceptions. Rare branches (heap rebuilds, compaction) are translated
+ * too, or call the Python code that does them. All return 0 on success, -1 with an exception.
+ */
+#include "native.h"
+
+/* The list behind a private list field; a TypeError if the structure is not what the Python
+ * code builds (it always is: this only guards the C code against a changed layout). */
+static inline PyObject *as_list(PyObject *o)
+{
+    if (o != NULL && !PyList_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "expected a list, got %.100s", Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    return o;
+}
+
+/* An exact-int counter as a C integer; TypeError otherwise (counters are ints built here). */
+static inline int as_count(PyObject *o, long long *out)
+{
+    if (o == NULL)
+        return -1;
+    if (!th_ll(o, out)) {
+        PyErr_SetString(PyExc_TypeError, "engine counter is not a machine-size int");
+        return -1;
+    }
+    return 0;
+}
+
+/* ``lst[i] += delta`` for a list of int counters. */
+static int list_item_add(PyObject *lst, Py_ssize_t i, long long delta)
+{
+    if (i < 0 || i >= PyList_GET_SIZE(lst)) {
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return -1;
+    }
+    PyObject *cur = PyList_GET_ITEM(lst, i);
+    long long x, r;
+    PyObject *res;
+    if (th_ll(cur, &x) && !__builtin_add_overflow(x, delta, &r)) {
+        res = PyLong_FromLongLong(r);
+    }
+    else {
+        PyObject *d = PyLong_FromLongLong(delta);
+        if (d == NULL)
+            return -1;
+        res = PyNumber_Add(cur, d);
+        Py_DECREF(d);
+    }
+    if (res == NULL)
+        return -1;
+    PyList_SET_ITEM(lst, i, res);
+    Py_DECREF(cur);
+    return 0;
+}
+
+/* ``lst[i]`` of a list of lists, borrowed; IndexError / TypeError as Python would. */
+static PyObject *list_row(PyObject *lst, Py_ssize_t i)
+{
+    if (as_list(lst) == NULL)
+        return NULL;
+    if (i < 0 || i >= PyList_GET_SIZE(lst)) {
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return NULL;
+    }
+    return as_list(PyList_GET_ITEM(lst, i));
+}
+
+static PyObject *new_counts(void)
+{
+    PyObject *counts = PyList_New(5);
+    if (counts == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < 5; i++) {
+        Py_INCREF(G.zero);
+        PyList_SET_ITEM(counts, i, G.zero);
+    }
+    return counts;
+}
+
+/* _STATUS_INDEX[status] as a C index. */
+static Py_ssize_t status_index(PyObject *status)
+{
+    PyObject *v = PyDict_GetItemWithError(G.status_index, status);
+    if (v == NULL) {
+        if (!PyErr_Occurred()) {
+            PyObject *args = PyTuple_Pack(1, status);
+            if (args != NULL) {
+                PyErr_SetObject(PyExc_KeyError, args);
+                Py_DECREF(args);
+            }
+        }
+        return -1;
+    }
+    return PyLong_AsSsize_t(v);
+}
+
+/* ------------------------------------------------------------------ BookSide */
+
+/* BookSide.add */
+int th_side_add(PyObject *side, PyObject *order)
+{
+    int rc = -1;
+    PyObject *level = NULL, *key = NULL, *r;
+    PyObject *price = th_get(order, TH.o_price);
+    if (price == NULL)
+        return -1;
+    if (price == Py_None) {
+        PyErr_SetNone(PyExc_AssertionError);
+        goto done;
+    }
+    PyObject *levels = th_peek(side, TH.s_levels);
+    if (levels == NULL)
+        goto done;
+    level = PyDict_GetItemWithError(levels, price);
+    if (level != NULL) {
+        Py_INCREF(level);
+        PyObject *shared = th_peek(level, TH.l_price);
+        if (shared == NULL)
+            goto done;
+        th_set(order, TH.o_price, shared); /* share one int object per price */
+    }
+    else {
+        if (PyErr_Occurred())
+            goto done;
+        level = th_call1(G.Level, price);
+        if (level == NULL || PyDict_SetItem(levels, price, level) < 0)
+            goto done;
+        PyObject *heap = as_list(th_peek(side, TH.s_heap));
+        PyObject *sign = th_peek(side, TH.s_sign);
+        if (heap == NULL || sign == NULL)
+            goto done;
+        Py_INCREF(heap);
+        Py_INCREF(sign);
+        key = num_mul(sign, price);
+        r = key == NULL ? NULL : th_call2(G.heappush, heap, key);
+        Py_XDECREF(r);
+        if (r != NULL && PyList_GET_SIZE(heap) > 2 * PyDict_GET_SIZE(levels) + 64) {
+            /* heap[:] = [self._sign * key for key in levels]; heapify(heap) */
+            PyObject *fresh = PyList_New(0), *k;
+            Py_ssize_t pos = 0;
+            PyObject *value;
+            r = fresh;
+            while (r != NULL && PyDict_Next(levels, &pos, &k, &value)) {
+                PyObject *item = num_mul(sign, k);
+                if (item == NULL || PyList_Append(fresh, item) < 0)
+                    r = NULL;
+                Py_XDECREF(item);
+            }
+            if (r != NULL && PyList_SetSlice(heap, 0, PyList_GET_SIZE(heap), fresh) < 0)
+                r = NULL;
+            Py_XDECREF(fresh);
+            if (r != NULL) {
+                r = th_call1(G.heapify, heap);
+                Py_XDECREF(r);
+            }
+        }
+        Py_DECREF(heap);
+        Py_DECREF(sign);
+        if (r == NULL)
+            goto done;
+        PyObject *best = th_peek(side, TH.s_best_level);
+        if (best == NULL)
+            goto done;
+        int better = 1;
+        if (best != Py_None) {
+            PyObject *flag = th_peek(side, TH.s_is_bid);
+            PyObject *best_price = flag == NULL ? NULL : th_get(best, TH.l_price);
+            if (best_price == NULL)
+                goto done;
+            int is_bid = PyObject_IsTrue(flag);
+            better = is_bid < 0 ? -1 : num_cmp(price, best_price, is_bid ? Py_GT : Py_LT);
+            Py_DECREF(best_price);
+            if (better < 0)
+                goto done;
+        }
+        if (better)
+            th_set(side, TH.s_best_level, level);
+    }
+    PyObject *orders = th_peek(level, TH.l_orders);
+    if (orders == NULL)
+        goto done;
+    r = th_call2(G.deque_append, orders, order);
+    if (r == NULL)
+        goto done;
+    Py_DECREF(r);
+    PyObject *remaining = th_get(order, TH.o_remaining);
+    if (remaining == NULL)
+        goto done;
+    int bad = th_iadd(level, TH.l_total, remaining);
+    Py_DECREF(remaining);
+    if (bad || th_add_ll(level, TH.l_count, 1) < 0)
+        goto done;
+    rc = 0;
+done:
+    Py_DECREF(price);
+    Py_XDECREF(level);
+    Py_XDECREF(key);
+    return rc;
+}
+
+/* BookSide.drop_level (the caller holds a reference to ``level``) */
+int th_side_drop_level(PyObject *side, PyObject *level)
+{
+    PyObject *levels = th_peek(side, TH.s_levels);
+    PyObject *price = th_peek(level, TH.l_price);
+    if (levels == NULL || price == NULL)
+        return -1;
+    Py_INCREF(levels);
+    int rc = -1;
+    if (PyDict_DelItem(levels, price) < 0)
+        goto done;
+    if (level == FIELD(side, TH.s_best_level)) {
+        PyObject *heap = as_list(th_peek(side, TH.s_heap));
+        PyObject *sign = th_peek(side, TH.s_sign);
+        if (heap == NULL || sign == NULL)
+            goto done;
+        Py_INCREF(heap);
+        Py_INCREF(sign);
+        PyObject *best = Py_None;
+        Py_INCREF(best);
+        while (PyList_GET_SIZE(heap)) {
+            PyObject *key = num_mul(sign, PyList_GET_ITEM(heap, 0));
+            if (key == NULL)
+                break;
+            PyObject *found = PyDict_GetItemWithError(levels, key);
+            Py_DECREF(key);
+            if (found != NULL) {
+                Py_DECREF(best);
+                best = found;
+                Py_INCREF(best);
+                break;
+            }
+            if (PyErr_Occurred())
+                break;
+            PyObject *r = th_call1(G.heappop, heap);
+            if (r == NULL)
+                break;
+            Py_DECREF(r);
+        }
+        Py_DECREF(heap);
+        Py_DECREF(sign);
+        if (PyErr_Occurred()) {
+            Py_DECREF(best);
+            goto done;
+        }
+        th_put(side, TH.s_best_level, best);
+    }
+    rc = 0;
+done:
+    Py_DECREF(levels);
+    return rc;
+}
+
+/* BookSide.remove */
+int th_side_remove(PyObject *side, PyObject *order, PyObject *before)
+{
+    PyObject *price = th_peek(order, TH.o_price);
+    PyObject *levels = th_peek(side, TH.s_levels);
+    if (price == NULL || levels == NULL)
+        return -1;
+    if (price == Py_None) {
+        PyErr_SetNone(PyExc_AssertionError);
+        return -1;
+    }
+    PyObject *level = th_dict_item(levels, price);
+    if (level == NULL)
+        return -1;
+    int rc = -1;
+    long long count, dead;
+    if (th_isub(level, TH.l_total, before) < 0 || th_add_ll(level, TH.l_count, -1) < 0)
+        goto done;
+    if (as_count(th_peek(level, TH.l_count), &count) < 0)
+        goto done;
+    if (count == 0) {
+        rc = th_side_drop_level(side, level);
+        goto done;
+    }
+    if (th_add_ll(level, TH.l_dead, 1) < 0 || as_count(th_peek(level, TH.l_dead), &dead) < 0)
+        goto done;
+    if (dead >= 64 && dead > count) { /* compaction (rare): level.orders = deque(live_orders()) */
+        PyObject *live = PyObject_CallMethodNoArgs(level, G.s_live_orders);
+        PyObject *fresh = live == NULL ? NULL : th_call1(G.deque_type, live);
+        Py_XDECREF(live);
+        if (fresh == NULL)
+            goto done;
+        th_put(level, TH.l_orders, fresh);
+        th_set(level, TH.l_dead, G.zero);
+    }
+    rc = 0;
+done:
+    Py_DECREF(level);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ ExpiryIndex */
+
+/* ExpiryIndex.add */
+int th_expiry_add(PyObject *index, PyObject *order)
+{
+    PyObject *deadline = th_get(order, TH.o_expires_at);
+    if (deadline == NULL)
+        return -1;
+    int rc = -1;
+    PyObject *bucket = NULL, *r;
+    if (deadline == Py_None) {
+        PyErr_SetNone(PyExc_AssertionError);
+        goto done;
+    }
+    PyObject *buckets = th_peek(index, TH.x_buckets);
+    if (buckets == NULL)
+        goto done;
+    bucket = PyDict_GetItemWithError(buckets, deadline);
+    if (bucket == NULL) {
+        if (PyErr_Occurred() || PyDict_SetItem(buckets, deadline, order) < 0)
+            goto done;
+        PyObject *heap = as_list(th_peek(index, TH.x_heap));
+        if (heap == NULL)
+            goto done;
+        r = th_call2(G.heappush, heap, deadline);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+        heap = FIELD(index, TH.x_heap);
+        if (PyList_GET_SIZE(heap) > 64 && PyList_GET_SIZE(heap) > 2 * PyDict_GET_SIZE(buckets)) {
+            PyObject *fresh = PyDict_Keys(buckets); /* self._heap = list(buckets) */
+            if (fresh == NULL)
+                goto done;
+            th_put(index, TH.x_heap, fresh);
+            r = th_call1(G.heapify, fresh);
+            if (r == NULL)
+                goto done;
+            Py_DECREF(r);
+        }
+    }
+    else {
+        Py_INCREF(bucket);
+        if (PyObject_TypeCheck(bucket, (PyTypeObject *)G.Bucket)) {
+            PyObject *orders = as_list(th_peek(bucket, TH.k_orders));
+            if (orders == NULL)
+                goto done;
+            if (PyList_GET_SIZE(orders) == 0) {
+                PyErr_SetString(PyExc_IndexError, "list index out of range");
+                goto done;
+            }
+            PyObject *shared = th_peek(PyList_GET_ITEM(orders, 0), TH.o_expires_at);
+            if (shared == NULL)
+                goto done;
+            th_set(order, TH.o_expires_at, shared); /* share one int object per deadline */
+            if (PyList_Append(orders, order) < 0 || th_add_ll(bucket, TH.k_live, 1) < 0)
+                goto done;
+        }
+        else {
+            PyObject *shared = th_peek(bucket, TH.o_expires_at);
+            if (shared == NULL)
+                goto done;
+            th_set(order, TH.o_expires_at, shared);
+            PyObject *pair = th_call2(G.Bucket, bucket, order);
+            if (pair == NULL)
+                goto done;
+            int bad = PyDict_SetItem(buckets, deadline, pair);
+            Py_DECREF(pair);
+            if (bad)
+                goto done;
+        }
+    }
+    if (th_add_ll(index, TH.x_live, 1) < 0)
+        goto done;
+    rc = 0;
+done:
+    Py_DECREF(deadline);
+    Py_XDECREF(bucket);
+    return rc;
+}
+
+/* ExpiryIndex.discard */
+int th_expiry_discard(PyObject *index, PyObject *order)
+{
+    if (th_add_ll(index, TH.x_live, -1) < 0)
+        return -1;
+    PyObject *deadline = th_get(order, TH.o_expires_at);
+    if (deadline == NULL)
+        return -1;
+    int rc = -1;
+    PyObject *bucket = NULL;
+    PyObject *buckets = th_peek(index, TH.x_buckets);
+    if (buckets == NULL)
+        goto done;
+    Py_INCREF(buckets);
+    if (deadline == Py_None) {
+        PyErr_SetNone(PyExc_AssertionError);
+        goto done_buckets;
+    }
+    bucket = th_dict_item(buckets, deadline);
+    if (bucket == NULL)
+        goto done_buckets;
+    if (PyObject_TypeCheck(bucket, (PyTypeObject *)G.Bucket)) {
+        long long live;
+        if (th_add_ll(bucket, TH.k_live, -1) < 0 || as_count(th_peek(bucket, TH.k_live), &live))
+            goto done_buckets;
+        if (!live) {
+            if (PyDict_DelItem(buckets, deadline) < 0)
+                goto done_buckets;
+        }
+        else {
+            PyObject *orders = as_list(th_peek(bucket, TH.k_orders));
+            if (orders == NULL)
+                goto done_buckets;
+            if (PyList_GET_SIZE(orders) > 2 * live + 64) {
+                /* bucket.orders = [o for o in bucket.orders if o.remaining] */
+                PyObject *kept = PyList_New(0);
+                if (kept == NULL)
+                    goto done_buckets;
+                for (Py_ssize_t i = 0; i < PyList_GET_SIZE(orders); i++) {
+                    PyObject *o = PyList_GET_ITEM(orders, i);
+                    PyObject *left = th_peek(o, TH.o_remaining);
+                    int keep = left == NULL ? -1 : th_true(left);
+                    if (keep < 0 || (keep && PyList_Append(kept, o) < 0)) {
+                        Py_DECREF(kept);
+                        goto done_buckets;
+                    }
+                }
+                th_put(bucket, TH.k_orders, kept);
+            }
+        }
+    }
+    else {
+        if (bucket != order) {
+            PyErr_SetNone(PyExc_AssertionError);
+            goto done_buckets;
+        }
+        if (PyDict_DelItem(buckets, deadline) < 0)
+            goto done_buckets;
+    }
+    rc = 0;
+done_buckets:
+    Py_DECREF(buckets);
+done:
+    Py_DECREF(deadline);
+    Py_XDECREF(bucket);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ BrokerOrders */
+
+/* BrokerOrders.add */
+int th_listing_add(PyObject *listing, PyObject *order)
+{
+    PyObject *everything = as_list(th_peek(listing, TH.bo_all));
+    if (everything == NULL)
+        return -1;
+    Py_ssize_t pos = PyList_GET_SIZE(everything);
+    PyObject *at = PyLong_FromSsize_t(pos);
+    if (at == NULL)
+        return -1;
+    th_put(order, TH.o_list_pos, at);
+    if (PyList_Append(everything, order) < 0)
+        return -1;
+    if (!(pos & 255)) {
+        PyObject *blocks = as_list(th_peek(listing, TH.bo_blocks));
+        PyObject *counts = blocks == NULL ? NULL : new_counts();
+        int bad = counts == NULL || PyList_Append(blocks, counts) < 0;
+        Py_XDECREF(counts);
+        if (bad)
+            return -1;
+        if (!(pos & 65535)) {
+            PyObject *supers = as_list(th_peek(listing, TH.bo_supers));
+            counts = supers == NULL ? NULL : new_counts();
+            bad = counts == NULL || PyList_Append(supers, counts) < 0;
+            Py_XDECREF(counts);
+            if (bad)
+                return -1;
+        }
+    }
+    PyObject *status = th_peek(order, TH.o_status);
+    Py_ssize_t index = status == NULL ? -1 : status_index(status);
+    if (index < 0 && PyErr_Occurred())
+        return -1;
+    PyObject *row = list_row(th_peek(listing, TH.bo_blocks), pos >> 8);
+    if (row == NULL || list_item_add(row, index, 1) < 0)
+        return -1;
+    row = list_row(th_peek(listing, TH.bo_supers), pos >> 16);
+    if (row == NULL || list_item_add(row, index, 1) < 0)
+        return -1;
+    return 0;
+}
+
+/* BrokerOrders.moved */
+int th_listing_moved(PyObject *listing, PyObject *order, PyObject *old_status)
+{
+    PyObject *status = th_peek(order, TH.o_status);
+    if (status == NULL)
+        return -1;
+    int changed = PyObject_RichCompareBool(status, old_status, Py_NE);
+    if (changed <= 0)
+        return changed;
+    Py_INCREF(status);
+    Py_ssize_t old = status_index(old_status);
+    Py_ssize_t new = old < 0 && PyErr_Occurred() ? -1 : status_index(status);
+    Py_DECREF(status);
+    if ((old < 0 || new < 0) && PyErr_Occurred())
+        return -1;
+    long long pos;
+    if (as_count(th_peek(order, TH.o_list_pos), &pos) < 0)
+        return -1;
+    PyObject *row = list_row(th_peek(listing, TH.bo_blocks), (Py_ssize_t)(pos >> 8));
+    if (row == NULL || list_item_add(row, old, -1) < 0 || list_item_add(row, new, 1) < 0)
+        return -1;
+    row = list_row(th_peek(listing, TH.bo_supers), (Py_ssize_t)(pos >> 16));
+    if (row == NULL || list_item_add(row, old, -1) < 0 || list_item_add(row, new, 1) < 0)
+        return -1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ TradeWindow */
+
+/* TradeWindow._evict */
+static int window_evict(PyObject *window, PyObject *now)
+{
+    PyObject *span = th_peek(window, TH.w_window_ns);
+    PyObject *cutoff = span == NULL ? NULL : num_sub(now, span);
+    if (cutoff == NULL)
+        return -1;
+    int rc = -1;
+    PyObject *trades = th_get(window, TH.w_trades);
+    if (trades == NULL)
+        goto done;
+    for (;;) {
+        Py_ssize_t size = PyObject_Length(trades);
+        if (size < 0)
+            goto done_trades;
+        if (!size)
+            break;
+        PyObject *first = PySequence_GetItem(trades, 0);
+        PyObject *at = first == NULL ? NULL : PySequence_GetItem(first, 0);
+        Py_XDECREF(first);
+        if (at == NULL)
+            goto done_trades;
+        int old = num_cmp(at, cutoff, Py_LT);
+        Py_DECREF(at);
+        if (old < 0)
+            goto done_trades;
+        if (!old)
+            break;
+        PyObject *entry = th_call1(G.deque_popleft, trades);
+        if (entry == NULL)
+            goto done_trades;
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3) {
+            PyErr_SetString(PyExc_ValueError, "trade window entries are 3-tuples");
+            Py_DECREF(entry);
+            goto done_trades;
+        }
+        int bad = th_isub(window, TH.w_notional, PyTuple_GET_ITEM(entry, 1)) < 0 ||
+                  th_isub(window, TH.w_quantity, PyTuple_GET_ITEM(entry, 2)) < 0;
+        Py_DECREF(entry);
+        if (bad)
+            goto done_trades;
+    }
+    rc = 0;
+done_trades:
+    Py_DECREF(trades);
+done:
+    Py_DECREF(cutoff);
+    return rc;
+}
+
+/* TradeWindow.add_pass */
+int th_window_add_pass(PyObject *window, PyObject *at, PyObject *entries, PyObject *notional,
+                       PyObject *quantity, PyObject *last_price)
+{
+    PyObject *trades = th_peek(window, TH.w_trades);
+    if (trades == NULL)
+        return -1;
+    PyObject *r = th_call2(G.deque_extend, trades, entries);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    if (th_iadd(window, TH.w_notional, notional) < 0 ||
+        th_iadd(window, TH.w_quantity, quantity) < 0)
+        return -1;
+    th_set(window, TH.w_last_price, last_price);
+    th_set(window, TH.w_last_trade_at, at);
+    PyObject *span = th_peek(window, TH.w_window_ns);
+    PyObject *now = span == NULL ? NULL : num_sub(at, span);
+    if (now == NULL)
+        return -1;
+    int rc = window_evict(window, now);
+    Py_DECREF(now);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ Order */
+
+/* model.append_trade: a new reference to the log with ``trade`` added. */
+PyObject *th_append_trade(PyObject *log, PyObject *trade)
+{
+    if (!PyTuple_CheckExact(log))
+        return th_call2(G.append_trade, log, trade);
+    Py_ssize_t n = PyTuple_GET_SIZE(log);
+    PyObject *grown = n < G.trade_log_tuple_max ? PyTuple_New(n + 1) : PyList_New(n + 1);
+    if (grown == NULL)
+        return NULL;
+    int is_tuple = PyTuple_CheckExact(grown);
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        PyObject *item = i < n ? PyTuple_GET_ITEM(log, i) : trade;
+        Py_INCREF(item);
+        if (is_tuple)
+            PyTuple_SET_ITEM(grown, i, item);
+        else
+            PyList_SET_ITEM(grown, i, item);
+    }
+    return grown;
+}
+
+/* Order.close (its return value, the released quantity, is not used by the engine). */
+int th_order_close(PyObject *order, PyObject *status, PyObject *at)
+{
+    PyObject *current = th_peek(order, TH.o_status);
+    if (current == NULL)
+        return -1;
+    PyObject *allowed = th_dict_item(G.transitions, current);
+    if (allowed == NULL)
+        return -1;
+    int ok = PySequence_Contains(allowed, status);
+    Py_DECREF(allowed);
+    if (ok < 0)
+        return -1;
+    if (!ok) { /* let the Python method raise IllegalTransition with its exact message */
+        PyObject *r = PyObject_CallMethodObjArgs(order, G.s_close, status, at, NULL);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
+    }
+    th_set(order, TH.o_status, status);
+    th_set(order, TH.o_remaining, G.zero);
+    int stamp = th_streq(status, G.s_expired);
+    if (stamp < 0)
+        return -1;
+    if (!stamp) {
+        PyObject *type = th_peek(order, TH.o_type);
+        stamp = type == NULL ? -1 : th_streq(type, G.s_limit);
+        if (stamp < 0)
+            return -1;
+    }
+    if (stamp)
+        th_set(order, TH.o_closed_at, at);
+    return 0;
+}
