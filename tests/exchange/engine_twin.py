@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,8 +158,21 @@ def _recorder(start: int, id_start: int, prefix: int) -> Sources:
     return Sources(clock, recorder, recorder, recorded=(times, ids))
 
 
+# Random ids made repeatable: a batch far longer than any exact stream needs, handed to each
+# RandomIds up front, so both builds pop the same ids (the refill is covered by WALL_SOURCES).
+_SEEDED = random.Random(20261121)
+SEEDED_BATCH = tuple(str(uuid.UUID(int=_SEEDED.getrandbits(128), version=4)) for _ in range(3000))
+
+
+def _seeded_random(start: int, id_start: int, prefix: int) -> Sources:
+    clock, ids = VirtualClock(start), RandomIds()
+    ids._batch = list(SEEDED_BATCH)  # popped from the end, as RandomIds.new_id does
+    return Sources(clock, clock, ids)
+
+
 EXACT_SOURCES: dict[str, Callable[[int, int, int], Sources]] = {
     "virtual clock, sequential ids": _virtual,  # generic clock path, fast id path
+    "virtual clock, seeded random ids": _seeded_random,  # generic clock, fast random-id path
     "counting subclasses": _counting,  # generic clock and id paths
     "recorder": _recorder,  # the machine's clock and id source
 }

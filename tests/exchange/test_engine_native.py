@@ -262,12 +262,37 @@ PINNED["bools as numbers"] = [
 ]
 
 
+# The lazy-removal housekeeping thresholds, which short random streams never reach: a level with
+# more than 64 dead slots is compacted, a deadline bucket with many dead entries too, and the book
+# and expiry heaps are rebuilt once stale keys pile up.
+PINNED["compaction of a level and a deadline bucket"] = [
+    Register("b0", 0, (("AAA", 500),)),
+    Register("b1", 10**6, ()),
+    *(Submit("limit", "b0", "ask", "AAA", 1, 100, 40) for _ in range(150)),  # one deadline
+    *(Cancel(pick) for pick in range(1, 140)),  # the head stays: dead slots pile up behind it
+    Submit("market", "b1", "bid", "AAA", 5, None, None),
+    Advance(41),
+    Expire(),
+]
+PINNED["rebuilt heaps"] = [
+    Register("b0", 0, (("AAA", 500),)),
+    Register("b1", 10**6, ()),
+    *(Submit("limit", "b0", "ask", "AAA", 1, 100 + n, 1 + n) for n in range(150)),
+    *(Cancel(pick) for pick in range(1, 150)),  # deeper levels and later deadlines go
+    *(Submit("limit", "b0", "ask", "AAA", 1, 300 + n, 200 + n) for n in range(3)),
+    Submit("market", "b1", "bid", "AAA", 2, None, None),
+    Advance(300),
+    Expire(),
+]
+
+
 @pytest.mark.parametrize("case", sorted(PINNED))
 @pytest.mark.parametrize("source", sorted(EXACT_SOURCES))
-def test_native_matches_pure_at_the_int64_edges(case: str, source: str) -> None:
+def test_native_matches_pure_on_pinned_edge_cases(case: str, source: str) -> None:
     start = 2**63 - 2 * TICK if case == "time past int64" else T0
-    twin = Twin(lambda: EXACT_SOURCES[source](start, 2**64 - 2, 0))
+    twin = Twin(lambda: EXACT_SOURCES[source](start, 2**64 - 2, 0), full_every=7)
     twin.run(PINNED[case])
+    twin.compare_states()
     assert twin.pure.trade_count > 0, twin.kinds  # each case reaches a trade
 
 

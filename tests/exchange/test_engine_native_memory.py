@@ -28,6 +28,7 @@ import pytest
 from engine_builds import BUILDS, make_engine
 from engine_twin import (
     T0,
+    UNKNOWN_ID,
     Advance,
     Cancel,
     Command,
@@ -45,11 +46,12 @@ from tradehall.core.ids import RandomIds, SequentialIds
 from tradehall.exchange.book import Level
 from tradehall.exchange.engine import OrderRequest, Quote
 from tradehall.exchange.events import OrderClosed, OrderFilled, TradeExecuted
-from tradehall.exchange.model import Broker, Holding, Order, Trade
+from tradehall.exchange.model import ORDER_STATUSES, Broker, Holding, Order, Trade
 
 WINDOW = 2 * 10**9
 RECORD_CLASSES = (Order, Trade, TradeExecuted, OrderFilled, OrderClosed, OrderRequest, Quote)
 OTHER_CLASSES = (Broker, Holding, Level)
+CONSTANTS = (*ORDER_STATUSES, "bid", "ask", "limit", "market", "order.cancelled", "order.expired")
 
 
 def owned() -> dict[str, Any]:
@@ -59,6 +61,7 @@ def owned() -> dict[str, Any]:
         "other": "".join(["leak-", "other"]),
         "symbol": "".join(["LEAK", "SYM"]),
         "unheld": "".join(["LEAK", "NONE"]),
+        "ghost": "".join(["leak-", "ghost"]),
         "document": "".join(["leak-", "document"]),
         "price": int("100001"),
         "big_price": int(str(2**64 + 11)),
@@ -99,7 +102,7 @@ def workload(objects: dict[str, Any], count: int, seed: int) -> list[Command]:
             flow.append(
                 rng.choice(
                     (
-                        Submit("limit", "ghost", side, symbol, 1, price, 4),  # BrokerNotFound
+                        Submit("limit", objects["ghost"], side, symbol, 1, price, 4),  # 404
                         Submit("limit", broker, "bid", symbol, 10**20, big_price, 4),  # balance
                         Submit("limit", broker, "ask", objects["unheld"], 1, price, 4),  # holdings
                         Submit("market", broker, "bid", objects["unheld"], 1, None, None),  # none
@@ -156,7 +159,9 @@ def test_shared_objects_get_every_reference_back(build: str, kind: str) -> None:
     source = sources(kind)
     run(build, source, flow)  # warm-up: caches (msgspec, interning) fill here, not below
     gc.collect()
-    watched = {**objects, "clock": source.clock, "ids": source.ids}
+    watched = {**objects, "clock": source.clock, "ids": source.ids, "unknown id": UNKNOWN_ID}
+    # The engine's string constants: every order, event and error refers to some of them.
+    watched.update({f"'{text}'": text for text in CONSTANTS})
     watched.update({cls.__name__: cls for cls in RECORD_CLASSES + OTHER_CLASSES})
     before = {name: sys.getrefcount(value) for name, value in watched.items()}
     engine = run(build, source, flow)
