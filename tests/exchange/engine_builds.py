@@ -9,9 +9,6 @@ written once checks both. A missing native build is an error here, never a fallb
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import tradehall.exchange
 from tradehall.core.clock import Clock
 from tradehall.core.ids import IdSource
 from tradehall.exchange.engine import Engine
@@ -21,18 +18,11 @@ __all__ = ["BUILDS", "engine_from_state", "make_engine"]
 
 BUILDS = ("python", "native")
 
-# TRANSITIONAL, until the C core (its module init) lands in exchange/native/: the "native" build is
-# the pure one, so these tests already run (pure against pure). Remove once the core is committed.
-_NATIVE_PENDING = not any(
-    "PyInit__native" in path.read_text()
-    for path in (Path(tradehall.exchange.__file__).parent / "native").glob("*.c")
-)
-
 
 def make_engine(build: str, clock: Clock, ids: IdSource, *, vwap_window_ns: int) -> Engine:
     """An engine of the named build; fails if that build is not available."""
     engine = Engine(clock, ids, vwap_window_ns=vwap_window_ns, native=_native(build))
-    assert engine.build == build or _NATIVE_PENDING
+    assert engine.build == build
     return engine
 
 
@@ -43,11 +33,11 @@ def engine_from_state(
     engine = Engine.from_state(
         state, clock, ids, vwap_window_ns=vwap_window_ns, native=_native(build)
     )
-    assert engine.build == build or _NATIVE_PENDING
+    assert engine.build == build
     return engine
 
 
 def _native(build: str) -> bool:
     if build not in BUILDS:
         raise ValueError(f"unknown engine build {build!r}")
-    return build == "native" and not _NATIVE_PENDING
+    return build == "native"
