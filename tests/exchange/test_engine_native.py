@@ -286,12 +286,27 @@ PINNED["rebuilt heaps"] = [
 ]
 
 
+# An order's trades live in a tuple up to 16, then in a list (model.TRADE_LOG_TUPLE_MAX).
+PINNED["long trade logs"] = [
+    Register("b0", 10**6, (("AAA", 100),)),
+    Register("b1", 10**6, (("AAA", 100),)),
+    Submit("limit", "b0", "ask", "AAA", 40, 100, 40),
+    *(Submit("limit", "b1", "bid", "AAA", 1, 100, 40) for _ in range(17)),  # 17 fills of one ask
+    *(Submit("limit", "b1", "ask", "AAA", 1, 101 + n % 3, 40) for n in range(17)),
+    Cancel(0),
+    Submit("limit", "b0", "bid", "AAA", 30, 103, 40),  # one pass of 17 trades, then rests
+    Cancel(35),
+]
+
+
 @pytest.mark.parametrize("case", sorted(PINNED))
 @pytest.mark.parametrize("source", sorted(EXACT_SOURCES))
 def test_native_matches_pure_on_pinned_edge_cases(case: str, source: str) -> None:
     start = 2**63 - 2 * TICK if case == "time past int64" else T0
-    twin = Twin(lambda: EXACT_SOURCES[source](start, 2**64 - 2, 0), full_every=7)
-    twin.run(PINNED[case])
+    stream = PINNED[case]
+    full_every = 7 if len(stream) > 100 else 1  # the long ones are compared every few steps
+    twin = Twin(lambda: EXACT_SOURCES[source](start, 2**64 - 2, 0), full_every=full_every)
+    twin.run(stream)
     twin.compare_states()
     assert twin.pure.trade_count > 0, twin.kinds  # each case reaches a trade
 
@@ -319,6 +334,23 @@ def test_a_long_seeded_stream_reaches_every_outcome() -> None:
     assert twin.pure.trade_count > 300
     expired = [o for o in twin.pure.orders.values() if o.status == "expired"]
     assert len(expired) > 10
+
+
+@settings(max_examples=40, deadline=None, derandomize=False, phases=PHASES)
+@given(stream=streams(commands()), routes=st.randoms(use_true_random=False))
+def test_the_builds_interleave_on_one_engine(stream: list[Command], routes: random.Random) -> None:
+    """Commands of either build on one engine keep it exactly where the pure engine is."""
+    twin = Twin(lambda: EXACT_SOURCES["virtual clock, sequential ids"](T0, 1, 0))
+    engine = twin.native
+    native = (engine.submit, engine.cancel, engine.expire_due)
+    python = (engine._submit_python, engine._cancel_python, engine._expire_due_python)
+    for command in stream:
+        engine.submit, engine.cancel, engine.expire_due = routes.choice((native, python))
+        twin.step(command)
+        if isinstance(command, Restore):
+            engine = twin.native
+            native = (engine.submit, engine.cancel, engine.expire_due)
+            python = (engine._submit_python, engine._cancel_python, engine._expire_due_python)
 
 
 # ---------------------------------------------------------------------- wall clock, random ids
