@@ -20,9 +20,10 @@ every index touched costs O(1) or O(log n) per change (:mod:`~tradehall.exchange
 :mod:`~tradehall.exchange.indexes`), so no command's cost grows with the history.
 
 Two builds, one set of structures: :meth:`Engine.submit`, :meth:`Engine.cancel` and
-:meth:`Engine.expire_due` are bound per engine, at construction, either to the pure-Python methods
-below (``_submit_python``, ``_cancel_python``, ``_expire_due_python`` -- the reference
-implementation) or to the optional C extension :mod:`tradehall.exchange._native` (sources in
+:meth:`Engine.expire_due` are the pure-Python reference implementation (also reachable as
+``_submit_python``, ``_cancel_python``, ``_expire_due_python``); an engine built with the native
+core shadows them, on the instance, with the methods of the optional C extension
+:mod:`tradehall.exchange._native` (sources in
 ``exchange/native/``, built by ``make`` / ``python scripts/build_native.py``). The C core is a 1:1
 translation of those methods that works on the very same Python objects -- the msgspec
 :class:`~tradehall.exchange.model.Order` / ``Trade`` / event structs, ``Broker`` and ``Holding``,
@@ -33,7 +34,8 @@ journal) is shared, the two builds may even be mixed on one engine, and for the 
 readings and ids they produce byte-identical state and the same events, errors included
 (``tests/exchange/test_engine_native.py`` checks this differentially). The counters
 ``_last_ns``, ``_seq`` and ``trade_count`` stay plain instance attributes: the C core reads and
-writes them in the engine's ``__dict__``, so both paths share one source of truth.
+writes them in the engine's ``__dict__`` (reached through a weak reference, so the engine, which
+holds the core's methods, forms no reference cycle), so both paths share one source of truth.
 ``native=None`` (the default) uses the C core when it is built and ``TRADEHALL_ENGINE`` is not
 ``python``; :attr:`Engine.build` says which one an engine uses.
 """
@@ -41,7 +43,6 @@ writes them in the engine's ``__dict__``, so both paths share one source of trut
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from sys import intern
 from types import ModuleType
 
@@ -120,23 +121,6 @@ class _Market:
 class Engine:
     """All books, brokers and orders of one exchange."""
 
-    submit: Callable[[OrderRequest], tuple[Order, list[EngineEvent]]]
-    """Validate, reserve, match and rest or finish one order (contract §3.5, §3.6).
-
-    Returns the order and the events it produced; raises an
-    :class:`~tradehall.exchange.errors.ExchangeError` before changing anything when the order is
-    refused. Bound at construction to the native core or to the pure-Python reference."""
-
-    cancel: Callable[[str], tuple[Order, list[EngineEvent]]]
-    """Cancel the open part of an active order and release its reservation (§4.2).
-
-    Returns the order and its one ``OrderClosed`` event. Bound like :attr:`submit`."""
-
-    expire_due: Callable[[], list[EngineEvent]]
-    """Expire every resting order whose deadline has passed, earliest first (§4.3).
-
-    Returns one ``OrderClosed`` event per expired order. Bound like :attr:`submit`."""
-
     def __init__(
         self,
         clock: Clock,
@@ -165,15 +149,12 @@ class Engine:
         self._expiry = ExpiryIndex()
         self.trade_count = 0
         module = _native_module(native)
-        if module is None:
-            self._build = "python"
-            self.submit = self._submit_python
-            self.cancel = self._cancel_python
-            self.expire_due = self._expire_due_python
-        else:
-            self._build = "native"
+        self._build = "python" if module is None else "native"
+        if module is not None:
+            # The C core's methods shadow the pure ones on this instance. The core refers back
+            # to the engine weakly, so an engine is no reference cycle in either build.
             core = module.Core(self)
-            self.submit, self.cancel, self.expire_due = core.submit, core.cancel, core.expire_due
+            vars(self).update(submit=core.submit, cancel=core.cancel, expire_due=core.expire_due)
 
     @property
     def build(self) -> str:
@@ -214,8 +195,12 @@ class Engine:
         self._broker_orders[broker_id] = BrokerOrders()
         return broker
 
-    def _submit_python(self, request: OrderRequest) -> tuple[Order, list[EngineEvent]]:
-        """:attr:`submit`, pure Python: the reference the native core translates."""
+    def submit(self, request: OrderRequest) -> tuple[Order, list[EngineEvent]]:
+        """Validate, reserve, match and rest or finish one order (contract §3.5, §3.6).
+
+        Returns the order and the events it produced; a refused order raises an
+        :class:`~tradehall.exchange.errors.ExchangeError` and changes nothing.
+        """
         reading = self._read_clock()
         last = self._last_ns
         now = reading if reading > last else last + 1
@@ -286,8 +271,8 @@ class Engine:
         self._broker_orders[broker_id].add(order)
         return order, events
 
-    def _cancel_python(self, order_id: str) -> tuple[Order, list[EngineEvent]]:
-        """:attr:`cancel`, pure Python: the reference the native core translates."""
+    def cancel(self, order_id: str) -> tuple[Order, list[EngineEvent]]:
+        """Cancel the open part of an active order and release its reservation (§4.2)."""
         order = self.orders.get(order_id)
         if order is None:
             raise OrderNotFound(order_id)
@@ -297,8 +282,8 @@ class Engine:
         now = self._last_ns = reading if reading > last else last + 1
         return order, [self._close(order, CANCELLED, now, now)]
 
-    def _expire_due_python(self) -> list[EngineEvent]:
-        """:attr:`expire_due`, pure Python: the reference the native core translates."""
+    def expire_due(self) -> list[EngineEvent]:
+        """Expire every resting order whose deadline has passed, earliest first (§4.3)."""
         reading, now = self._stamp()
         due = self._expiry.pop_due(reading)
         if due:
@@ -308,6 +293,13 @@ class Engine:
             assert order.expires_at is not None
             events.append(self._close(order, EXPIRED, order.expires_at, now, swept=True))
         return events
+
+    # The pure-Python reference under fixed names: what the class methods above are even on an
+    # engine whose instance uses the native core (which calls ``_submit_python`` for a request
+    # that is not an exact OrderRequest struct).
+    _submit_python = submit
+    _cancel_python = cancel
+    _expire_due_python = expire_due
 
     def broker(self, broker_id: str) -> Broker:
         broker = self.brokers.get(broker_id)

@@ -29,7 +29,7 @@ enum { IDS_CALL, IDS_SEQUENTIAL, IDS_RANDOM };
 
 typedef struct {
     PyObject_HEAD
-    PyObject *engine, *engine_dict;
+    PyObject *engine_ref; /* a weak reference: the engine holds our methods, so no cycle */
     PyObject *markets, *brokers, *orders, *broker_orders, *expiry;
     PyObject *read_clock, *new_id, *ids_dict;
     int clock_kind, ids_kind;
@@ -124,10 +124,26 @@ static inline PyObject *new_id(Core *c)
     }
 }
 
-/* ``now = reading if reading > last else last + 1`` with last = engine._last_ns. */
-static PyObject *next_stamp(Core *c, PyObject *reading)
+/* The engine (new reference) and its instance dict (new reference, in *dict). */
+static PyObject *engine_of(Core *c, PyObject **dict)
 {
-    PyObject *last = th_dict_item(c->engine_dict, G.s_last_ns);
+    PyObject *engine = PyWeakref_GetObject(c->engine_ref);
+    if (engine == NULL)
+        return NULL;
+    if (engine == Py_None) {
+        PyErr_SetString(PyExc_ReferenceError, "the engine of this native core is gone");
+        return NULL;
+    }
+    Py_INCREF(engine);
+    if ((*dict = PyObject_GenericGetDict(engine, NULL)) == NULL)
+        Py_CLEAR(engine);
+    return engine;
+}
+
+/* ``now = reading if reading > last else last + 1`` with last = engine._last_ns. */
+static PyObject *next_stamp(PyObject *d, PyObject *reading)
+{
+    PyObject *last = th_dict_item(d, G.s_last_ns);
     if (last == NULL)
         return NULL;
     int later = num_cmp(reading, last, Py_GT);
@@ -137,18 +153,18 @@ static PyObject *next_stamp(Core *c, PyObject *reading)
 }
 
 /* engine.<counter> += delta */
-static int bump_counter(Core *c, PyObject *key, Py_ssize_t delta)
+static int bump_counter(PyObject *d, PyObject *key, Py_ssize_t delta)
 {
-    PyObject *cur = th_dict_item(c->engine_dict, key);
+    PyObject *cur = th_dict_item(d, key);
     if (cur == NULL)
         return -1;
-    PyObject *d = PyLong_FromSsize_t(delta);
-    PyObject *res = d == NULL ? NULL : num_add(cur, d);
+    PyObject *step = PyLong_FromSsize_t(delta);
+    PyObject *res = step == NULL ? NULL : num_add(cur, step);
     Py_DECREF(cur);
-    Py_XDECREF(d);
+    Py_XDECREF(step);
     if (res == NULL)
         return -1;
-    int rc = PyDict_SetItem(c->engine_dict, key, res);
+    int rc = PyDict_SetItem(d, key, res);
     Py_DECREF(res);
     return rc;
 }
@@ -283,7 +299,7 @@ static int match_one(Core *c, PyObject *order, PyObject *opposite, PyObject *now
             goto done;
         if (cmp)
             break;
-        r = th_call1(G.deque_popleft, queue);
+        r = th_deque_popleft(queue);
         if (r == NULL)
             goto done;
         Py_DECREF(r);
@@ -344,7 +360,7 @@ static int match_one(Core *c, PyObject *order, PyObject *opposite, PyObject *now
     if ((cmp = th_true(left)) < 0)
         goto done;
     if (!cmp) {
-        if ((r = th_call1(G.deque_popleft, queue)) == NULL)
+        if ((r = th_deque_popleft(queue)) == NULL)
             goto done;
         Py_DECREF(r);
         if (th_add_ll(level, TH.l_count, -1) < 0)
@@ -428,8 +444,8 @@ done:
 }
 
 /* Engine._match */
-static int match(Core *c, PyObject *order, PyObject *market, PyObject *opposite, PyObject *now,
-                 PyObject *events)
+static int match(Core *c, PyObject *d, PyObject *order, PyObject *market, PyObject *opposite,
+                 PyObject *now, PyObject *events)
 {
     int rc = -1, step;
     PyObject *limit = th_get(order, TH.o_price);
@@ -489,7 +505,7 @@ static int match(Core *c, PyObject *order, PyObject *market, PyObject *opposite,
     if (trades == NULL ||
         th_window_add_pass(trades, now, window, taken_notional, taken_quantity, price) < 0)
         goto done;
-    rc = bump_counter(c, G.s_trade_count, PyList_GET_SIZE(window));
+    rc = bump_counter(d, G.s_trade_count, PyList_GET_SIZE(window));
 done:
     Py_XDECREF(limit);
     Py_XDECREF(side);
@@ -591,8 +607,15 @@ done:
 /* Engine.submit */
 static PyObject *core_submit(Core *c, PyObject *request)
 {
-    if (Py_TYPE(request) != (PyTypeObject *)G.OrderRequest) /* not the struct: the reference */
-        return PyObject_CallMethodOneArg(c->engine, G.s_submit_python, request);
+    PyObject *d, *engine = engine_of(c, &d);
+    if (engine == NULL)
+        return NULL;
+    if (Py_TYPE(request) != (PyTypeObject *)G.OrderRequest) { /* not the struct: the reference */
+        PyObject *r = PyObject_CallMethodOneArg(engine, G.s_submit_python, request);
+        Py_DECREF(engine);
+        Py_DECREF(d);
+        return r;
+    }
     PyObject *result = NULL, *now = NULL, *market = NULL, *broker = NULL, *holding = NULL;
     PyObject *own = NULL, *opposite = NULL, *best = NULL, *order = NULL, *events = NULL;
     PyObject *symbol = NULL, *broker_id = NULL, *order_id = NULL, *document = NULL;
@@ -603,7 +626,7 @@ static PyObject *core_submit(Core *c, PyObject *request)
     PyObject *rsymbol = FIELD(request, TH.r_symbol), *rbroker = FIELD(request, TH.r_broker_id);
     PyObject *reading = read_clock(c);
     int cmp;
-    if (reading == NULL || (now = next_stamp(c, reading)) == NULL)
+    if (reading == NULL || (now = next_stamp(d, reading)) == NULL)
         goto done;
     int is_limit = th_streq(FIELD(request, TH.r_type), G.s_limit);
     if (is_limit < 0)
@@ -620,7 +643,7 @@ static PyObject *core_submit(Core *c, PyObject *request)
     if (market != NULL)
         Py_INCREF(market);
     else if (PyErr_Occurred() ||
-             (market = PyObject_CallMethodOneArg(c->engine, G.s_market_fn, rsymbol)) == NULL)
+             (market = PyObject_CallMethodOneArg(engine, G.s_market_fn, rsymbol)) == NULL)
         goto done;
     broker = PyDict_GetItemWithError(c->brokers, rbroker);
     if (broker == NULL) {
@@ -689,8 +712,7 @@ static PyObject *core_submit(Core *c, PyObject *request)
     }
 
     /* Valid: from here on, state changes. */
-    if (PyDict_SetItem(c->engine_dict, G.s_last_ns, now) < 0 ||
-        bump_counter(c, G.s_seq, 1) < 0)
+    if (PyDict_SetItem(d, G.s_last_ns, now) < 0 || bump_counter(d, G.s_seq, 1) < 0)
         goto done;
     broker_id = th_get(broker, TH.b_broker_id);
     if (broker_id == NULL || (order_id = new_id(c)) == NULL)
@@ -733,7 +755,7 @@ static PyObject *core_submit(Core *c, PyObject *request)
             PyObject *best_price = th_peek(best, TH.l_price);
             cmp = best_price == NULL ? -1 : num_cmp(price, best_price, is_bid ? Py_GE : Py_LE);
         }
-        if (cmp < 0 || (cmp && match(c, order, market, opposite, now, events) < 0))
+        if (cmp < 0 || (cmp && match(c, d, order, market, opposite, now, events) < 0))
             goto done;
     }
     PyObject *rem = th_peek(order, TH.o_remaining);
@@ -753,6 +775,8 @@ static PyObject *core_submit(Core *c, PyObject *request)
         goto done;
     result = PyTuple_Pack(2, order, events);
 done:
+    Py_DECREF(engine);
+    Py_DECREF(d);
     Py_XDECREF(reading);
     Py_XDECREF(now);
     Py_XDECREF(market);
@@ -783,7 +807,7 @@ static PyObject *core_cancel(Core *c, PyObject *order_id)
         return NULL;
     }
     Py_INCREF(order);
-    PyObject *result = NULL, *reading = NULL, *now = NULL, *closed = NULL;
+    PyObject *result = NULL, *reading = NULL, *now = NULL, *closed = NULL, *d = NULL;
     PyObject *rem = th_peek(order, TH.o_remaining);
     int open = rem == NULL ? -1 : th_true(rem);
     if (open <= 0) { /* filled, cancelled or expired: nothing open */
@@ -793,8 +817,12 @@ static PyObject *core_cancel(Core *c, PyObject *order_id)
         }
         goto done;
     }
-    if ((reading = read_clock(c)) == NULL || (now = next_stamp(c, reading)) == NULL ||
-        PyDict_SetItem(c->engine_dict, G.s_last_ns, now) < 0)
+    PyObject *engine = engine_of(c, &d);
+    if (engine == NULL)
+        goto done;
+    Py_DECREF(engine);
+    if ((reading = read_clock(c)) == NULL || (now = next_stamp(d, reading)) == NULL ||
+        PyDict_SetItem(d, G.s_last_ns, now) < 0)
         goto done;
     closed = close_order(c, order, G.s_cancelled, now, now, 0);
     if (closed == NULL)
@@ -808,6 +836,7 @@ static PyObject *core_cancel(Core *c, PyObject *order_id)
     Py_DECREF(events);
 done:
     Py_DECREF(order);
+    Py_XDECREF(d);
     Py_XDECREF(reading);
     Py_XDECREF(now);
     Py_XDECREF(closed);
@@ -817,16 +846,20 @@ done:
 /* Engine.expire_due */
 static PyObject *core_expire_due(Core *c, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *result = NULL, *events = NULL, *due = NULL;
-    PyObject *reading = read_clock(c);
-    PyObject *now = reading == NULL ? NULL : next_stamp(c, reading);
+    PyObject *result = NULL, *events = NULL, *due = NULL, *d = NULL, *reading = NULL, *now = NULL;
+    PyObject *engine = engine_of(c, &d);
+    if (engine == NULL)
+        return NULL;
+    Py_DECREF(engine);
+    reading = read_clock(c);
+    now = reading == NULL ? NULL : next_stamp(d, reading);
     if (now == NULL)
         goto done;
     due = PyObject_CallMethodOneArg(c->expiry, G.s_pop_due, reading);
     if (due == NULL)
         goto done;
     int any = PyObject_IsTrue(due);
-    if (any < 0 || (any && PyDict_SetItem(c->engine_dict, G.s_last_ns, now) < 0))
+    if (any < 0 || (any && PyDict_SetItem(d, G.s_last_ns, now) < 0))
         goto done;
     if ((events = PyList_New(0)) == NULL)
         goto done;
@@ -857,6 +890,7 @@ static PyObject *core_expire_due(Core *c, PyObject *Py_UNUSED(ignored))
     result = events;
     events = NULL;
 done:
+    Py_DECREF(d);
     Py_XDECREF(reading);
     Py_XDECREF(now);
     Py_XDECREF(due);
@@ -878,8 +912,7 @@ static PyObject *engine_attr(PyObject *engine, const char *name, int want_dict)
 
 static int core_clear(Core *c)
 {
-    Py_CLEAR(c->engine);
-    Py_CLEAR(c->engine_dict);
+    Py_CLEAR(c->engine_ref);
     Py_CLEAR(c->markets);
     Py_CLEAR(c->brokers);
     Py_CLEAR(c->orders);
@@ -893,8 +926,7 @@ static int core_clear(Core *c)
 
 static int core_traverse(Core *c, visitproc visit, void *arg)
 {
-    Py_VISIT(c->engine);
-    Py_VISIT(c->engine_dict);
+    Py_VISIT(c->engine_ref);
     Py_VISIT(c->markets);
     Py_VISIT(c->brokers);
     Py_VISIT(c->orders);
@@ -926,9 +958,11 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (c == NULL)
         return NULL;
     PyObject *clock = NULL, *ids = NULL;
-    c->engine = Py_NewRef(engine);
-    /* The counters live in the engine's __dict__ (materialised here, then stable). */
-    if ((c->engine_dict = PyObject_GenericGetDict(engine, NULL)) == NULL ||
+    PyObject *d = NULL;
+    /* The counters live in the engine's __dict__ (materialised here, then found each command
+     * through the weak reference, as the engine itself holds this core's bound methods). */
+    if ((c->engine_ref = PyWeakref_NewRef(engine, NULL)) == NULL ||
+        (d = PyObject_GenericGetDict(engine, NULL)) == NULL ||
         (c->markets = engine_attr(engine, "_markets", 1)) == NULL ||
         (c->brokers = engine_attr(engine, "brokers", 1)) == NULL ||
         (c->orders = engine_attr(engine, "orders", 1)) == NULL ||
@@ -945,10 +979,12 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                                                                    : IDS_CALL;
     if (c->ids_kind != IDS_CALL && (c->ids_dict = PyObject_GenericGetDict(ids, NULL)) == NULL)
         goto fail;
+    Py_DECREF(d);
     Py_DECREF(clock);
     Py_DECREF(ids);
     return (PyObject *)c;
 fail:
+    Py_XDECREF(d);
     Py_XDECREF(clock);
     Py_XDECREF(ids);
     Py_DECREF(c);
@@ -1213,6 +1249,15 @@ static int load_globals(void)
     G.deque_append = PyObject_GetAttrString(G.deque_type, "append");
     G.deque_popleft = PyObject_GetAttrString(G.deque_type, "popleft");
     G.deque_extend = PyObject_GetAttrString(G.deque_type, "extend");
+    if (Py_IS_TYPE(G.deque_append, &PyMethodDescr_Type) &&
+        Py_IS_TYPE(G.deque_popleft, &PyMethodDescr_Type)) {
+        PyMethodDef *append = ((PyMethodDescrObject *)G.deque_append)->d_method;
+        PyMethodDef *popleft = ((PyMethodDescrObject *)G.deque_popleft)->d_method;
+        if (append->ml_flags == METH_O && popleft->ml_flags == METH_NOARGS) {
+            G.deque_append_fn = append->ml_meth;
+            G.deque_popleft_fn = popleft->ml_meth;
+        }
+    }
     PyObject *max = from_module("tradehall.exchange.model", "TRADE_LOG_TUPLE_MAX");
     if (!G.deque_append || !G.deque_popleft || !G.deque_extend || !max)
         return -1;

@@ -58,6 +58,9 @@ typedef struct {
     PyObject *msg_expires_at;
     PyObject *zero, *one;
     Py_ssize_t trade_log_tuple_max;
+    /* deque.append / deque.popleft as C functions (METH_O / METH_NOARGS), called directly on
+     * exact deques: the same function the method descriptor would call, minus its checks */
+    PyCFunction deque_append_fn, deque_popleft_fn;
 } th_globals;
 
 extern th_globals G;
@@ -111,6 +114,20 @@ static inline int th_ll(PyObject *o, long long *out)
 {
     if (!PyLong_CheckExact(o))
         return 0;
+#if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
+    /* 3.11 layout: ob_size is the signed digit count. Up to two 30-bit digits (|v| < 2**60)
+     * are read here; the API call below handles the rest. */
+    Py_ssize_t size = Py_SIZE(o);
+    const digit *d = ((PyLongObject *)o)->ob_digit;
+    switch (size) {
+    case 0: *out = 0; return 1;
+    case 1: *out = (long long)d[0]; return 1;
+    case -1: *out = -(long long)d[0]; return 1;
+    case 2: *out = (long long)d[0] | ((long long)d[1] << 30); return 1;
+    case -2: *out = -((long long)d[0] | ((long long)d[1] << 30)); return 1;
+    default: break;
+    }
+#endif
     int overflow;
     *out = PyLong_AsLongLongAndOverflow(o, &overflow);
     return !overflow;
@@ -265,6 +282,20 @@ static inline PyObject *th_call2(PyObject *fn, PyObject *a, PyObject *b)
 {
     PyObject *args[2] = {a, b};
     return PyObject_Vectorcall(fn, args, 2, NULL);
+}
+
+static inline PyObject *th_deque_append(PyObject *dq, PyObject *item)
+{
+    if (G.deque_append_fn != NULL && Py_IS_TYPE(dq, (PyTypeObject *)G.deque_type))
+        return G.deque_append_fn(dq, item);
+    return th_call2(G.deque_append, dq, item);
+}
+
+static inline PyObject *th_deque_popleft(PyObject *dq)
+{
+    if (G.deque_popleft_fn != NULL && Py_IS_TYPE(dq, (PyTypeObject *)G.deque_type))
+        return G.deque_popleft_fn(dq, NULL);
+    return th_call1(G.deque_popleft, dq);
 }
 
 /* ---- structure operations (structures.c): each mirrors one Python method ---- */

@@ -183,7 +183,7 @@ int th_side_add(PyObject *side, PyObject *order)
     PyObject *orders = th_peek(level, TH.l_orders);
     if (orders == NULL)
         goto done;
-    r = th_call2(G.deque_append, orders, order);
+    r = th_deque_append(orders, order);
     if (r == NULL)
         goto done;
     Py_DECREF(r);
@@ -545,7 +545,7 @@ static int window_evict(PyObject *window, PyObject *now)
             goto done_trades;
         if (!old)
             break;
-        PyObject *entry = th_call1(G.deque_popleft, trades);
+        PyObject *entry = th_deque_popleft(trades);
         if (entry == NULL)
             goto done_trades;
         if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3) {
