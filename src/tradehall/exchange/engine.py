@@ -639,6 +639,7 @@ _NATIVE_HINT = (
 
 
 _native_loaded: list[ModuleType | None] = []  # the import's outcome, tried once per process
+_native_failure: list[str] = []  # why that import failed, for the error of ``native=True``
 
 
 def _native_module(native: bool | None) -> ModuleType | None:
@@ -648,11 +649,13 @@ def _native_module(native: bool | None) -> ModuleType | None:
     if not _native_loaded:
         try:
             from tradehall.exchange import _native
-        except ImportError:
+        except ImportError as exc:  # not built, or built against other structures
             _native_loaded.append(None)
+            _native_failure.append(str(exc))
         else:
             _native_loaded.append(_native)
     module = _native_loaded[0]
     if module is None and native:
-        raise ImportError(_NATIVE_HINT)
+        reason = f" ({_native_failure[0]})" if _native_failure else ""
+        raise ImportError(_NATIVE_HINT + reason)
     return module
