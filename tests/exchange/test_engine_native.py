@@ -299,6 +299,17 @@ PINNED["long trade logs"] = [
 ]
 
 
+# Fields the request parser would refuse; the engine reads them the same way in both builds.
+PINNED["unparsed request fields"] = [
+    Register("b0", 10**6, (("AAA", 100),)),
+    Register("b1", 10**6, (("AAA", 100),)),
+    Submit("limit", "b0", "BID", "AAA", 2, 100, 4),  # not "bid": an ask
+    Submit("Limit", "b1", "bid", "AAA", 1, None, None),  # not "limit": a market order
+    Submit("limit", "b1", "bid", "AAA", 1, 100, 4, document_number=5),  # type: ignore[arg-type]
+    Submit("limit", "b1", "bid", "AAA", 1, 101, 4),
+]
+
+
 @pytest.mark.parametrize("case", sorted(PINNED))
 @pytest.mark.parametrize("source", sorted(EXACT_SOURCES))
 def test_native_matches_pure_on_pinned_edge_cases(case: str, source: str) -> None:
