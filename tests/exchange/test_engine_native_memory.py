@@ -8,8 +8,7 @@ engine, drop it, and check that
 - objects the test owns and passes in (broker ids, a symbol, a document number, prices and a
   quantity, the clock and the id source) and the record classes every order, trade and event
   points at are referenced exactly as often as before;
-- the engine itself is freed (it sits in a cycle with its bound methods, so the collector must be
-  able to see through the native core), and no container the collector tracks outlives it;
+- the engine itself is freed, and no container the collector tracks outlives it;
 - repeating the workload does not grow the memory ``tracemalloc`` sees.
 
 Both builds run it, so the pure build shows the workload itself is leak-free.
