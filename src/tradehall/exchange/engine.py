@@ -134,6 +134,9 @@ class Engine:
         ``native``: ``None`` uses the C core when :mod:`tradehall.exchange._native` is built and
         the environment variable ``TRADEHALL_ENGINE`` is not ``python``; ``True`` requires it
         (:class:`ImportError` if it is not built); ``False`` runs the pure-Python methods.
+        A native engine's ``submit`` / ``cancel`` / ``expire_due`` refer to it weakly: keep the
+        engine itself, not only those bound methods (they raise :class:`ReferenceError` once
+        the engine is gone).
         """
         self._clock = clock
         self._ids = ids

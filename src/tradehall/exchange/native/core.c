@@ -8,7 +8,10 @@
  *
  * Engine counters (``_last_ns``, ``_seq``, ``trade_count``) have one home: the engine's instance
  * ``__dict__``, which both builds read and write (here by interned key), so commands of the two
- * builds can interleave on one engine.
+ * builds can interleave on one engine. The core reaches the engine through a weak reference:
+ * the engine's ``__dict__`` holds the core's bound methods, and a strong reference back would
+ * make every engine a reference cycle (freed only by the cycle collector). Calling a core
+ * method after its engine is gone raises ReferenceError.
  *
  * Clock and ids: an exact ``SystemClock`` is read with clock_gettime(CLOCK_REALTIME), as
  * ``time.time_ns()`` does; exact ``SequentialIds`` / ``RandomIds`` are served here from their own
