@@ -1,19 +1,13 @@
 """Drive a pure-Python engine and a native one side by side, comparing after every command.
 
 A :class:`Twin` holds one engine of each build, each with its own clock and id source made by the
-same recipe (:data:`EXACT_SOURCES`, :data:`WALL_SOURCES`). Every command runs on both; the
+same recipe (:mod:`engine_sources`). Every command runs on both; the
 outcome (result, or exception class, text and attributes), the events, the ``export_state()``
 image and the derived indexes (book levels and queues, expiry, listings) must then be equal.
 
 Exact sources (a virtual clock, sequential ids) make both runs byte-identical, so everything is
 compared as is. Wall-clock and random-id sources cannot: there ids and timestamps are renamed by
 first appearance (:class:`Canon`) before comparing, and the renaming must keep time order.
-
-The sources are chosen to cover both of the native core's paths: it reads exact
-:class:`SystemClock`, :class:`SequentialIds` and :class:`RandomIds` directly and calls any other
-clock or id source (a :class:`VirtualClock`, the machine's :class:`Recorder`, a subclass) through
-Python. Subclasses here also count how often they are called: both builds must read the clock and
-mint ids exactly as often, or a journal recorded by one build would not replay on the other.
 """
 
 from __future__ import annotations
@@ -21,25 +15,21 @@ from __future__ import annotations
 import random
 import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from engine_builds import engine_from_state, make_engine
+from engine_sources import T0, Sources
 
-from tradehall.core.clock import Clock, SystemClock, VirtualClock
-from tradehall.core.ids import IdSource, RandomIds, SequentialIds
 from tradehall.exchange.book import BookSide
 from tradehall.exchange.engine import Engine, OrderRequest, Quote
 from tradehall.exchange.events import OrderClosed, OrderFilled, TradeExecuted
 from tradehall.exchange.indexes import VwapFigures
-from tradehall.exchange.machine import Recorder
 from tradehall.exchange.model import Broker, Order
 from tradehall.exchange.state import EngineState, order_state
 
-T0 = 1_790_000_000 * 10**9
 TICK = 250_000_000
 WINDOW = 8 * TICK
 STATUSES = (None, "pending", "partially_filled", "filled", "cancelled", "expired", "bogus")
@@ -101,107 +91,6 @@ class Restore:
 
 
 Command = Register | Submit | Cancel | Advance | Expire | Query | Mint | Restore
-
-
-# ---------------------------------------------------------------------- clocks and id sources
-class CountingClock(VirtualClock):
-    """Not the exact :class:`VirtualClock` type, and counts its readings."""
-
-    def __init__(self, start_ns: int) -> None:
-        super().__init__(start_ns)
-        self.reads = 0
-
-    def time_ns(self) -> int:
-        self.reads += 1
-        return super().time_ns()
-
-
-class CountingIds(SequentialIds):
-    """Not the exact :class:`SequentialIds` type (the core's generic path); counts its ids."""
-
-    def __init__(self, start: int = 1, prefix: int = 0) -> None:
-        super().__init__(start, prefix)
-        self.minted = 0
-
-    def new_id(self) -> str:
-        self.minted += 1
-        return super().new_id()
-
-
-@dataclass
-class Sources:
-    """What one engine of a twin runs on; ``control`` moves time (None: the wall clock)."""
-
-    control: VirtualClock | None
-    clock: Clock
-    ids: IdSource
-    counters: Callable[[], Any] = lambda: None
-    recorded: tuple[list[int], list[str]] | None = None
-
-
-def _virtual(start: int, id_start: int, prefix: int) -> Sources:
-    clock = VirtualClock(start)
-    return Sources(clock, clock, SequentialIds(id_start, prefix))
-
-
-def _counting(start: int, id_start: int, prefix: int) -> Sources:
-    clock, ids = CountingClock(start), CountingIds(id_start, prefix)
-    return Sources(clock, clock, ids, lambda: (clock.reads, ids.minted))
-
-
-def _recorder(start: int, id_start: int, prefix: int) -> Sources:
-    clock = VirtualClock(start)
-    recorder = Recorder(clock, SequentialIds(id_start, prefix))
-    times: list[int] = []
-    ids: list[str] = []
-    recorder.start(times, ids)  # every reading and id the engine takes is kept and compared
-    return Sources(clock, recorder, recorder, recorded=(times, ids))
-
-
-# Random ids made repeatable: a batch far longer than any exact stream needs, handed to each
-# RandomIds up front, so both builds pop the same ids (the refill is covered by WALL_SOURCES).
-_SEEDED = random.Random(20261121)
-SEEDED_BATCH = tuple(str(uuid.UUID(int=_SEEDED.getrandbits(128), version=4)) for _ in range(3000))
-
-
-def _seeded_random(start: int, id_start: int, prefix: int) -> Sources:
-    clock, ids = VirtualClock(start), RandomIds()
-    ids._batch = list(SEEDED_BATCH)  # popped from the end, as RandomIds.new_id does
-    return Sources(clock, clock, ids)
-
-
-EXACT_SOURCES: dict[str, Callable[[int, int, int], Sources]] = {
-    "virtual clock, sequential ids": _virtual,  # generic clock path, fast id path
-    "virtual clock, seeded random ids": _seeded_random,  # generic clock, fast random-id path
-    "counting subclasses": _counting,  # generic clock and id paths
-    "recorder": _recorder,  # the machine's clock and id source
-}
-
-
-def _wall_random() -> Sources:
-    return Sources(None, SystemClock(), RandomIds())
-
-
-def _wall_sequential() -> Sources:
-    return Sources(None, SystemClock(), SequentialIds())
-
-
-def _wall_counting_ids() -> Sources:
-    ids = CountingIds()
-    return Sources(None, SystemClock(), ids, lambda: ids.minted)
-
-
-def _virtual_random() -> Sources:
-    clock = VirtualClock(T0)
-    return Sources(clock, clock, RandomIds())
-
-
-WALL_SOURCES: dict[str, Callable[[], Sources]] = {
-    "system clock, random ids": _wall_random,  # both fast paths
-    "system clock, sequential ids": _wall_sequential,
-    "system clock, counting ids": _wall_counting_ids,  # fast clock, generic ids
-    "virtual clock, random ids": _virtual_random,  # generic clock, fast ids
-}
 
 
 # ---------------------------------------------------------------------- images

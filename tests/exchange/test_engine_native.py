@@ -18,11 +18,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from engine_sources import EXACT_SOURCES, T0, WALL_SOURCES, Sources
 from engine_twin import (
-    EXACT_SOURCES,
-    T0,
     TICK,
-    WALL_SOURCES,
     Advance,
     Cancel,
     Command,
@@ -31,7 +29,6 @@ from engine_twin import (
     Query,
     Register,
     Restore,
-    Sources,
     Submit,
     Twin,
     random_commands,

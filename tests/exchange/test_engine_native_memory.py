@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 from engine_builds import BUILDS, make_engine
+from engine_sources import T0, Sources
 from engine_twin import (
-    T0,
     UNKNOWN_ID,
     Advance,
     Cancel,
@@ -35,7 +35,6 @@ from engine_twin import (
     Query,
     Register,
     Side,
-    Sources,
     Submit,
     apply,
 )
