@@ -51,6 +51,12 @@ class Recorder:
     Live commands bracket their run with :meth:`start` and :meth:`stop` (what
     :meth:`ExchangeMachine.execute` does on every command, so these stay cheap);
     :meth:`recording` and :meth:`replaying` are the context-manager forms.
+
+    The native engine core (``exchange/native/sources.c``) does what :meth:`time_ns` and
+    :meth:`new_id` do for an exact ``Recorder`` without calling them, reading ``_replay_times`` /
+    ``_replay_ids``, ``_read_clock`` / ``_mint`` and ``_times`` / ``_new_ids`` on every call (a
+    replay goes through the methods themselves): keep these names and steps in step with it
+    (``tests/exchange/test_engine_native_recorder.py`` compares the records of both builds).
     """
 
     def __init__(self, clock: Clock, ids: IdSource) -> None:

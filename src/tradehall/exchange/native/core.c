@@ -13,118 +13,32 @@
  * make every engine a reference cycle (freed only by the cycle collector). Calling a core
  * method after its engine is gone raises ReferenceError.
  *
- * Clock and ids: an exact ``SystemClock`` is read with clock_gettime(CLOCK_REALTIME), as
- * ``time.time_ns()`` does; exact ``SequentialIds`` / ``RandomIds`` are served here from their own
- * instance state (``_next`` / ``_batch``), so Python callers of ``new_id`` stay in step. Any other
- * clock or id source (a VirtualClock, the machine's Recorder) is called through the engine's
- * bound ``_read_clock`` / ``_new_id``.
+ * Clock and ids: sources.c reads the engine's clock and mints its ids -- natively for the
+ * sources the server runs with (SystemClock, SequentialIds / RandomIds, and the machine's
+ * Recorder over them), through the engine's bound ``_read_clock`` / ``_new_id`` otherwise.
  */
 #include "native.h"
 
 #include <structmember.h>
-#include <time.h>
 
 th_offsets TH;
 th_globals G;
-
-enum { CLOCK_CALL, CLOCK_SYSTEM };
-enum { IDS_CALL, IDS_SEQUENTIAL, IDS_RANDOM };
 
 typedef struct {
     PyObject_HEAD
     PyObject *engine_ref; /* a weak reference: the engine holds our methods, so no cycle */
     PyObject *markets, *brokers, *orders, *broker_orders, *expiry;
-    PyObject *read_clock, *new_id, *ids_dict;
-    int clock_kind, ids_kind;
+    th_sources src; /* the engine's clock and ids (sources.c) */
 } Core;
 
-/* ------------------------------------------------------------------ clock and ids */
-
-static PyObject *read_clock(Core *c)
+static inline PyObject *read_clock(Core *c)
 {
-    if (c->clock_kind == CLOCK_SYSTEM) {
-        struct timespec ts;
-        if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
-            return PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
-    }
-    return PyObject_CallNoArgs(c->read_clock);
-}
-
-static const char HEX[] = "0123456789abcdef";
-
-/* SequentialIds.new_id: f"{_head}{_next:012x}", _next += 1 (else the method itself). */
-static PyObject *sequential_id(Core *c)
-{
-    PyObject *next = PyDict_GetItemWithError(c->ids_dict, G.s_next);
-    PyObject *head = next == NULL ? NULL : PyDict_GetItemWithError(c->ids_dict, G.s_head);
-    long long value;
-    if (head == NULL || !PyUnicode_CheckExact(head) || !PyUnicode_IS_COMPACT_ASCII(head) ||
-        !th_ll(next, &value) || value < 0 || value >= (1LL << 48)) {
-        if (PyErr_Occurred())
-            return NULL;
-        return PyObject_CallNoArgs(c->new_id); /* wider than 12 digits, or not a plain state */
-    }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(head);
-    PyObject *id = PyUnicode_New(n + 12, 127);
-    if (id == NULL)
-        return NULL;
-    Py_UCS1 *out = PyUnicode_1BYTE_DATA(id);
-    memcpy(out, PyUnicode_1BYTE_DATA(head), (size_t)n);
-    unsigned long long v = (unsigned long long)value;
-    for (int i = 11; i >= 0; i--, v >>= 4)
-        out[n + i] = (Py_UCS1)HEX[v & 15];
-    PyObject *after = PyLong_FromLongLong(value + 1);
-    if (after == NULL || PyDict_SetItem(c->ids_dict, G.s_next, after) < 0) {
-        Py_XDECREF(after);
-        Py_DECREF(id);
-        return NULL;
-    }
-    Py_DECREF(after);
-    return id;
-}
-
-/* RandomIds.new_id: pop from _batch, refilled by ids._random_batch() when empty. */
-static PyObject *random_id(Core *c)
-{
-    PyObject *batch = PyDict_GetItemWithError(c->ids_dict, G.s_batch);
-    if (batch == NULL || !PyList_CheckExact(batch)) {
-        if (PyErr_Occurred())
-            return NULL;
-        return PyObject_CallNoArgs(c->new_id);
-    }
-    Py_INCREF(batch);
-    if (PyList_GET_SIZE(batch) == 0) {
-        Py_DECREF(batch);
-        batch = PyObject_CallNoArgs(G.random_batch);
-        if (batch == NULL)
-            return NULL;
-        if (PyDict_SetItem(c->ids_dict, G.s_batch, batch) < 0 || !PyList_CheckExact(batch) ||
-            PyList_GET_SIZE(batch) == 0) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_IndexError, "pop from empty list");
-            Py_DECREF(batch);
-            return NULL;
-        }
-    }
-    Py_ssize_t last = PyList_GET_SIZE(batch) - 1;
-    PyObject *id = PyList_GET_ITEM(batch, last);
-    Py_INCREF(id);
-    int bad = PyList_SetSlice(batch, last, last + 1, NULL);
-    Py_DECREF(batch);
-    if (bad) {
-        Py_DECREF(id);
-        return NULL;
-    }
-    return id;
+    return th_read_clock(&c->src);
 }
 
 static inline PyObject *new_id(Core *c)
 {
-    switch (c->ids_kind) {
-    case IDS_SEQUENTIAL: return sequential_id(c);
-    case IDS_RANDOM: return random_id(c);
-    default: return PyObject_CallNoArgs(c->new_id);
-    }
+    return th_new_id(&c->src);
 }
 
 /* The engine (new reference) and its instance dict (new reference, in *dict). */
@@ -184,6 +98,7 @@ static int log_trade(PyObject *order, PyObject *trade)
         PyObject *one = PyTuple_Pack(1, trade);
         if (one == NULL)
             return -1;
+        th_untrack_atomic(one);
         th_put(order, TH.o_trade_log, one);
         return 0;
     }
@@ -412,7 +327,10 @@ static int match_one(Core *c, PyObject *order, PyObject *opposite, PyObject *now
         goto done;
     Py_SETREF(*taken_quantity, tmp);
     tmp = PyTuple_Pack(3, now, notional, quantity);
-    if (tmp == NULL || PyList_Append(window, tmp) < 0)
+    if (tmp == NULL)
+        goto done;
+    th_untrack_atomic(tmp); /* three ints, kept for the whole VWAP window */
+    if (PyList_Append(window, tmp) < 0)
         goto done;
 
     {
@@ -921,9 +839,7 @@ static int core_clear(Core *c)
     Py_CLEAR(c->orders);
     Py_CLEAR(c->broker_orders);
     Py_CLEAR(c->expiry);
-    Py_CLEAR(c->read_clock);
-    Py_CLEAR(c->new_id);
-    Py_CLEAR(c->ids_dict);
+    th_sources_clear(&c->src);
     return 0;
 }
 
@@ -935,10 +851,7 @@ static int core_traverse(Core *c, visitproc visit, void *arg)
     Py_VISIT(c->orders);
     Py_VISIT(c->broker_orders);
     Py_VISIT(c->expiry);
-    Py_VISIT(c->read_clock);
-    Py_VISIT(c->new_id);
-    Py_VISIT(c->ids_dict);
-    return 0;
+    return th_sources_traverse(&c->src, visit, arg);
 }
 
 static void core_dealloc(Core *c)
@@ -960,7 +873,6 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     Core *c = (Core *)type->tp_alloc(type, 0);
     if (c == NULL)
         return NULL;
-    PyObject *clock = NULL, *ids = NULL;
     PyObject *d = NULL;
     /* The counters live in the engine's __dict__ (materialised here, then found each command
      * through the weak reference, as the engine itself holds this core's bound methods). */
@@ -971,27 +883,13 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         (c->orders = engine_attr(engine, "orders", 1)) == NULL ||
         (c->broker_orders = engine_attr(engine, "_broker_orders", 1)) == NULL ||
         (c->expiry = engine_attr(engine, "_expiry", 0)) == NULL ||
-        (c->read_clock = engine_attr(engine, "_read_clock", 0)) == NULL ||
-        (c->new_id = engine_attr(engine, "_new_id", 0)) == NULL ||
-        (clock = engine_attr(engine, "_clock", 0)) == NULL ||
-        (ids = engine_attr(engine, "_ids", 0)) == NULL)
-        goto fail;
-    c->clock_kind = Py_TYPE(clock) == (PyTypeObject *)G.SystemClock ? CLOCK_SYSTEM : CLOCK_CALL;
-    c->ids_kind = Py_TYPE(ids) == (PyTypeObject *)G.SequentialIds ? IDS_SEQUENTIAL
-                  : Py_TYPE(ids) == (PyTypeObject *)G.RandomIds   ? IDS_RANDOM
-                                                                   : IDS_CALL;
-    if (c->ids_kind != IDS_CALL && (c->ids_dict = PyObject_GenericGetDict(ids, NULL)) == NULL)
-        goto fail;
+        th_sources_init(&c->src, engine) < 0) {
+        Py_XDECREF(d);
+        Py_DECREF(c);
+        return NULL;
+    }
     Py_DECREF(d);
-    Py_DECREF(clock);
-    Py_DECREF(ids);
     return (PyObject *)c;
-fail:
-    Py_XDECREF(d);
-    Py_XDECREF(clock);
-    Py_XDECREF(ids);
-    Py_DECREF(c);
-    return NULL;
 }
 
 static PyMethodDef core_methods[] = {
@@ -1191,6 +1089,14 @@ static int intern_all(void)
         {&G.s_total, "total"},
         {&G.s_submit_python, "_submit_python"},
         {&G.s_cancel_python, "_cancel_python"},
+        {&G.s_append, "append"},
+        {&G.s_replay_times, "_replay_times"},
+        {&G.s_replay_ids, "_replay_ids"},
+        {&G.s_read_clock, "_read_clock"},
+        {&G.s_mint, "_mint"},
+        {&G.s_times, "_times"},
+        {&G.s_new_ids, "_new_ids"},
+        {&G.s_machine_module, "tradehall.exchange.machine"},
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         if ((*strings[i].slot = PyUnicode_InternFromString(strings[i].text)) == NULL)

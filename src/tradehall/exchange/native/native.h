@@ -55,6 +55,8 @@ typedef struct {
     PyObject *s_last_ns, *s_seq, *s_trade_count, *s_next, *s_head, *s_batch;
     PyObject *s_market_fn, *s_close, *s_live_orders, *s_pop_due, *s_total, *s_submit_python,
         *s_cancel_python;
+    PyObject *s_append, *s_replay_times, *s_replay_ids, *s_read_clock, *s_mint, *s_times,
+        *s_new_ids, *s_machine_module;
     PyObject *msg_expires_at;
     PyObject *zero, *one;
     Py_ssize_t trade_log_tuple_max;
@@ -66,6 +68,27 @@ typedef struct {
 extern th_globals G;
 
 int th_init_offsets(void);
+
+/* ---- clock and ids (sources.c) ---- */
+
+/* How one engine's clock is read and ids are minted: through the engine's bound methods, or by
+ * the fast path for the exact source behind them (kinds are private to sources.c). */
+typedef struct {
+    int clock_kind, ids_kind;
+    PyObject *read_clock; /* Engine._read_clock: the clock's bound time_ns */
+    PyObject *new_id;     /* Engine._new_id: the id source's bound new_id */
+    PyObject *ids_dict;   /* the instance dict of a plain id source (the engine's or a recorder's) */
+    /* a machine Recorder as clock and ids: itself, its instance dict, and the bound methods of
+     * its underlying clock and ids (``_read_clock`` / ``_mint``) as they were at set-up */
+    PyObject *recorder, *rec_dict, *rec_read, *rec_mint;
+    int rec_clock_kind, rec_ids_kind;
+} th_sources;
+
+int th_sources_init(th_sources *s, PyObject *engine); /* all fields zero before */
+void th_sources_clear(th_sources *s);
+int th_sources_traverse(th_sources *s, visitproc visit, void *arg);
+PyObject *th_read_clock(th_sources *s); /* engine._read_clock(), new reference */
+PyObject *th_new_id(th_sources *s);     /* engine._new_id(), new reference */
 
 /* ---- field access ---- */
 
@@ -282,6 +305,21 @@ static inline PyObject *th_call2(PyObject *fn, PyObject *a, PyObject *b)
 {
     PyObject *args[2] = {a, b};
     return PyObject_Vectorcall(fn, args, 2, NULL);
+}
+
+/* Untrack a new tuple none of whose items can ever be in a reference cycle (ints, strings,
+ * ``gc=False`` structs, untracked tuples): what the collector does itself on its first pass over
+ * the tuple (``_PyTuple_MaybeUntrack``). Done at once, the tuples the engine keeps (trade-window
+ * entries, trade logs) never fill the young generation, never survive into the older ones, and
+ * so never bring on the full collections that walk every order. */
+static inline void th_untrack_atomic(PyObject *tuple)
+{
+    for (Py_ssize_t i = PyTuple_GET_SIZE(tuple); i--;) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, i);
+        if (PyObject_IS_GC(item) && (!PyTuple_CheckExact(item) || PyObject_GC_IsTracked(item)))
+            return;
+    }
+    PyObject_GC_UnTrack(tuple);
 }
 
 static inline PyObject *th_deque_append(PyObject *dq, PyObject *item)

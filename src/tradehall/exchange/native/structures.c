@@ -100,6 +100,29 @@ static Py_ssize_t status_index(PyObject *status)
 
 /* ------------------------------------------------------------------ BookSide */
 
+/* Level(price): object.__new__ and Level.__init__'s five stores, without the Python frame (a
+ * level is made for about every third order of a busy book: each one drained is made anew). */
+static PyObject *new_level(PyObject *price)
+{
+    PyTypeObject *type = (PyTypeObject *)G.Level;
+    if (type->tp_new != PyBaseObject_Type.tp_new) /* a Level with its own __new__: call it */
+        return th_call1(G.Level, price);
+    PyObject *orders = PyObject_CallNoArgs(G.deque_type);
+    if (orders == NULL)
+        return NULL;
+    PyObject *level = type->tp_alloc(type, 0);
+    if (level == NULL) {
+        Py_DECREF(orders);
+        return NULL;
+    }
+    th_set(level, TH.l_price, price);
+    th_put(level, TH.l_orders, orders);
+    th_set(level, TH.l_total, G.zero);
+    th_set(level, TH.l_count, G.zero);
+    th_set(level, TH.l_dead, G.zero);
+    return level;
+}
+
 /* BookSide.add */
 int th_side_add(PyObject *side, PyObject *order)
 {
@@ -126,7 +149,7 @@ int th_side_add(PyObject *side, PyObject *order)
     else {
         if (PyErr_Occurred())
             goto done;
-        level = th_call1(G.Level, price);
+        level = new_level(price);
         if (level == NULL || PyDict_SetItem(levels, price, level) < 0)
             goto done;
         PyObject *heap = as_list(th_peek(side, TH.s_heap));
@@ -612,6 +635,8 @@ PyObject *th_append_trade(PyObject *log, PyObject *trade)
         else
             PyList_SET_ITEM(grown, i, item);
     }
+    if (is_tuple)
+        th_untrack_atomic(grown); /* Trade structs are gc=False: kept for the order's life */
     return grown;
 }
 
