@@ -98,6 +98,100 @@ static Py_ssize_t status_index(PyObject *status)
     return PyLong_AsSsize_t(v);
 }
 
+/* ------------------------------------------------------------------ heaps */
+
+/* The book sides' and the expiry index's heaps are lists of ints that Python code also keeps
+ * with :mod:`heapq` (the pure build, ExpiryIndex.pop_due), so these move the items exactly as
+ * heapq's push and pop do -- the same layout after every call -- with the comparison of two
+ * machine-size ints done in C (heapq calls the rich comparison for every one).
+ *
+ * heappush: append, then swap the new item with its parent while it is less than the parent.
+ * heappop: the last item replaces the root; the hole at the root moves down to a leaf, each time
+ * taking the smaller child (the right one unless left < right); then that item moves up as in
+ * heappush, never above where it started. */
+
+/* ``a < b`` between two items of ``heap``: 1, 0, or -1 with an exception. Past the C fast path
+ * the comparison is Python's, which could change the list: the items are held meanwhile and a
+ * change of size is an error, as heapq makes it. */
+static int heap_less(PyObject *heap, PyObject *a, PyObject *b)
+{
+    long long x, y;
+    if (th_ll(a, &x) && th_ll(b, &y))
+        return x < y;
+    Py_ssize_t size = PyList_GET_SIZE(heap);
+    Py_INCREF(a);
+    Py_INCREF(b);
+    int less = PyObject_RichCompareBool(a, b, Py_LT);
+    Py_DECREF(a);
+    Py_DECREF(b);
+    if (less >= 0 && size != PyList_GET_SIZE(heap)) {
+        PyErr_SetString(PyExc_RuntimeError, "list changed size during iteration");
+        return -1;
+    }
+    return less;
+}
+
+/* Move the item at ``pos`` up while it is less than its parent, not above ``top``. */
+static int heap_up(PyObject *heap, Py_ssize_t top, Py_ssize_t pos)
+{
+    while (pos > top) {
+        Py_ssize_t parent = (pos - 1) >> 1;
+        int less = heap_less(heap, PyList_GET_ITEM(heap, pos), PyList_GET_ITEM(heap, parent));
+        if (less <= 0)
+            return less;
+        PyObject *moved = PyList_GET_ITEM(heap, pos);
+        PyList_SET_ITEM(heap, pos, PyList_GET_ITEM(heap, parent));
+        PyList_SET_ITEM(heap, parent, moved);
+        pos = parent;
+    }
+    return 0;
+}
+
+/* heapq.heappush(heap, item) */
+static int heap_push(PyObject *heap, PyObject *item)
+{
+    if (PyList_Append(heap, item) < 0)
+        return -1;
+    return heap_up(heap, 0, PyList_GET_SIZE(heap) - 1);
+}
+
+/* heapq.heappop(heap) for a non-empty heap: the item taken off, a new reference. */
+static PyObject *heap_pop(PyObject *heap)
+{
+    Py_ssize_t last = PyList_GET_SIZE(heap) - 1;
+    PyObject *tail = Py_NewRef(PyList_GET_ITEM(heap, last));
+    if (PyList_SetSlice(heap, last, last + 1, NULL) < 0) {
+        Py_DECREF(tail);
+        return NULL;
+    }
+    if (last == 0)
+        return tail;
+    PyObject *root = PyList_GET_ITEM(heap, 0); /* the list's reference passes to the caller */
+    PyList_SET_ITEM(heap, 0, tail);
+    Py_ssize_t pos = 0, end = last, leaves = end >> 1;
+    while (pos < leaves) {
+        Py_ssize_t child = 2 * pos + 1;
+        if (child + 1 < end) {
+            int less = heap_less(heap, PyList_GET_ITEM(heap, child),
+                                 PyList_GET_ITEM(heap, child + 1));
+            if (less < 0) {
+                Py_DECREF(root);
+                return NULL;
+            }
+            child += !less;
+        }
+        PyObject *moved = PyList_GET_ITEM(heap, child);
+        PyList_SET_ITEM(heap, child, PyList_GET_ITEM(heap, pos));
+        PyList_SET_ITEM(heap, pos, moved);
+        pos = child;
+    }
+    if (heap_up(heap, 0, pos) < 0) {
+        Py_DECREF(root);
+        return NULL;
+    }
+    return root;
+}
+
 /* ------------------------------------------------------------------ BookSide */
 
 /* Level(price): object.__new__ and Level.__init__'s five stores, without the Python frame (a
@@ -168,8 +262,7 @@ int th_side_add(PyObject *side, PyObject *order)
         Py_INCREF(heap);
         Py_INCREF(sign);
         key = num_mul(sign, price);
-        r = key == NULL ? NULL : th_call2(G.heappush, heap, key);
-        Py_XDECREF(r);
+        r = key == NULL || heap_push(heap, key) < 0 ? NULL : heap;
         if (r != NULL && PyList_GET_SIZE(heap) > 2 * PyDict_GET_SIZE(levels) + 64) {
             /* heap[:] = [self._sign * key for key in levels]; heapify(heap) */
             PyObject *fresh = PyList_New(0), *k;
@@ -268,7 +361,7 @@ int th_side_drop_level(PyObject *side, PyObject *level)
             }
             if (PyErr_Occurred())
                 break;
-            PyObject *r = th_call1(G.heappop, heap);
+            PyObject *r = heap_pop(heap);
             if (r == NULL)
                 break;
             Py_DECREF(r);
@@ -354,10 +447,8 @@ int th_expiry_add(PyObject *index, PyObject *order)
         PyObject *heap = as_list(th_peek(index, TH.x_heap));
         if (heap == NULL)
             goto done;
-        r = th_call2(G.heappush, heap, deadline);
-        if (r == NULL)
+        if (heap_push(heap, deadline) < 0)
             goto done;
-        Py_DECREF(r);
         heap = FIELD(index, TH.x_heap);
         if (PyList_GET_SIZE(heap) > 64 && PyList_GET_SIZE(heap) > 2 * PyDict_GET_SIZE(buckets)) {
             PyObject *fresh = PyDict_Keys(buckets); /* self._heap = list(buckets) */
