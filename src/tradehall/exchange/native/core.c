@@ -1143,8 +1143,6 @@ static int load_globals(void)
         {&G.OrderNotFound, "tradehall.exchange.errors", "OrderNotFound"},
         {&G.OrderNotCancellable, "tradehall.exchange.errors", "OrderNotCancellable"},
         {&G.deque_type, "collections", "deque"},
-        {&G.heappush, "_heapq", "heappush"},
-        {&G.heappop, "_heapq", "heappop"},
         {&G.heapify, "_heapq", "heapify"},
         {&G.sys_intern, "sys", "intern"},
     };
@@ -1154,6 +1152,17 @@ static int load_globals(void)
     if (!PyDict_CheckExact(G.status_index) || !PyDict_CheckExact(G.transitions)) {
         PyErr_SetString(PyExc_ImportError, "_STATUS_INDEX / TRANSITIONS must be dicts");
         return -1;
+    }
+    {
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+        while (G.status_count < 8 && PyDict_Next(G.status_index, &pos, &key, &value)) {
+            Py_ssize_t index = PyLong_AsSsize_t(value);
+            if (index == -1 && PyErr_Occurred())
+                return -1;
+            G.status_keys[G.status_count] = Py_NewRef(key);
+            G.status_values[G.status_count++] = index;
+        }
     }
     G.deque_append = PyObject_GetAttrString(G.deque_type, "append");
     G.deque_popleft = PyObject_GetAttrString(G.deque_type, "popleft");

@@ -47,7 +47,7 @@ typedef struct {
     PyObject *ValidationError, *BrokerNotFound, *InsufficientBalance, *InsufficientHoldings,
         *NoLiquidity, *OrderNotFound, *OrderNotCancellable;
     PyObject *deque_append, *deque_popleft, *deque_extend, *deque_type;
-    PyObject *heappush, *heappop, *heapify;
+    PyObject *heapify;
     PyObject *append_trade, *random_batch, *sweep, *sys_intern, *status_index, *transitions;
     /* interned strings */
     PyObject *s_limit, *s_market, *s_bid, *s_ask, *s_pending, *s_partially_filled, *s_filled,
@@ -60,6 +60,10 @@ typedef struct {
     PyObject *msg_expires_at;
     PyObject *zero, *one;
     Py_ssize_t trade_log_tuple_max;
+    /* _STATUS_INDEX's keys (held) and values, for lookups by identity */
+    PyObject *status_keys[8];
+    Py_ssize_t status_values[8];
+    int status_count;
     /* deque.append / deque.popleft as C functions (METH_O / METH_NOARGS), called directly on
      * exact deques: the same function the method descriptor would call, minus its checks */
     PyCFunction deque_append_fn, deque_popleft_fn;

@@ -81,9 +81,13 @@ static PyObject *new_counts(void)
     return counts;
 }
 
-/* _STATUS_INDEX[status] as a C index. */
+/* _STATUS_INDEX[status] as a C index. The statuses orders carry are the model's constants,
+ * the very keys of _STATUS_INDEX (a constant dict): found by identity first, without hashing. */
 static Py_ssize_t status_index(PyObject *status)
 {
+    for (int i = 0; i < G.status_count; i++)
+        if (G.status_keys[i] == status)
+            return G.status_values[i];
     PyObject *v = PyDict_GetItemWithError(G.status_index, status);
     if (v == NULL) {
         if (!PyErr_Occurred()) {
