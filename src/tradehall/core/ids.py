@@ -36,6 +36,10 @@ class RandomIds:
     the batch it inherited, so parent and child never hand out the same ones.
     """
 
+    # Slots: the native engine core serves ids from ``_batch`` by offset. ``__weakref__`` for
+    # the registry of sources whose batches a forked child drops.
+    __slots__ = ("__weakref__", "_batch")
+
     def __init__(self) -> None:
         self._batch: list[str] = []
         _random_sources.add(self)
@@ -73,6 +77,8 @@ class SequentialIds:
 
     The counter makes ids sort in issue order, which keeps test expectations readable.
     """
+
+    __slots__ = ("_head", "_next")  # the native engine core reads and bumps ``_next`` by offset
 
     def __init__(self, start: int = 1, prefix: int = 0) -> None:
         self._next = start

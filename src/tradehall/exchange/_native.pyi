@@ -5,6 +5,8 @@
 :class:`~tradehall.exchange.engine.Engine` when the native build is chosen.
 """
 
+from collections.abc import Mapping
+
 from tradehall.exchange.engine import Engine, OrderRequest
 from tradehall.exchange.events import EngineEvent
 from tradehall.exchange.model import Order
@@ -22,3 +24,9 @@ class Core:
     def expire_due(self) -> list[EngineEvent]:
         """Same as ``Engine._expire_due_python``."""
         ...
+
+def _check_layout(classes: Mapping[str, type], /) -> None:
+    """Raise ImportError unless the classes (by name: ``Order``, ``Trade``, ``TradeExecuted``,
+    ``OrderFilled``, ``OrderClosed``, ``_Bucket``, ``Level``) have the field order the core
+    builds them with; the import runs it on the real classes."""
+    ...

@@ -33,9 +33,9 @@ other method (queries, :meth:`Engine.export_state`, :meth:`Engine.from_state`, m
 journal) is shared, the two builds may even be mixed on one engine, and for the same calls, clock
 readings and ids they produce byte-identical state and the same events, errors included
 (``tests/exchange/test_engine_native.py`` checks this differentially). The counters
-``_last_ns``, ``_seq`` and ``trade_count`` stay plain instance attributes: the C core reads and
-writes them in the engine's ``__dict__`` (reached through a weak reference, so the engine, which
-holds the core's methods, forms no reference cycle), so both paths share one source of truth.
+``_last_ns``, ``_seq`` and ``trade_count`` are slots of the engine, which both paths read and
+write (the C core by offset, reaching the engine through a weak reference, so the engine, which
+holds the core's methods, forms no reference cycle): one source of truth.
 ``native=None`` (the default) uses the C core when it is built and ``TRADEHALL_ENGINE`` is not
 ``python``; :attr:`Engine.build` says which one an engine uses.
 """
@@ -120,6 +120,12 @@ class _Market:
 
 class Engine:
     """All books, brokers and orders of one exchange."""
+
+    # The per-command counters are slots, so the C core updates them by offset rather than
+    # through the instance dict (several dict writes per command). ``__dict__`` stays for every
+    # other attribute -- a native engine's methods shadow the class's there -- and
+    # ``__weakref__`` for the core's reference back to its engine.
+    __slots__ = ("__dict__", "__weakref__", "_last_ns", "_seq", "trade_count")
 
     def __init__(
         self,

@@ -6,9 +6,9 @@
  * in the same order (so a refused command raises the same error and changes nothing), same
  * mutations, same objects stored, same events -- so the two builds keep byte-identical state.
  *
- * Engine counters (``_last_ns``, ``_seq``, ``trade_count``) have one home: the engine's instance
- * ``__dict__``, which both builds read and write (here by interned key), so commands of the two
- * builds can interleave on one engine. The core reaches the engine through a weak reference:
+ * Engine counters (``_last_ns``, ``_seq``, ``trade_count``) have one home: the engine's slots,
+ * which both builds read and write (here by offset), so commands of the two builds can
+ * interleave on one engine. The core reaches the engine through a weak reference:
  * the engine's ``__dict__`` holds the core's bound methods, and a strong reference back would
  * make every engine a reference cycle (freed only by the cycle collector). Calling a core
  * method after its engine is gone raises ReferenceError.
@@ -41,8 +41,8 @@ static inline PyObject *new_id(Core *c)
     return th_new_id(&c->src);
 }
 
-/* The engine (new reference) and its instance dict (new reference, in *dict). */
-static PyObject *engine_of(Core *c, PyObject **dict)
+/* The engine, a new reference (its counters are slots at TH.e_*: Core() checked its class). */
+static PyObject *engine_of(Core *c)
 {
     PyObject *engine = PyWeakref_GetObject(c->engine_ref);
     if (engine == NULL)
@@ -51,39 +51,19 @@ static PyObject *engine_of(Core *c, PyObject **dict)
         PyErr_SetString(PyExc_ReferenceError, "the engine of this native core is gone");
         return NULL;
     }
-    Py_INCREF(engine);
-    if ((*dict = PyObject_GenericGetDict(engine, NULL)) == NULL)
-        Py_CLEAR(engine);
-    return engine;
+    return Py_NewRef(engine);
 }
 
 /* ``now = reading if reading > last else last + 1`` with last = engine._last_ns. */
-static PyObject *next_stamp(PyObject *d, PyObject *reading)
+static PyObject *next_stamp(PyObject *engine, PyObject *reading)
 {
-    PyObject *last = th_dict_item(d, G.s_last_ns);
+    PyObject *last = th_get(engine, TH.e_last_ns);
     if (last == NULL)
         return NULL;
     int later = num_cmp(reading, last, Py_GT);
     PyObject *now = later < 0 ? NULL : later ? (Py_INCREF(reading), reading) : num_add(last, G.one);
     Py_DECREF(last);
     return now;
-}
-
-/* engine.<counter> += delta */
-static int bump_counter(PyObject *d, PyObject *key, Py_ssize_t delta)
-{
-    PyObject *cur = th_dict_item(d, key);
-    if (cur == NULL)
-        return -1;
-    PyObject *step = PyLong_FromSsize_t(delta);
-    PyObject *res = step == NULL ? NULL : num_add(cur, step);
-    Py_DECREF(cur);
-    Py_XDECREF(step);
-    if (res == NULL)
-        return -1;
-    int rc = PyDict_SetItem(d, key, res);
-    Py_DECREF(res);
-    return rc;
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -365,7 +345,7 @@ done:
 }
 
 /* Engine._match */
-static int match(Core *c, PyObject *d, PyObject *order, PyObject *market, PyObject *opposite,
+static int match(Core *c, PyObject *engine, PyObject *order, PyObject *market, PyObject *opposite,
                  PyObject *now, PyObject *events)
 {
     int rc = -1, step;
@@ -426,7 +406,7 @@ static int match(Core *c, PyObject *d, PyObject *order, PyObject *market, PyObje
     if (trades == NULL ||
         th_window_add_pass(trades, now, window, taken_notional, taken_quantity, price) < 0)
         goto done;
-    rc = bump_counter(d, G.s_trade_count, PyList_GET_SIZE(window));
+    rc = th_add_ll(engine, TH.e_trade_count, (long long)PyList_GET_SIZE(window));
 done:
     Py_XDECREF(limit);
     Py_XDECREF(side);
@@ -528,13 +508,12 @@ done:
 /* Engine.submit */
 static PyObject *core_submit(Core *c, PyObject *request)
 {
-    PyObject *d, *engine = engine_of(c, &d);
+    PyObject *engine = engine_of(c);
     if (engine == NULL)
         return NULL;
     if (Py_TYPE(request) != (PyTypeObject *)G.OrderRequest) { /* not the struct: the reference */
         PyObject *r = PyObject_CallMethodOneArg(engine, G.s_submit_python, request);
         Py_DECREF(engine);
-        Py_DECREF(d);
         return r;
     }
     PyObject *result = NULL, *now = NULL, *market = NULL, *broker = NULL, *holding = NULL;
@@ -547,7 +526,7 @@ static PyObject *core_submit(Core *c, PyObject *request)
     PyObject *rsymbol = FIELD(request, TH.r_symbol), *rbroker = FIELD(request, TH.r_broker_id);
     PyObject *reading = read_clock(c);
     int cmp;
-    if (reading == NULL || (now = next_stamp(d, reading)) == NULL)
+    if (reading == NULL || (now = next_stamp(engine, reading)) == NULL)
         goto done;
     int is_limit = th_streq(FIELD(request, TH.r_type), G.s_limit);
     if (is_limit < 0)
@@ -633,7 +612,8 @@ static PyObject *core_submit(Core *c, PyObject *request)
     }
 
     /* Valid: from here on, state changes. */
-    if (PyDict_SetItem(d, G.s_last_ns, now) < 0 || bump_counter(d, G.s_seq, 1) < 0)
+    th_set(engine, TH.e_last_ns, now);
+    if (th_add_ll(engine, TH.e_seq, 1) < 0)
         goto done;
     broker_id = th_get(broker, TH.b_broker_id);
     if (broker_id == NULL || (order_id = new_id(c)) == NULL)
@@ -676,7 +656,7 @@ static PyObject *core_submit(Core *c, PyObject *request)
             PyObject *best_price = th_peek(best, TH.l_price);
             cmp = best_price == NULL ? -1 : num_cmp(price, best_price, is_bid ? Py_GE : Py_LE);
         }
-        if (cmp < 0 || (cmp && match(c, d, order, market, opposite, now, events) < 0))
+        if (cmp < 0 || (cmp && match(c, engine, order, market, opposite, now, events) < 0))
             goto done;
     }
     PyObject *rem = th_peek(order, TH.o_remaining);
@@ -697,7 +677,6 @@ static PyObject *core_submit(Core *c, PyObject *request)
     result = PyTuple_Pack(2, order, events);
 done:
     Py_DECREF(engine);
-    Py_DECREF(d);
     Py_XDECREF(reading);
     Py_XDECREF(now);
     Py_XDECREF(market);
@@ -728,7 +707,7 @@ static PyObject *core_cancel(Core *c, PyObject *order_id)
         return NULL;
     }
     Py_INCREF(order);
-    PyObject *result = NULL, *reading = NULL, *now = NULL, *closed = NULL, *d = NULL;
+    PyObject *result = NULL, *reading = NULL, *now = NULL, *closed = NULL, *engine = NULL;
     PyObject *rem = th_peek(order, TH.o_remaining);
     int open = rem == NULL ? -1 : th_true(rem);
     if (open <= 0) { /* filled, cancelled or expired: nothing open */
@@ -738,13 +717,10 @@ static PyObject *core_cancel(Core *c, PyObject *order_id)
         }
         goto done;
     }
-    PyObject *engine = engine_of(c, &d);
-    if (engine == NULL)
+    if ((engine = engine_of(c)) == NULL || (reading = read_clock(c)) == NULL ||
+        (now = next_stamp(engine, reading)) == NULL)
         goto done;
-    Py_DECREF(engine);
-    if ((reading = read_clock(c)) == NULL || (now = next_stamp(d, reading)) == NULL ||
-        PyDict_SetItem(d, G.s_last_ns, now) < 0)
-        goto done;
+    th_set(engine, TH.e_last_ns, now);
     closed = close_order(c, order, G.s_cancelled, now, now, 0);
     if (closed == NULL)
         goto done;
@@ -757,7 +733,7 @@ static PyObject *core_cancel(Core *c, PyObject *order_id)
     Py_DECREF(events);
 done:
     Py_DECREF(order);
-    Py_XDECREF(d);
+    Py_XDECREF(engine);
     Py_XDECREF(reading);
     Py_XDECREF(now);
     Py_XDECREF(closed);
@@ -767,21 +743,22 @@ done:
 /* Engine.expire_due */
 static PyObject *core_expire_due(Core *c, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *result = NULL, *events = NULL, *due = NULL, *d = NULL, *reading = NULL, *now = NULL;
-    PyObject *engine = engine_of(c, &d);
+    PyObject *result = NULL, *events = NULL, *due = NULL, *reading = NULL, *now = NULL;
+    PyObject *engine = engine_of(c);
     if (engine == NULL)
         return NULL;
-    Py_DECREF(engine);
     reading = read_clock(c);
-    now = reading == NULL ? NULL : next_stamp(d, reading);
+    now = reading == NULL ? NULL : next_stamp(engine, reading);
     if (now == NULL)
         goto done;
     due = PyObject_CallMethodOneArg(c->expiry, G.s_pop_due, reading);
     if (due == NULL)
         goto done;
     int any = PyObject_IsTrue(due);
-    if (any < 0 || (any && PyDict_SetItem(d, G.s_last_ns, now) < 0))
+    if (any < 0)
         goto done;
+    if (any)
+        th_set(engine, TH.e_last_ns, now);
     if ((events = PyList_New(0)) == NULL)
         goto done;
     PyObject *it = PyObject_GetIter(due);
@@ -811,7 +788,7 @@ static PyObject *core_expire_due(Core *c, PyObject *Py_UNUSED(ignored))
     result = events;
     events = NULL;
 done:
-    Py_DECREF(d);
+    Py_DECREF(engine);
     Py_XDECREF(reading);
     Py_XDECREF(now);
     Py_XDECREF(due);
@@ -870,25 +847,27 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     if (!PyArg_ParseTuple(args, "O:Core", &engine))
         return NULL;
+    /* The counters are written at the Engine class's slot offsets: only for its instances. */
+    if (!PyObject_TypeCheck(engine, (PyTypeObject *)G.Engine)) {
+        PyErr_Format(PyExc_TypeError, "Core() needs an Engine, not %.100s",
+                     Py_TYPE(engine)->tp_name);
+        return NULL;
+    }
     Core *c = (Core *)type->tp_alloc(type, 0);
     if (c == NULL)
         return NULL;
-    PyObject *d = NULL;
-    /* The counters live in the engine's __dict__ (materialised here, then found each command
-     * through the weak reference, as the engine itself holds this core's bound methods). */
+    /* The engine is found each command through the weak reference, as the engine itself holds
+     * this core's bound methods. */
     if ((c->engine_ref = PyWeakref_NewRef(engine, NULL)) == NULL ||
-        (d = PyObject_GenericGetDict(engine, NULL)) == NULL ||
         (c->markets = engine_attr(engine, "_markets", 1)) == NULL ||
         (c->brokers = engine_attr(engine, "brokers", 1)) == NULL ||
         (c->orders = engine_attr(engine, "orders", 1)) == NULL ||
         (c->broker_orders = engine_attr(engine, "_broker_orders", 1)) == NULL ||
         (c->expiry = engine_attr(engine, "_expiry", 0)) == NULL ||
         th_sources_init(&c->src, engine) < 0) {
-        Py_XDECREF(d);
         Py_DECREF(c);
         return NULL;
     }
-    Py_DECREF(d);
     return (PyObject *)c;
 }
 
@@ -1045,6 +1024,24 @@ int th_init_offsets(void)
             goto done;
     }
     {
+        const char *const n[] = {"_last_ns", "_seq", "trade_count", NULL};
+        Py_ssize_t *const o[] = {&TH.e_last_ns, &TH.e_seq, &TH.e_trade_count};
+        if (slots(G.Engine, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"_next", "_head", NULL};
+        Py_ssize_t *const o[] = {&TH.q_next, &TH.q_head};
+        if (slots(G.SequentialIds, n, o) < 0)
+            goto done;
+    }
+    {
+        const char *const n[] = {"_batch", NULL};
+        Py_ssize_t *const o[] = {&TH.rb_batch};
+        if (slots(G.RandomIds, n, o) < 0)
+            goto done;
+    }
+    {
         const char *const n[] = {"_trades",   "_notional",     "_quantity",
                                  "last_price", "last_trade_at", "window_ns", NULL};
         Py_ssize_t *const o[] = {&TH.w_trades,     &TH.w_notional,      &TH.w_quantity,
@@ -1076,12 +1073,6 @@ static int intern_all(void)
         {&G.s_ask, "ask"},
         {&G.s_order_cancelled, "order.cancelled"},
         {&G.s_order_expired, "order.expired"},
-        {&G.s_last_ns, "_last_ns"},
-        {&G.s_seq, "_seq"},
-        {&G.s_trade_count, "trade_count"},
-        {&G.s_next, "_next"},
-        {&G.s_head, "_head"},
-        {&G.s_batch, "_batch"},
         {&G.s_market_fn, "_market"},
         {&G.s_close, "close"},
         {&G.s_live_orders, "live_orders"},
@@ -1127,6 +1118,7 @@ static int load_globals(void)
         {&G.OrderFilled, "tradehall.exchange.events", "OrderFilled"},
         {&G.OrderClosed, "tradehall.exchange.events", "OrderClosed"},
         {&G.OrderRequest, "tradehall.exchange.engine", "OrderRequest"},
+        {&G.Engine, "tradehall.exchange.engine", "Engine"},
         {&G.sweep, "tradehall.exchange.engine", "_sweep"},
         {&G.Level, "tradehall.exchange.book", "Level"},
         {&G.Bucket, "tradehall.exchange.indexes", "_Bucket"},
@@ -1184,16 +1176,47 @@ static int load_globals(void)
     return PyErr_Occurred() ? -1 : 0;
 }
 
+/* The classes the core builds by position, keyed as layout.c names them. */
+static int check_own_layout(void)
+{
+    PyObject *classes = Py_BuildValue("{sOsOsOsOsOsOsO}", "Order", G.Order, "Trade", G.Trade,
+                                      "TradeExecuted", G.TradeExecuted, "OrderFilled",
+                                      G.OrderFilled, "OrderClosed", G.OrderClosed, "_Bucket",
+                                      G.Bucket, "Level", G.Level);
+    if (classes == NULL)
+        return -1;
+    int rc = th_check_layout(classes);
+    Py_DECREF(classes);
+    return rc;
+}
+
+static PyObject *native_check_layout(PyObject *Py_UNUSED(module), PyObject *classes)
+{
+    if (th_check_layout(classes) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef native_functions[] = {
+    {"_check_layout", native_check_layout, METH_O,
+     "Raise ImportError unless the classes in the mapping (by name: Order, Trade, "
+     "TradeExecuted, OrderFilled, OrderClosed, _Bucket, Level) have the field order the core "
+     "builds them with. The import runs it on the real classes."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "tradehall.exchange._native",
     .m_doc = "The matching engine's hot commands in C, over the engine's Python structures.",
     .m_size = -1,
+    .m_methods = native_functions,
 };
 
 PyMODINIT_FUNC PyInit__native(void)
 {
-    if (intern_all() < 0 || load_globals() < 0 || th_init_offsets() < 0)
+    if (intern_all() < 0 || load_globals() < 0 || check_own_layout() < 0 ||
+        th_init_offsets() < 0)
         return NULL;
     if (PyType_Ready(&CoreType) < 0)
         return NULL;

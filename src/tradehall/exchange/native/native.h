@@ -36,6 +36,9 @@ typedef struct {
     Py_ssize_t k_live, k_orders;
     Py_ssize_t bo_all, bo_blocks, bo_supers;
     Py_ssize_t w_trades, w_notional, w_quantity, w_last_price, w_last_trade_at, w_window_ns;
+    /* the engine's counters, and the state of the id sources served natively */
+    Py_ssize_t e_last_ns, e_seq, e_trade_count;
+    Py_ssize_t q_next, q_head, rb_batch;
 } th_offsets;
 
 extern th_offsets TH;
@@ -43,7 +46,7 @@ extern th_offsets TH;
 /* Classes, functions and constants taken from the Python modules at import (strong refs). */
 typedef struct {
     PyObject *Order, *Trade, *TradeExecuted, *OrderFilled, *OrderClosed, *OrderRequest;
-    PyObject *Level, *Holding, *Bucket, *SystemClock, *SequentialIds, *RandomIds;
+    PyObject *Engine, *Level, *Holding, *Bucket, *SystemClock, *SequentialIds, *RandomIds;
     PyObject *ValidationError, *BrokerNotFound, *InsufficientBalance, *InsufficientHoldings,
         *NoLiquidity, *OrderNotFound, *OrderNotCancellable;
     PyObject *deque_append, *deque_popleft, *deque_extend, *deque_type;
@@ -52,7 +55,6 @@ typedef struct {
     /* interned strings */
     PyObject *s_limit, *s_market, *s_bid, *s_ask, *s_pending, *s_partially_filled, *s_filled,
         *s_cancelled, *s_expired, *s_order_cancelled, *s_order_expired;
-    PyObject *s_last_ns, *s_seq, *s_trade_count, *s_next, *s_head, *s_batch;
     PyObject *s_market_fn, *s_close, *s_live_orders, *s_pop_due, *s_total, *s_submit_python,
         *s_cancel_python;
     PyObject *s_append, *s_replay_times, *s_replay_ids, *s_read_clock, *s_mint, *s_times,
@@ -72,6 +74,7 @@ typedef struct {
 extern th_globals G;
 
 int th_init_offsets(void);
+int th_check_layout(PyObject *classes); /* layout.c: ImportError when a class moved a field */
 
 /* ---- clock and ids (sources.c) ---- */
 
@@ -81,7 +84,7 @@ typedef struct {
     int clock_kind, ids_kind;
     PyObject *read_clock; /* Engine._read_clock: the clock's bound time_ns */
     PyObject *new_id;     /* Engine._new_id: the id source's bound new_id */
-    PyObject *ids_dict;   /* the instance dict of a plain id source (the engine's or a recorder's) */
+    PyObject *ids_source; /* a plain id source served by offset (the engine's or a recorder's) */
     /* a machine Recorder as clock and ids: itself, its instance dict, and the bound methods of
      * its underlying clock and ids (``_read_clock`` / ``_mint``) as they were at set-up */
     PyObject *recorder, *rec_dict, *rec_read, *rec_mint;

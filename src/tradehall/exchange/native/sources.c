@@ -6,8 +6,8 @@
  * For the sources the server runs with, the same steps are taken here without the Python call:
  *
  * - an exact ``SystemClock``: clock_gettime(CLOCK_REALTIME), as ``time.time_ns()`` does;
- * - an exact ``SequentialIds`` / ``RandomIds``: served from their own instance state (``_next`` /
- *   ``_batch``), so Python callers of ``new_id`` stay in step;
+ * - an exact ``SequentialIds`` / ``RandomIds``: served from their own slots (``_next`` / ``_head``,
+ *   ``_batch``, by offset), so Python callers of ``new_id`` stay in step;
  * - an exact ``tradehall.exchange.machine.Recorder`` that is both clock and id source (what
  *   ``ExchangeMachine`` gives its engine): ``Recorder.time_ns`` / ``Recorder.new_id`` step by
  *   step -- replaying: the method itself; otherwise the underlying reading or id (by the fast
@@ -36,19 +36,16 @@ static PyObject *system_time_ns(PyObject *method)
 
 static const char HEX[] = "0123456789abcdef";
 
-/* SequentialIds.new_id over its instance dict: f"{_head}{_next:012x}", _next += 1; ``method``
- * (that source's bound new_id) for any state this does not cover. */
-static PyObject *sequential_id(PyObject *dict, PyObject *method)
+/* SequentialIds.new_id over its slots: f"{_head}{_next:012x}", _next += 1; ``method`` (that
+ * source's bound new_id) for any state this does not cover (an unset slot raises there). */
+static PyObject *sequential_id(PyObject *ids, PyObject *method)
 {
-    PyObject *next = PyDict_GetItemWithError(dict, G.s_next);
-    PyObject *head = next == NULL ? NULL : PyDict_GetItemWithError(dict, G.s_head);
+    PyObject *next = FIELD(ids, TH.q_next), *head = FIELD(ids, TH.q_head);
     long long value;
-    if (head == NULL || !PyUnicode_CheckExact(head) || !PyUnicode_IS_COMPACT_ASCII(head) ||
-        !th_ll(next, &value) || value < 0 || value >= (1LL << 48)) {
-        if (PyErr_Occurred())
-            return NULL;
+    if (next == NULL || head == NULL || !PyUnicode_CheckExact(head) ||
+        !PyUnicode_IS_COMPACT_ASCII(head) || !th_ll(next, &value) || value < 0 ||
+        value >= (1LL << 48))
         return PyObject_CallNoArgs(method); /* wider than 12 digits, or not a plain state */
-    }
     Py_ssize_t n = PyUnicode_GET_LENGTH(head);
     PyObject *id = PyUnicode_New(n + 12, 127);
     if (id == NULL)
@@ -59,32 +56,28 @@ static PyObject *sequential_id(PyObject *dict, PyObject *method)
     for (int i = 11; i >= 0; i--, v >>= 4)
         out[n + i] = (Py_UCS1)HEX[v & 15];
     PyObject *after = PyLong_FromLongLong(value + 1);
-    if (after == NULL || PyDict_SetItem(dict, G.s_next, after) < 0) {
-        Py_XDECREF(after);
+    if (after == NULL) {
         Py_DECREF(id);
         return NULL;
     }
-    Py_DECREF(after);
+    th_put(ids, TH.q_next, after);
     return id;
 }
 
-/* RandomIds.new_id over its instance dict: pop from _batch, refilled by ids._random_batch(). */
-static PyObject *random_id(PyObject *dict, PyObject *method)
+/* RandomIds.new_id over its slot: pop from _batch, refilled by ids._random_batch(). */
+static PyObject *random_id(PyObject *ids, PyObject *method)
 {
-    PyObject *batch = PyDict_GetItemWithError(dict, G.s_batch);
-    if (batch == NULL || !PyList_CheckExact(batch)) {
-        if (PyErr_Occurred())
-            return NULL;
+    PyObject *batch = FIELD(ids, TH.rb_batch);
+    if (batch == NULL || !PyList_CheckExact(batch))
         return PyObject_CallNoArgs(method);
-    }
     Py_INCREF(batch);
     if (PyList_GET_SIZE(batch) == 0) {
         Py_DECREF(batch);
         batch = PyObject_CallNoArgs(G.random_batch);
         if (batch == NULL)
             return NULL;
-        if (PyDict_SetItem(dict, G.s_batch, batch) < 0 || !PyList_CheckExact(batch) ||
-            PyList_GET_SIZE(batch) == 0) {
+        th_set(ids, TH.rb_batch, batch);
+        if (!PyList_CheckExact(batch) || PyList_GET_SIZE(batch) == 0) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_IndexError, "pop from empty list");
             Py_DECREF(batch);
@@ -170,9 +163,9 @@ static PyObject *recorder_new_id(th_sources *s)
     if (mint != s->rec_mint)
         id = PyObject_CallNoArgs(mint);
     else if (s->rec_ids_kind == IDS_SEQUENTIAL)
-        id = sequential_id(s->ids_dict, mint);
+        id = sequential_id(s->ids_source, mint);
     else if (s->rec_ids_kind == IDS_RANDOM)
-        id = random_id(s->ids_dict, mint);
+        id = random_id(s->ids_source, mint);
     else
         id = PyObject_CallNoArgs(mint);
     Py_DECREF(mint);
@@ -195,8 +188,8 @@ PyObject *th_read_clock(th_sources *s)
 PyObject *th_new_id(th_sources *s)
 {
     switch (s->ids_kind) {
-    case IDS_SEQUENTIAL: return sequential_id(s->ids_dict, s->new_id);
-    case IDS_RANDOM: return random_id(s->ids_dict, s->new_id);
+    case IDS_SEQUENTIAL: return sequential_id(s->ids_source, s->new_id);
+    case IDS_RANDOM: return random_id(s->ids_source, s->new_id);
     case IDS_RECORDER: return recorder_new_id(s);
     default: return PyObject_CallNoArgs(s->new_id);
     }
@@ -213,14 +206,14 @@ static int bound_to_exact(PyObject *method, PyObject *cls, const char *name)
     return function != NULL && function == PyMethod_GET_FUNCTION(method);
 }
 
-/* The kind of a plain id source (``ids``), with its instance dict in *dict when not CALL. */
-static int ids_kind_of(PyObject *ids, PyObject **dict)
+/* The kind of a plain id source (``ids``), held in *source when not CALL. */
+static int ids_kind_of(PyObject *ids, PyObject **source)
 {
     int kind = Py_TYPE(ids) == (PyTypeObject *)G.SequentialIds ? IDS_SEQUENTIAL
                : Py_TYPE(ids) == (PyTypeObject *)G.RandomIds   ? IDS_RANDOM
                                                                 : IDS_CALL;
-    if (kind != IDS_CALL && (*dict = PyObject_GenericGetDict(ids, NULL)) == NULL)
-        return -1;
+    if (kind != IDS_CALL)
+        *source = Py_NewRef(ids);
     return kind;
 }
 
@@ -257,7 +250,7 @@ static int setup_recorder(th_sources *s, PyObject *clock, PyObject *ids)
         PyObject *cls_of = (PyObject *)Py_TYPE(source);
         if ((cls_of == G.SequentialIds || cls_of == G.RandomIds) &&
             bound_to_exact(s->rec_mint, cls_of, "new_id") &&
-            (s->rec_ids_kind = ids_kind_of(source, &s->ids_dict)) < 0)
+            (s->rec_ids_kind = ids_kind_of(source, &s->ids_source)) < 0)
             goto done;
     }
     s->clock_kind = CLOCK_RECORDER;
@@ -282,7 +275,7 @@ int th_sources_init(th_sources *s, PyObject *engine)
     if (!recorder) {
         s->clock_kind = Py_TYPE(clock) == (PyTypeObject *)G.SystemClock ? CLOCK_SYSTEM
                                                                         : CLOCK_CALL;
-        if ((s->ids_kind = ids_kind_of(ids, &s->ids_dict)) < 0)
+        if ((s->ids_kind = ids_kind_of(ids, &s->ids_source)) < 0)
             goto done;
     }
     rc = 0;
@@ -296,7 +289,7 @@ void th_sources_clear(th_sources *s)
 {
     Py_CLEAR(s->read_clock);
     Py_CLEAR(s->new_id);
-    Py_CLEAR(s->ids_dict);
+    Py_CLEAR(s->ids_source);
     Py_CLEAR(s->recorder);
     Py_CLEAR(s->rec_dict);
     Py_CLEAR(s->rec_read);
@@ -307,7 +300,7 @@ int th_sources_traverse(th_sources *s, visitproc visit, void *arg)
 {
     Py_VISIT(s->read_clock);
     Py_VISIT(s->new_id);
-    Py_VISIT(s->ids_dict);
+    Py_VISIT(s->ids_source);
     Py_VISIT(s->recorder);
     Py_VISIT(s->rec_dict);
     Py_VISIT(s->rec_read);
