@@ -65,6 +65,12 @@ CASES = (
         for layer in ("engine", "machine", "service")
         for engine in ("auto", "python")
     ),
+    Case(  # the loop alone: no engine, no trades; its rate is what the other layers pay extra
+        "bench/exchange/engine_bench.py",
+        ("--layer", "null", "--commands", "2000", "--repeat", "1"),
+        (rf"^commands/s \(wall\)\s+{NUMBER}$", rf"^commands/s \(CPU\)\s+{NUMBER}$"),
+        (r"^engine build\s+none\s", r"^trades\s+0$", r"^p50 / p99 / p99\.9 per command: "),
+    ),
     Case(
         "bench/exchange/memory_bench.py",
         ("--orders", "5000", "--levels", "50", "--documents", "50"),

@@ -1,11 +1,13 @@
 """Clocks and id sources for running two engines in lockstep (see :mod:`engine_twin`).
 
 Each recipe makes a fresh clock and id source; a twin calls it once per engine, so both engines
-read equal clocks and mint equal ids. They cover both paths of the native core: it reads exact
-:class:`SystemClock`, :class:`SequentialIds` and :class:`RandomIds` directly and calls any other
-clock or id source (a :class:`VirtualClock`, the machine's :class:`Recorder`, a subclass) through
-Python. The subclasses here also count how often they are called: both builds must read the clock
-and mint ids exactly as often, or a journal recorded by one build would not replay on the other.
+read equal clocks and mint equal ids. They cover both paths of the native core: it serves exact
+:class:`SystemClock`, :class:`SequentialIds` and :class:`RandomIds` itself, and the machine's exact
+:class:`Recorder` too (recording or replaying as its own methods would), and calls any other
+clock or id source (a :class:`VirtualClock`, a subclass -- also when a Recorder wraps one) through
+Python. The subclasses here also count how often
+they are called: both builds must read the clock and mint ids exactly as often, or a journal
+recorded by one build would not replay on the other.
 """
 
 from __future__ import annotations
