@@ -214,24 +214,27 @@ static inline int th_true(PyObject *o)
     return PyObject_IsTrue(o);
 }
 
+/* ``cur + delta`` as a new reference: machine words when it fits, Python ints past that. */
+static inline PyObject *th_plus_ll(PyObject *cur, long long delta)
+{
+    long long x, r;
+    if (th_ll(cur, &x) && !__builtin_add_overflow(x, delta, &r))
+        return PyLong_FromLongLong(r);
+    PyObject *d = PyLong_FromLongLong(delta);
+    if (d == NULL)
+        return NULL;
+    PyObject *res = PyNumber_Add(cur, d);
+    Py_DECREF(d);
+    return res;
+}
+
 /* ``obj[off] += delta`` on an int slot (a C long long delta). */
 static inline int th_add_ll(PyObject *obj, Py_ssize_t off, long long delta)
 {
     PyObject *cur = th_peek(obj, off);
     if (cur == NULL)
         return -1;
-    long long x, r;
-    PyObject *res;
-    if (th_ll(cur, &x) && !__builtin_add_overflow(x, delta, &r)) {
-        res = PyLong_FromLongLong(r);
-    }
-    else {
-        PyObject *d = PyLong_FromLongLong(delta);
-        if (d == NULL)
-            return -1;
-        res = PyNumber_Add(cur, d);
-        Py_DECREF(d);
-    }
+    PyObject *res = th_plus_ll(cur, delta);
     if (res == NULL)
         return -1;
     th_put(obj, off, res);

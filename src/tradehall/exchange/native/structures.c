@@ -38,18 +38,7 @@ static int list_item_add(PyObject *lst, Py_ssize_t i, long long delta)
         return -1;
     }
     PyObject *cur = PyList_GET_ITEM(lst, i);
-    long long x, r;
-    PyObject *res;
-    if (th_ll(cur, &x) && !__builtin_add_overflow(x, delta, &r)) {
-        res = PyLong_FromLongLong(r);
-    }
-    else {
-        PyObject *d = PyLong_FromLongLong(delta);
-        if (d == NULL)
-            return -1;
-        res = PyNumber_Add(cur, d);
-        Py_DECREF(d);
-    }
+    PyObject *res = th_plus_ll(cur, delta);
     if (res == NULL)
         return -1;
     PyList_SET_ITEM(lst, i, res);
