@@ -186,6 +186,7 @@ NOT_SMOKED = {
     "bench/exchange/http_bench.py": "drives the server with wrk",
     "bench/exchange/http_ceiling.py": "drives the server with wrk",
     "bench/exchange/split_probe.py": "drives the server with wrk",
+    "bench/exchange/instructions.py": "runs engine_bench twice under valgrind (about 15 s)",
     "bench/exchange/mypyc_probe.py": "compiles the engine with mypyc (minutes)",
 }
 
