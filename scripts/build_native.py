@@ -19,7 +19,8 @@ call needs neither a second build backend nor a build-time dependency.
 
 When it cannot build:
 
-- no C compiler: a warning, exit 0; the engine runs in pure Python (``--require`` makes it exit 1);
+- no C compiler, or no Python headers (``Python.h``, from a distribution's ``python3.x-dev``): a
+  warning, exit 0; the engine runs in pure Python (``--require`` makes it exit 1);
 - the compiler fails: the error, any stale module is removed (an old build could expect other
   structures than the Python code now has), exit 0 with a warning (exit 1 with ``--require``).
 """
@@ -99,6 +100,15 @@ def main() -> int:
     if cc is None:
         print(
             "warning: no C compiler found (set CC or install gcc/clang); "
+            "the engine runs in pure Python, about 2.5x slower per command",
+            file=sys.stderr,
+        )
+        return failed
+    headers = Path(sysconfig.get_paths()["include"], "Python.h")
+    if not headers.exists():
+        print(
+            f"warning: no Python headers ({headers} is missing; on Debian/Ubuntu install "
+            f"python{sys.version_info.major}.{sys.version_info.minor}-dev); "
             "the engine runs in pure Python, about 2.5x slower per command",
             file=sys.stderr,
         )

@@ -16,6 +16,7 @@ import shutil
 import sysconfig
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -51,11 +52,17 @@ def native_import_problem() -> str | None:
     return None
 
 
+def python_headers() -> bool:
+    """Whether ``Python.h`` is there to compile against (a distribution's ``python3.x-dev``)."""
+    return Path(sysconfig.get_paths()["include"], "Python.h").exists()
+
+
 def test_the_native_core_is_built_wherever_a_c_compiler_is() -> None:
     cc, problem = compiler(), native_import_problem()
-    if cc is not None:
+    if cc is not None and python_headers():
         assert problem is None, (
-            f"a C compiler is installed ({cc}) but the native engine core does not import "
+            f"a C compiler ({cc}) and the Python headers are installed but the native engine "
+            f"core does not import "
             f"({problem}). Run `make native` (or `make test`, which builds it first) so the "
             "tests cover the native engine, not only the pure-Python one."
         )
