@@ -100,7 +100,7 @@ def main() -> int:
     if cc is None:
         print(
             "warning: no C compiler found (set CC or install gcc/clang); "
-            "the engine runs in pure Python, about 2.5x slower per command",
+            "the engine runs in pure Python, about 2x slower per engine command",
             file=sys.stderr,
         )
         return failed
@@ -109,7 +109,7 @@ def main() -> int:
         print(
             f"warning: no Python headers ({headers} is missing; on Debian/Ubuntu install "
             f"python{sys.version_info.major}.{sys.version_info.minor}-dev); "
-            "the engine runs in pure Python, about 2.5x slower per command",
+            "the engine runs in pure Python, about 2x slower per engine command",
             file=sys.stderr,
         )
         return failed
