@@ -15,7 +15,9 @@ writes the result atomically (compile to a temporary name, then rename), so a ru
 never loads a half-written file.
 
 Why not setuptools: the project builds with hatchling and installs from a hashed lock; one compiler
-call needs neither a second build backend nor a build-time dependency.
+call needs neither a second build backend nor a build-time dependency. Wheels get the same
+compiler call: the hatchling build hook ``hatch_build.py`` loads this module (:func:`toolchain`,
+:func:`build`) and puts the module it builds into the wheel.
 
 When it cannot build:
 
@@ -41,6 +43,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "tradehall" / "exchange"
 SOURCES = PACKAGE / "native"
 FLAGS = ["-O3", "-fPIC", "-shared", "-fwrapv", "-Wall", "-Wextra", "-std=c11"]
+PURE_PYTHON = "the engine runs in pure Python, about 2x slower per engine command"
+
+
+class CannotBuild(Exception):
+    """This machine lacks what the build needs; the message says what and how to install it."""
 
 
 def target() -> Path:
@@ -56,11 +63,35 @@ def compiler() -> list[str] | None:
     return command
 
 
+def toolchain() -> list[str]:
+    """The compiler command to build with, once the Python headers are known to be there too.
+
+    Raises :class:`CannotBuild` when there is no C compiler or no ``Python.h``.
+    """
+    cc = compiler()
+    if cc is None:
+        raise CannotBuild("no C compiler found (set CC or install gcc/clang)")
+    headers = Path(sysconfig.get_paths()["include"], "Python.h")
+    if not headers.exists():
+        raise CannotBuild(
+            f"no Python headers ({headers} is missing; on Debian/Ubuntu install "
+            f"python{sys.version_info.major}.{sys.version_info.minor}-dev)"
+        )
+    return cc
+
+
+def sources() -> list[Path]:
+    """The C files compiled into the module, in a stable order."""
+    return sorted(SOURCES.glob("*.c"))
+
+
 def inputs() -> list[Path]:
+    """Every file a build depends on: the sources, the headers and this script."""
     return sorted([*SOURCES.glob("*.c"), *SOURCES.glob("*.h"), Path(__file__).resolve()])
 
 
 def up_to_date(output: Path) -> bool:
+    """Whether ``output`` exists and is newer than every input."""
     if not output.exists():
         return False
     built = output.stat().st_mtime_ns
@@ -68,11 +99,15 @@ def up_to_date(output: Path) -> bool:
 
 
 def build(cc: list[str], output: Path) -> subprocess.CompletedProcess[str]:
+    """Compile the sources with ``cc`` into ``output`` atomically; the compiler's result.
+
+    ``output`` is replaced only when the compiler succeeds, and left as it was otherwise.
+    """
     include = sysconfig.get_paths()["include"]
-    sources = [str(path) for path in sorted(SOURCES.glob("*.c"))]
+    files = [str(path) for path in sources()]
     fd, partial = tempfile.mkstemp(prefix=".native-", suffix=".so", dir=output.parent)
     os.close(fd)
-    command = [*cc, *FLAGS, f"-I{include}", f"-I{SOURCES}", *sources, "-o", partial]
+    command = [*cc, *FLAGS, f"-I{include}", f"-I{SOURCES}", *files, "-o", partial]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode == 0:
         os.replace(partial, output)
@@ -89,29 +124,17 @@ def main() -> int:
     args = parser.parse_args()
     failed = 1 if args.require else 0
     output = target()
-    if not any(SOURCES.glob("*.c")):
+    if not sources():
         print("native engine core: no C sources yet; the engine runs in pure Python")
         return failed
     if not args.force and up_to_date(output):
         if not args.quiet:
             print(f"native engine core: up to date ({output.relative_to(ROOT)})")
         return 0
-    cc = compiler()
-    if cc is None:
-        print(
-            "warning: no C compiler found (set CC or install gcc/clang); "
-            "the engine runs in pure Python, about 2x slower per engine command",
-            file=sys.stderr,
-        )
-        return failed
-    headers = Path(sysconfig.get_paths()["include"], "Python.h")
-    if not headers.exists():
-        print(
-            f"warning: no Python headers ({headers} is missing; on Debian/Ubuntu install "
-            f"python{sys.version_info.major}.{sys.version_info.minor}-dev); "
-            "the engine runs in pure Python, about 2x slower per engine command",
-            file=sys.stderr,
-        )
+    try:
+        cc = toolchain()
+    except CannotBuild as missing:
+        print(f"warning: {missing}; {PURE_PYTHON}", file=sys.stderr)
         return failed
     done = build(cc, output)
     if done.returncode != 0:
