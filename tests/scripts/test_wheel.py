@@ -152,13 +152,22 @@ def test_the_sdist_carries_the_c_sources_and_builds_a_native_wheel(tmp_path: Pat
     for needed in ("hatch_build.py", "scripts/build_native.py", "pyproject.toml"):
         assert f"{top}/{needed}" in names
     assert natives([n.removeprefix(f"{top}/src/") for n in names]) == []  # no built module
-    # `python -m build` and `pip install tradehall-0.1.0.tar.gz` build the wheel from the sdist
-    (tmp_path / "dist").mkdir()
-    done = backend("build_wheel", tmp_path / "dist", project=tmp_path / "unpacked" / top)
-    assert done.returncode == 0, done.stderr
-    with zipfile.ZipFile(tmp_path / "dist" / done.stdout.split()[-1]) as archive:
-        built = natives(archive.namelist())
-    assert len(built) == (1 if can_build() else 0)
+    # `python -m build` and `pip install tradehall-0.1.0.tar.gz` build the wheel from the sdist.
+    # Here a stale module sits in the tree and no .gitignore hides it (as in a container's build
+    # context): neither wheel may carry it.
+    project = tmp_path / "unpacked" / top
+    (project / ".gitignore").unlink()
+    stale = b"a stale module built elsewhere"
+    (project / "src" / "tradehall" / "exchange" / build_script().target().name).write_bytes(stale)
+    for cc, expected in ((None, 1 if can_build() else 0), ("no-such-compiler-tradehall", 0)):
+        out = tmp_path / f"dist-{cc}"
+        out.mkdir()
+        done = backend("build_wheel", out, project=project, CC=cc)
+        assert done.returncode == 0, done.stderr
+        with zipfile.ZipFile(out / done.stdout.split()[-1]) as archive:
+            built = natives(archive.namelist())
+            assert len(built) == expected, (cc, built)
+            assert all(archive.read(name) != stale for name in built)
 
 
 def test_without_a_compiler_the_wheel_is_pure_and_the_log_says_so(tmp_path: Path) -> None:
