@@ -110,9 +110,9 @@ static PyObject *holding_for(PyObject *broker, PyObject *symbol)
     return h;
 }
 
-static int append_event(PyObject *events, PyObject *cls, PyObject *const *args, size_t n)
+static int append_event(PyObject *events, const th_maker *make, PyObject *const *args, size_t n)
 {
-    PyObject *ev = PyObject_Vectorcall(cls, args, n, NULL);
+    PyObject *ev = th_make(make, args, (Py_ssize_t)n);
     if (ev == NULL)
         return -1;
     int rc = PyList_Append(events, ev);
@@ -140,7 +140,7 @@ static int append_fill(PyObject *events, PyObject *trade_id, PyObject *o, PyObje
             PyErr_SetString(PyExc_AttributeError, "order has an unset field");
             return -1;
         }
-    return append_event(events, G.OrderFilled, args, 11);
+    return append_event(events, &G.make_order_filled, args, 11);
 }
 
 /* ------------------------------------------------------------------ _match */
@@ -227,7 +227,7 @@ static int match_one(Core *c, PyObject *order, PyObject *opposite, PyObject *now
     {
         PyObject *args[6] = {trade_id, *price, quantity, now, FIELD(buy, TH.o_order_id),
                              FIELD(sell, TH.o_order_id)};
-        trade = PyObject_Vectorcall(G.Trade, args, 6, NULL);
+        trade = th_make(&G.make_trade, args, 6);
     }
     if (trade == NULL)
         goto done;
@@ -315,7 +315,7 @@ static int match_one(Core *c, PyObject *order, PyObject *opposite, PyObject *now
 
     {
         PyObject *args[6] = {symbol, trade_id, *price, quantity, side, now};
-        if (append_event(events, G.TradeExecuted, args, 6) < 0)
+        if (append_event(events, &G.make_trade_executed, args, 6) < 0)
             goto done;
     }
     if (append_fill(events, trade_id, buy, symbol, G.s_bid, *price, quantity, now) < 0 ||
@@ -492,7 +492,7 @@ static PyObject *close_order(Core *c, PyObject *order, PyObject *status, PyObjec
                           tmp,
                           FIELD(order, TH.o_status),
                           at};
-    result = PyObject_Vectorcall(G.OrderClosed, args, 11, NULL);
+    result = th_make(&G.make_order_closed, args, 11);
 done:
     Py_XDECREF(remaining);
     Py_XDECREF(old_status);
@@ -630,7 +630,7 @@ static PyObject *core_submit(Core *c, PyObject *request)
         PyObject *args[11] = {order_id, is_limit ? G.s_limit : G.s_market, broker_id, document,
                               is_bid ? G.s_bid : G.s_ask, symbol, quantity, price, expires_at,
                               now, quantity};
-        order = PyObject_Vectorcall(G.Order, args, 11, NULL);
+        order = th_make(&G.make_order, args, 11);
     }
     if (order == NULL)
         goto done;
@@ -1173,7 +1173,13 @@ static int load_globals(void)
         return -1;
     G.trade_log_tuple_max = PyLong_AsSsize_t(max);
     Py_DECREF(max);
-    return PyErr_Occurred() ? -1 : 0;
+    if (PyErr_Occurred() || th_maker_init(&G.make_order, G.Order) < 0 ||
+        th_maker_init(&G.make_trade, G.Trade) < 0 ||
+        th_maker_init(&G.make_trade_executed, G.TradeExecuted) < 0 ||
+        th_maker_init(&G.make_order_filled, G.OrderFilled) < 0 ||
+        th_maker_init(&G.make_order_closed, G.OrderClosed) < 0)
+        return -1;
+    return 0;
 }
 
 /* The classes the core builds by position, keyed as layout.c names them. */
@@ -1197,7 +1203,45 @@ static PyObject *native_check_layout(PyObject *Py_UNUSED(module), PyObject *clas
     Py_RETURN_NONE;
 }
 
+/* {class name: built directly} for the structs the core makes (construct.c). */
+static PyObject *native_direct_structs(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    const th_maker *makers[] = {&G.make_order, &G.make_trade, &G.make_trade_executed,
+                                &G.make_order_filled, &G.make_order_closed};
+    PyObject *result = PyDict_New();
+    for (size_t i = 0; result != NULL && i < sizeof makers / sizeof makers[0]; i++) {
+        PyObject *name = PyObject_GetAttrString(makers[i]->cls, "__name__");
+        if (name == NULL ||
+            PyDict_SetItem(result, name, makers[i]->direct ? Py_True : Py_False) < 0)
+            Py_CLEAR(result);
+        Py_XDECREF(name);
+    }
+    return result;
+}
+
+/* (cls(*args), built directly) through a one-off maker: the test seam of construct.c. */
+static PyObject *native_make(PyObject *Py_UNUSED(module), PyObject *const *argv, Py_ssize_t argc)
+{
+    if (argc != 2 || !PyTuple_CheckExact(argv[1])) {
+        PyErr_SetString(PyExc_TypeError, "_make(cls, args: tuple)");
+        return NULL;
+    }
+    th_maker m;
+    if (th_maker_init(&m, argv[0]) < 0)
+        return NULL;
+    PyObject *obj = th_make(&m, &PyTuple_GET_ITEM(argv[1], 0), PyTuple_GET_SIZE(argv[1]));
+    PyObject *result = obj == NULL ? NULL : Py_BuildValue("(OO)", obj, m.direct ? Py_True : Py_False);
+    Py_XDECREF(obj);
+    th_maker_clear(&m);
+    return result;
+}
+
 static PyMethodDef native_functions[] = {
+    {"_make", (PyCFunction)(void (*)(void))native_make, METH_FASTCALL,
+     "_make(cls, args) -> (cls(*args), built directly): how the core builds a struct class."},
+    {"_direct_structs", native_direct_structs, METH_NOARGS,
+     "{class name: whether the core builds it directly into its slots} for Order, Trade and "
+     "the events it makes; a class it cannot build directly is called instead."},
     {"_check_layout", native_check_layout, METH_O,
      "Raise ImportError unless the classes in the mapping (by name: Order, Trade, "
      "TradeExecuted, OrderFilled, OrderClosed, _Bucket, Level) have the field order the core "

@@ -43,6 +43,22 @@ typedef struct {
 
 extern th_offsets TH;
 
+/* How one msgspec struct class is built (construct.c): directly into its slots when that makes
+ * exactly what calling the class would, else by calling it. */
+#define TH_MAKER_MAX_FIELDS 24
+typedef struct {
+    PyObject *cls;      /* strong */
+    PyObject *defaults; /* __struct_defaults__ (strong), when direct */
+    Py_ssize_t fields, required;
+    Py_ssize_t offsets[TH_MAKER_MAX_FIELDS];
+    int direct;
+} th_maker;
+
+int th_maker_init(th_maker *m, PyObject *cls);
+void th_maker_clear(th_maker *m);
+/* ``cls(*args)``: a new reference, or NULL with an exception. */
+PyObject *th_make(const th_maker *m, PyObject *const *args, Py_ssize_t n);
+
 /* Classes, functions and constants taken from the Python modules at import (strong refs). */
 typedef struct {
     PyObject *Order, *Trade, *TradeExecuted, *OrderFilled, *OrderClosed, *OrderRequest;
@@ -69,6 +85,8 @@ typedef struct {
     /* deque.append / deque.popleft as C functions (METH_O / METH_NOARGS), called directly on
      * exact deques: the same function the method descriptor would call, minus its checks */
     PyCFunction deque_append_fn, deque_popleft_fn;
+    /* the structs the core builds on every command */
+    th_maker make_order, make_trade, make_trade_executed, make_order_filled, make_order_closed;
 } th_globals;
 
 extern th_globals G;
@@ -145,16 +163,25 @@ static inline int th_ll(PyObject *o, long long *out)
     if (!PyLong_CheckExact(o))
         return 0;
 #if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
-    /* 3.11 layout: ob_size is the signed digit count. Up to two 30-bit digits (|v| < 2**60)
-     * are read here; the API call below handles the rest. */
+    /* 3.11 layout: ob_size is the signed digit count. Up to three 30-bit digits whose top
+     * one keeps |v| < 2**63 are read here -- nanosecond timestamps and deadlines need three --
+     * and the API call below handles the rest (and reports overflow). */
     Py_ssize_t size = Py_SIZE(o);
     const digit *d = ((PyLongObject *)o)->ob_digit;
+    long long v;
     switch (size) {
     case 0: *out = 0; return 1;
     case 1: *out = (long long)d[0]; return 1;
     case -1: *out = -(long long)d[0]; return 1;
     case 2: *out = (long long)d[0] | ((long long)d[1] << 30); return 1;
     case -2: *out = -((long long)d[0] | ((long long)d[1] << 30)); return 1;
+    case 3:
+    case -3:
+        if (d[2] >> 3) /* 2**63 or more */
+            break;
+        v = (long long)d[0] | ((long long)d[1] << 30) | ((long long)d[2] << 60);
+        *out = size < 0 ? -v : v;
+        return 1;
     default: break;
     }
 #endif
