@@ -23,12 +23,24 @@ WORKDIR /build
 COPY requirements.lock ./
 RUN pip install --require-hashes --only-binary=:all: -r requirements.lock
 
+# A C compiler for the package's optional native engine core (docs/exchange-performance.md):
+# only this stage has it; the runtime stage copies the built venv, not the compiler. The image's
+# Python headers are already under /usr/local/include.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 # The package itself. Its build backend (hatchling) is already in the venv from the lock, so no
-# unpinned build requirement is fetched (--no-build-isolation) and nothing else is resolved.
-COPY pyproject.toml README.md ./
+# unpinned build requirement is fetched (--no-build-isolation) and nothing else is resolved. The
+# build hook (hatch_build.py, with scripts/build_native.py) compiles the native core into it;
+# TRADEHALL_REQUIRE_NATIVE makes a failed compile fail the image instead of shipping the slower
+# pure-Python engine, and the last check proves the installed engine runs the native build.
+COPY pyproject.toml README.md hatch_build.py ./
+COPY scripts/build_native.py ./scripts/
 COPY src ./src
-RUN pip install --no-deps --no-build-isolation . \
-    && tradehall --version
+RUN TRADEHALL_REQUIRE_NATIVE=1 pip install --no-deps --no-build-isolation . \
+    && tradehall --version \
+    && cd / && python -c "from tradehall.core.clock import SystemClock; from tradehall.core.ids import RandomIds; from tradehall.exchange.engine import Engine; assert Engine(SystemClock(), RandomIds()).build == 'native'"
 
 
 FROM ${PYTHON_IMAGE} AS runtime

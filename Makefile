@@ -20,8 +20,8 @@ run: $(STAMP) native
 
 ## test: lint, type-check and run the whole test suite
 test: $(STAMP) native
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts hatch_build.py
+	$(BIN)/ruff format --check src tests bench scripts hatch_build.py
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2
 
