@@ -46,6 +46,7 @@ from tradehall.exchange.events import EngineEvent, OrderClosed, OrderFilled, Tra
 from tradehall.exchange.machine import Executed
 from tradehall.exchange.marketdata_state import (
     MAX_FRAME_BYTES,
+    NO_TRADES,
     BookSnapshotMsg,
     BookUpdateMsg,
     Channel,
@@ -69,6 +70,7 @@ from tradehall.exchange.model import Order
 from tradehall.exchange.schemas import money
 
 if TYPE_CHECKING:
+    from tradehall.exchange.book import OrderBook
     from tradehall.exchange.marketdata_ws import Subscriber
     from tradehall.exchange.service import ExchangeService
 
@@ -183,8 +185,13 @@ class MarketData:
         return 0 if state is None else state.book_seq
 
     # -------------------------------------------------------------- command path
-    def capture(self, executed: Executed) -> Callable[[], None] | None:
-        """Capture this command's market-data figures now; return their release."""
+    def capture(self, executed: Executed, now: bool = False) -> Callable[[], None] | None:
+        """Capture this command's market-data figures now; return their release.
+
+        With ``now`` (nothing waits for the command to be durable: no journal) the figures are
+        released right away as well and ``None`` is returned: the same steps in the same order,
+        without a closure per command.
+        """
         if executed.error is not None:
             return None
         try:
@@ -194,27 +201,87 @@ class MarketData:
             return None
         if not updates:
             return None
+        if now:
+            try:
+                self._fan_out(updates)
+            except Exception:  # as in _release
+                log.exception("marketdata_release_failed")
+            return None
         return functools.partial(self._release, updates)
 
     def _capture(self, executed: Executed) -> list[Update]:
-        result = executed.result
+        order = executed.result
+        if not isinstance(order, Order):  # an expiry sweep, or a command without market data
+            return self._capture_sweep(executed.events) if executed.events else []
+        symbol = order.symbol
+        state = self._symbols.get(symbol) or self._symbol(symbol)
+        engine = self._service.machine.engine
+        live = state.live
+        if live is None or state.engine is not engine:
+            live = state.live = engine.book(symbol)
+            state.engine = engine
         events = executed.events
-        engine = self._service.engine
         if not events:  # the common case: an order that rests without trading
-            if isinstance(result, Order) and result.remaining and result.price is not None:
-                at, is_bid = result.price, result.side == "bid"
-                level = engine.book(result.symbol).side(result.side).level(at)
-                change = (
-                    (is_bid, at, 0, 0) if level is None else (is_bid, at, level.total, level.count)
-                )
-                state = self._symbol(result.symbol)
+            price = order.price
+            if not order.remaining or price is None:
+                return []
+            is_bid = order.side == "bid"
+            level = (live.bids if is_bid else live.asks).level(price)
+            state.book_seq = sequence = state.book_seq + 1
+            if level is None:
+                return [(symbol, sequence, [(is_bid, price, 0, 0)], NO_TRADES)]
+            return [(symbol, sequence, [(is_bid, price, level.total, level.count)], NO_TRADES)]
+        if not order.remaining and len(events) == 1:  # a cancel: its level lost the order
+            closed = events[0]
+            if isinstance(closed, OrderClosed):
+                is_bid, price = closed.side == "bid", closed.price
+                level = (live.bids if is_bid else live.asks).level(price)
                 state.book_seq = sequence = state.book_seq + 1
-                return [Update(result.symbol, sequence, [change], [])]
-            return []
-        if isinstance(result, Order):  # a submit or cancel: everything is in its symbol
-            update = self._capture_order(result, events)
-            return [update] if update.sequence or update.trades else []
-        # An expiry sweep: closed orders of any symbols (no trades, but kept general).
+                if level is None:
+                    return [(symbol, sequence, [(is_bid, price, 0, 0)], NO_TRADES)]
+                return [(symbol, sequence, [(is_bid, price, level.total, level.count)], NO_TRADES)]
+        return self._capture_order(order, events, state, live)
+
+    def _capture_order(
+        self, order: Order, events: list[EngineEvent], state: SymbolState, live: OrderBook
+    ) -> list[Update]:
+        """The update of a submit or cancel: the order's own level if it rests, the levels its
+        fills took from, or the level it was cancelled from; and its trades."""
+        levels: set[tuple[bool, int]] = set()
+        if order.remaining and order.price is not None:
+            levels.add((order.side == "bid", order.price))
+        raw: list[RawTrade] = []
+        orders = self._service.machine.engine.orders
+        taker = order.order_id
+        for event in events:
+            if isinstance(event, TradeExecuted):
+                state.trade_seq = sequence = state.trade_seq + 1
+                raw.append(
+                    (
+                        sequence,
+                        event.trade_id,
+                        event.price,
+                        event.quantity,
+                        event.taker_side,
+                        event.executed_at,
+                    )
+                )
+            elif isinstance(event, OrderFilled):
+                if event.order_id != taker:  # the resting side: its level lost quantity
+                    price = orders[event.order_id].price
+                    assert price is not None
+                    levels.add((event.side == "bid", price))
+            elif isinstance(event, OrderClosed):
+                levels.add((event.side == "bid", event.price))
+        if not levels:
+            return [(order.symbol, 0, [], raw)] if raw else []
+        changes = level_changes(live, levels)
+        state.book_seq = sequence = state.book_seq + 1
+        return [(order.symbol, sequence, changes, raw)]
+
+    def _capture_sweep(self, events: list[EngineEvent]) -> list[Update]:
+        """An expiry sweep: closed orders of any symbols (no trades, but kept general)."""
+        engine = self._service.machine.engine
         touched: dict[str, set[tuple[bool, int]]] = {}
         trades: dict[str, list[TradeExecuted]] = {}
         for event in events:
@@ -239,36 +306,8 @@ class MarketData:
             for trade in trades.get(symbol, ()):
                 state.trade_seq += 1
                 raw.append(raw_trade(state.trade_seq, trade))
-            updates.append(Update(symbol, sequence, changes, raw))
+            updates.append((symbol, sequence, changes, raw))
         return updates
-
-    def _capture_order(self, order: Order, events: list[EngineEvent]) -> Update:
-        """The update of a submit or cancel: the order's own level if it rests, the levels its
-        fills took from, or the level it was cancelled from; and its trades."""
-        symbol = order.symbol
-        state = self._symbol(symbol)
-        levels: set[tuple[bool, int]] = set()
-        if order.remaining and order.price is not None:
-            levels.add((order.side == "bid", order.price))
-        raw: list[RawTrade] = []
-        orders = self._service.engine.orders
-        taker = order.order_id
-        for event in events:
-            if isinstance(event, TradeExecuted):
-                state.trade_seq = sequence = state.trade_seq + 1
-                raw.append(raw_trade(sequence, event))
-            elif isinstance(event, OrderFilled):
-                if event.order_id != taker:  # the resting side: its level lost quantity
-                    price = orders[event.order_id].price
-                    assert price is not None
-                    levels.add((event.side == "bid", price))
-            elif isinstance(event, OrderClosed):
-                levels.add((event.side == "bid", event.price))
-        if not levels:
-            return Update(symbol, 0, [], raw)
-        changes = level_changes(self._service.engine.book(symbol), levels)
-        state.book_seq = sequence = state.book_seq + 1
-        return Update(symbol, sequence, changes, raw)
 
     # -------------------------------------------------------------- release path
     def _release(self, updates: list[Update]) -> None:
@@ -279,15 +318,16 @@ class MarketData:
 
     def _fan_out(self, updates: list[Update]) -> None:
         pending = self._pending
-        tickers = self._tick_tickers
+        symbols = self._symbols
         for update in updates:
-            symbol = update.symbol
-            state = self._symbol(symbol)
+            symbol, sequence, changes, trades = update
+            state = symbols.get(symbol) or self._symbol(symbol)
             book = state.book
-            if update.sequence:
-                book.apply(update.changes)
-                book.sequence = update.sequence
-            trades = update.trades
+            if sequence:
+                bids, asks = book.bids, book.asks
+                for is_bid, price, total, count in changes:
+                    (bids if is_bid else asks).set(price, total, count)
+                book.sequence = sequence
             if trades:
                 state.recent.extend(trades)
                 last = trades[-1]
@@ -296,8 +336,8 @@ class MarketData:
             key = (book.bids.best, book.asks.best, state.last_trade)
             if key != state.ticker_key:
                 state.ticker_key = key
-                tickers[symbol] = None  # rendered at flush time: latest wins
-        if self._flush_handle is None and (pending or tickers):
+                self._tick_tickers[symbol] = None  # rendered at flush time: latest wins
+        if self._flush_handle is None and (pending or self._tick_tickers):
             loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_later(self.flush_interval, self.flush)
 
@@ -322,12 +362,12 @@ class MarketData:
             return
         tick: list[Item] = []
         for update in pending:
-            symbol = update.symbol
-            if update.sequence and (symbol, "book") in subs:
+            symbol, sequence, _, raws = update
+            if sequence and (symbol, "book") in subs:
                 book = book_msg(update)
                 tick.append(Item(symbol, "book", encoder.encode(book).decode(), book))
-            if update.trades and (symbol, "trades") in subs:
-                for raw in update.trades:
+            if raws and (symbol, "trades") in subs:
+                for raw in raws:
                     text = encoder.encode(trade_msg(symbol, raw)).decode()
                     tick.append(Item(symbol, "trades", text, None))
         for symbol in tickers:

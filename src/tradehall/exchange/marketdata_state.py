@@ -1,6 +1,6 @@
 """Market-data messages and state: the wire structs, server frames and their size cap
 (:data:`MAX_FRAME_BYTES`, :func:`pack_frames`), what capture records per command
-(:class:`Update`), the per-symbol counters and the published books.
+(:data:`Update`), the per-symbol counters and the published books.
 
 Split from :mod:`~tradehall.exchange.marketdata` (the hub: capture, release, flush and
 subscriptions), which re-exports the message types.
@@ -23,6 +23,7 @@ from tradehall.exchange.schemas import LevelOut, money
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "NO_TRADES",
     "RECENT_TRADES",
     "BookSnapshotMsg",
     "BookUpdateMsg",
@@ -229,11 +230,24 @@ class PublishedBook:
 class SymbolState:
     """Per-symbol capture counters (command path) and published state (release path)."""
 
-    __slots__ = ("book", "book_seq", "last_trade", "recent", "ticker_key", "trade_seq")
+    __slots__ = (
+        "book",
+        "book_seq",
+        "engine",
+        "last_trade",
+        "live",
+        "recent",
+        "ticker_key",
+        "trade_seq",
+    )
 
     def __init__(self) -> None:
         self.book_seq = 0  # last sequence assigned at capture (may be ahead of ``book.sequence``)
         self.trade_seq = 0
+        # The engine's live book of the symbol, read at capture, and the engine it belongs to:
+        # recovery replaces the engine, so the book is looked up again when that changes.
+        self.live: OrderBook | None = None
+        self.engine: object = None
         self.book = PublishedBook()
         self.recent: deque[RawTrade] = deque(maxlen=RECENT_TRADES)  # released
         self.last_trade: tuple[int, int] | None = None  # (price, quantity), released
@@ -249,22 +263,17 @@ class Item(NamedTuple):
     book: BookUpdateMsg | None
 
 
-class Update:
-    """One symbol's share of one command, as captured: figures and sequence numbers only.
+Update = tuple[str, int, list[LevelChange], Sequence[RawTrade]]
+"""One symbol's share of one command, as captured: ``(symbol, sequence, changes, trades)``.
 
-    Messages are built and encoded from it at flush time, and only for channels someone is
-    subscribed to; the figures are final at capture, so the bytes are the same whenever that is.
-    """
-
-    __slots__ = ("changes", "sequence", "symbol", "trades")
-
-    def __init__(
-        self, symbol: str, sequence: int, changes: list[LevelChange], trades: list[RawTrade]
-    ) -> None:
-        self.symbol = symbol
-        self.sequence = sequence  # its book sequence; 0 when it changed no level
-        self.changes = changes  # bids best first, then asks best first
-        self.trades = trades
+``sequence`` is its book sequence (0 when it changed no level), ``changes`` the touched levels'
+absolute figures (bids best first, then asks best first), ``trades`` its trades in order. Figures
+and sequence numbers only, in a plain tuple (one is made per command): messages are built and
+encoded from it at flush time, and only for channels someone is subscribed to; the figures are
+final at capture, so the bytes are the same whenever that is.
+"""
+NO_TRADES: tuple[RawTrade, ...] = ()
+"""The (shared, immutable) trades of an update that has none."""
 
 
 def _best_first(change: tuple[bool, int]) -> tuple[bool, int]:
@@ -299,12 +308,12 @@ def raw_trade(sequence: int, trade: TradeExecuted) -> RawTrade:
 
 def book_msg(update: Update) -> BookUpdateMsg:
     """The ``book`` message of an update that changed levels."""
+    symbol, sequence, changes, _ = update
     bids: list[LevelOut] = []
     asks: list[LevelOut] = []
-    for is_bid, price, total, count in update.changes:
+    for is_bid, price, total, count in changes:
         (bids if is_bid else asks).append(LevelOut(money(price), total, count))
-    sequence = update.sequence
-    return BookUpdateMsg(update.symbol, sequence, sequence, bids, asks)
+    return BookUpdateMsg(symbol, sequence, sequence, bids, asks)
 
 
 def trade_msg(symbol: str, trade: RawTrade) -> TradeMsg:

@@ -58,8 +58,10 @@ from tradehall.exchange.webhook_delivery import Delivery, DeliveryOutcome, Webho
 
 __all__ = ["DurableGate", "ExchangeService", "RecoveryReport"]
 
-# Runs synchronously right after each command; may return work to run once it is durable.
-ExecutedHook = Callable[[Executed], Callable[[], None] | None]
+# Runs synchronously right after each command; may return work to run once it is durable. Its
+# second argument says that nothing waits for durability (no journal): the hook may then do that
+# work itself at once and return ``None`` (what is returned is still run, right away).
+ExecutedHook = Callable[[Executed, bool], Callable[[], None] | None]
 log = get_logger("exchange")
 _SETTLED_OUTCOMES = frozenset({"delivered", "rejected", "failed"})
 REDELIVER_INTERVAL = 5.0  # seconds between attempts to re-queue deliveries dropped by overload
@@ -253,22 +255,25 @@ class ExchangeService:
         if self._halted is not None:
             raise ServiceUnavailable(self._halted)
         executed = self.machine.execute(command)
-        after = self.on_executed(executed) if self.on_executed is not None else None
-        self._journal(executed, after)
+        hook = self.on_executed
+        if self.journal is None:  # nothing to wait for: publish now, without a closure
+            after = None if hook is None else hook(executed, True)
+            if executed.error is not None:
+                raise executed.error
+            if executed.deliveries:
+                self.dispatcher.submit(executed.deliveries)
+            if after is not None:
+                after()
+            return executed.result
+        self._journal(executed, None if hook is None else hook(executed, False))
         if executed.error is not None:
             raise executed.error
-        if self.journal is not None and self._snapshot_due():
+        if self._snapshot_due():
             self._start_snapshot()
         return executed.result
 
     def _journal(self, executed: Executed, after: Callable[[], None] | None = None) -> None:
-        if self.journal is None:  # nothing to wait for: publish now, without a closure
-            if executed.error is None:
-                if executed.deliveries:
-                    self.dispatcher.submit(executed.deliveries)
-                if after is not None:
-                    after()
-            return
+        assert self.journal is not None
         publish = self._publisher(executed, after)
         try:
             batch = self.journal.append(encode_record(executed.record), publish)
