@@ -326,9 +326,9 @@ static int match_one(Core *c, PyObject *order, PyObject *opposite, PyObject *now
         goto done;
     rc = cmp ? 1 : 0;
 done:
-    Py_XDECREF(level);
+    Py_XDECREF(queue); /* before the level, which can be reused only when nothing holds its deque */
+    th_level_release(level);
     Py_XDECREF(level_price);
-    Py_XDECREF(queue);
     Py_XDECREF(resting);
     Py_XDECREF(wanted);
     Py_XDECREF(offered);
@@ -1159,6 +1159,7 @@ static int load_globals(void)
     G.deque_append = PyObject_GetAttrString(G.deque_type, "append");
     G.deque_popleft = PyObject_GetAttrString(G.deque_type, "popleft");
     G.deque_extend = PyObject_GetAttrString(G.deque_type, "extend");
+    G.deque_clear = PyObject_GetAttrString(G.deque_type, "clear");
     if (Py_IS_TYPE(G.deque_append, &PyMethodDescr_Type) &&
         Py_IS_TYPE(G.deque_popleft, &PyMethodDescr_Type)) {
         PyMethodDef *append = ((PyMethodDescrObject *)G.deque_append)->d_method;
@@ -1169,7 +1170,7 @@ static int load_globals(void)
         }
     }
     PyObject *max = from_module("tradehall.exchange.model", "TRADE_LOG_TUPLE_MAX");
-    if (!G.deque_append || !G.deque_popleft || !G.deque_extend || !max)
+    if (!G.deque_append || !G.deque_popleft || !G.deque_extend || !G.deque_clear || !max)
         return -1;
     G.trade_log_tuple_max = PyLong_AsSsize_t(max);
     Py_DECREF(max);

@@ -65,7 +65,7 @@ typedef struct {
     PyObject *Engine, *Level, *Holding, *Bucket, *SystemClock, *SequentialIds, *RandomIds;
     PyObject *ValidationError, *BrokerNotFound, *InsufficientBalance, *InsufficientHoldings,
         *NoLiquidity, *OrderNotFound, *OrderNotCancellable;
-    PyObject *deque_append, *deque_popleft, *deque_extend, *deque_type;
+    PyObject *deque_append, *deque_popleft, *deque_extend, *deque_clear, *deque_type;
     PyObject *heapify;
     PyObject *append_trade, *random_batch, *sweep, *sys_intern, *status_index, *transitions;
     /* interned strings */
@@ -378,6 +378,7 @@ static inline PyObject *th_deque_popleft(PyObject *dq)
 int th_side_add(PyObject *side, PyObject *order);                       /* BookSide.add */
 int th_side_remove(PyObject *side, PyObject *order, PyObject *before);  /* BookSide.remove */
 int th_side_drop_level(PyObject *side, PyObject *level);                /* BookSide.drop_level */
+void th_level_release(PyObject *level); /* Py_XDECREF, keeping an unreachable level for reuse */
 int th_expiry_add(PyObject *index, PyObject *order);                    /* ExpiryIndex.add */
 int th_expiry_discard(PyObject *index, PyObject *order);                /* ExpiryIndex.discard */
 int th_listing_add(PyObject *listing, PyObject *order);                 /* BrokerOrders.add */

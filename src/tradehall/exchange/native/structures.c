@@ -196,11 +196,21 @@ static PyObject *heap_pop(PyObject *heap)
  * "pending" old objects until they set off a full collection, which then walks every resting
  * order through the deques; untracked, a busy book brings on none (the pure build's levels,
  * made by Python, stay tracked: the collector cannot tell them apart, only spends more time). */
+/* Levels no one refers to any more, kept for reuse (see th_level_release). */
+#define SPARE_LEVELS_MAX 64
+static PyObject *spare_levels[SPARE_LEVELS_MAX];
+static int spare_level_count;
+
 static PyObject *new_level(PyObject *price)
 {
     PyTypeObject *type = (PyTypeObject *)G.Level;
     if (type->tp_new != PyBaseObject_Type.tp_new) /* a Level with its own __new__: call it */
         return th_call1(G.Level, price);
+    if (spare_level_count) { /* as good as new: see th_level_release */
+        PyObject *level = spare_levels[--spare_level_count];
+        th_set(level, TH.l_price, price);
+        return level;
+    }
     PyObject *orders = PyObject_CallNoArgs(G.deque_type);
     if (orders == NULL)
         return NULL;
@@ -217,6 +227,47 @@ static PyObject *new_level(PyObject *price)
     PyObject_GC_UnTrack(orders);
     PyObject_GC_UnTrack(level);
     return level;
+}
+
+/* Release the caller's reference to a level, keeping the level for reuse by new_level when
+ * that was the last one.
+ *
+ * A level lives from its first order to its last, which in a busy book is a few commands: most
+ * orders make a level or empty one. Building one costs a deque (and its first block of slots),
+ * and freeing it frees both again. A level whose last reference is ours is unreachable from
+ * anything else -- the side's dict, ``best_level``, Python code -- so it can be reset and kept
+ * instead: its deque emptied (of the slots of orders cancelled before it emptied) and its
+ * counters zeroed, it is exactly what new_level builds. Only levels new_level built are kept
+ * (exact class, outside the cycle collector, an exact untracked deque), at most
+ * SPARE_LEVELS_MAX of them. */
+void th_level_release(PyObject *level)
+{
+    if (level == NULL)
+        return;
+    if (Py_REFCNT(level) != 1 || spare_level_count == SPARE_LEVELS_MAX ||
+        Py_TYPE(level) != (PyTypeObject *)G.Level || PyObject_GC_IsTracked(level)) {
+        Py_DECREF(level);
+        return;
+    }
+    PyObject *orders = FIELD(level, TH.l_orders);
+    if (orders == NULL || !Py_IS_TYPE(orders, (PyTypeObject *)G.deque_type) ||
+        PyObject_GC_IsTracked(orders) || Py_REFCNT(orders) != 1) {
+        Py_DECREF(level);
+        return;
+    }
+    if (PySequence_Size(orders) != 0) {
+        PyObject *r = th_call1(G.deque_clear, orders);
+        if (r == NULL) { /* cannot happen for a deque; never keep a level half reset */
+            PyErr_Clear();
+            Py_DECREF(level);
+            return;
+        }
+        Py_DECREF(r);
+    }
+    th_set(level, TH.l_total, G.zero);
+    th_set(level, TH.l_count, G.zero);
+    th_set(level, TH.l_dead, G.zero);
+    spare_levels[spare_level_count++] = level; /* keeps our reference */
 }
 
 /* BookSide.add */
@@ -412,7 +463,7 @@ int th_side_remove(PyObject *side, PyObject *order, PyObject *before)
     }
     rc = 0;
 done:
-    Py_DECREF(level);
+    th_level_release(level);
     return rc;
 }
 
