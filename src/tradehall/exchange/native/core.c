@@ -505,6 +505,27 @@ done:
 
 /* ------------------------------------------------------------------ commands */
 
+/* ``have - held < x * y`` (funds or holdings short of what an order needs): 1, 0, or -1 with
+ * an exception. In machine words when every figure fits (no int is made: the check runs on every
+ * submit), else with Python ints. An unset field (NULL) is an AttributeError. */
+static int short_of(PyObject *have, PyObject *held, PyObject *x, PyObject *y)
+{
+    if (have == NULL || held == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "balance field is unset");
+        return -1;
+    }
+    long long h, r, a, b, free, need;
+    if (th_ll(have, &h) && th_ll(held, &r) && th_ll(x, &a) && th_ll(y, &b) &&
+        !__builtin_sub_overflow(h, r, &free) && !__builtin_mul_overflow(a, b, &need))
+        return free < need;
+    PyObject *left = num_sub(have, held);
+    PyObject *wanted = left == NULL ? NULL : num_mul(x, y);
+    int cmp = wanted == NULL ? -1 : num_cmp(left, wanted, Py_LT);
+    Py_XDECREF(left);
+    Py_XDECREF(wanted);
+    return cmp;
+}
+
 /* Engine.submit */
 static PyObject *core_submit(Core *c, PyObject *request)
 {
@@ -519,7 +540,7 @@ static PyObject *core_submit(Core *c, PyObject *request)
     PyObject *result = NULL, *now = NULL, *market = NULL, *broker = NULL, *holding = NULL;
     PyObject *own = NULL, *opposite = NULL, *best = NULL, *order = NULL, *events = NULL;
     PyObject *symbol = NULL, *broker_id = NULL, *order_id = NULL, *document = NULL;
-    PyObject *a = NULL, *b = NULL, *listing = NULL;
+    PyObject *b = NULL, *listing = NULL;
     /* OrderRequest is frozen: its fields stay put, so they are borrowed. */
     PyObject *quantity = FIELD(request, TH.r_quantity), *price = FIELD(request, TH.r_price);
     PyObject *expires_at = FIELD(request, TH.r_expires_at);
@@ -571,11 +592,9 @@ static PyObject *core_submit(Core *c, PyObject *request)
         if (holding == NULL && PyErr_Occurred())
             goto done;
         Py_XINCREF(holding);
-        cmp = 1;
-        if (holding != NULL) {
-            a = num_sub(FIELD(holding, TH.h_quantity), FIELD(holding, TH.h_reserved));
-            cmp = a == NULL ? -1 : num_cmp(a, quantity, Py_LT);
-        }
+        cmp = holding == NULL ? 1
+                              : short_of(FIELD(holding, TH.h_quantity),
+                                         FIELD(holding, TH.h_reserved), quantity, G.one);
         if (cmp) {
             if (cmp > 0) {
                 PyObject *args[2] = {FIELD(broker, TH.b_broker_id), rsymbol};
@@ -585,18 +604,18 @@ static PyObject *core_submit(Core *c, PyObject *request)
         }
     }
     else {
-        a = num_sub(FIELD(broker, TH.b_cash), FIELD(broker, TH.b_reserved_cash));
-        if (a == NULL)
-            goto done;
         if (price != Py_None) {
-            b = num_mul(price, quantity);
+            cmp = short_of(FIELD(broker, TH.b_cash), FIELD(broker, TH.b_reserved_cash), price,
+                           quantity);
         }
         else {
             PyObject *quote = th_call2(G.sweep, opposite, quantity);
             b = quote == NULL ? NULL : PyObject_GetAttr(quote, G.s_total);
             Py_XDECREF(quote);
+            cmp = b == NULL ? -1
+                            : short_of(FIELD(broker, TH.b_cash), FIELD(broker, TH.b_reserved_cash),
+                                       b, G.one);
         }
-        cmp = b == NULL ? -1 : num_cmp(a, b, Py_LT);
         if (cmp) {
             if (cmp > 0)
                 th_raise(G.InsufficientBalance, &FIELD(broker, TH.b_broker_id), 1);
@@ -691,7 +710,6 @@ done:
     Py_XDECREF(broker_id);
     Py_XDECREF(order_id);
     Py_XDECREF(document);
-    Py_XDECREF(a);
     Py_XDECREF(b);
     Py_XDECREF(listing);
     return result;

@@ -391,8 +391,11 @@ int th_side_drop_level(PyObject *side, PyObject *level)
         Py_INCREF(sign);
         PyObject *best = Py_None;
         Py_INCREF(best);
+        long long sign_value;
+        int ascending = th_ll(sign, &sign_value) && sign_value == 1; /* asks: key == price */
         while (PyList_GET_SIZE(heap)) {
-            PyObject *key = num_mul(sign, PyList_GET_ITEM(heap, 0));
+            PyObject *key = ascending ? Py_NewRef(PyList_GET_ITEM(heap, 0))
+                                      : num_mul(sign, PyList_GET_ITEM(heap, 0));
             if (key == NULL)
                 break;
             PyObject *found = PyDict_GetItemWithError(levels, key);
