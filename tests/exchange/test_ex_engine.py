@@ -150,6 +150,34 @@ def test_checks_use_available_amounts(engine: Engine) -> None:
         engine.submit(OrderRequest("limit", "small", "d", "ask", "AAPL", 1, 5000, LATER))
 
 
+@pytest.mark.parametrize(
+    ("cash", "held"),
+    [(10_000, 0), (2**63 + 10_000, 2**63), (2**64, 2**64 - 10_000)],
+    ids=["cents", "past-int64", "far-past-int64"],
+)
+def test_funds_and_holdings_checks_are_exact_at_the_boundary(
+    engine: Engine, cash: int, held: int
+) -> None:
+    """Available = total - reserved, compared with exactly what the order needs, at any size."""
+    engine.register_broker("edge", cash, [("AAPL", held + 7)])
+    if held:
+        engine.submit(limit("edge", "ask", held, 5000))  # reserve all but 7 shares
+    with pytest.raises(errors.InsufficientHoldings):
+        engine.submit(limit("edge", "ask", 8, 5000))
+    engine.submit(limit("edge", "ask", 7, 5000))  # exactly what is left
+
+    def bid(quantity: int, price: int) -> OrderRequest:  # another symbol: never crosses the asks
+        return OrderRequest("limit", "edge", "doc1", "bid", "MSFT", quantity, price, LATER)
+
+    engine.submit(bid(1, cash - 10_000))  # reserve all but 100.00
+    with pytest.raises(errors.InsufficientBalance):
+        engine.submit(bid(10, 1001))  # 100.10
+    engine.submit(bid(10, 1000))  # 100.00 exactly
+    broker = engine.broker("edge")
+    assert broker.cash - broker.reserved_cash == 0
+    assert broker.holdings["AAPL"].reserved == broker.holdings["AAPL"].quantity
+
+
 def test_rejections_change_nothing(engine: Engine) -> None:
     buyer = engine.broker("buyer")
     snapshot = (buyer.cash, buyer.reserved_cash, buyer.updated_at, len(engine.orders))
