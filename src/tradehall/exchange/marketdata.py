@@ -8,7 +8,8 @@ cancelled or expired order) are read from the live book as absolute aggregates
 trade the next trade sequence number of its symbol. Capture keeps only these figures (plain
 tuples, no message objects): it runs on every command, subscribers or not. Nothing is sent yet:
 the captured update rides with the command and is released by the service only after the command
-is durable, in journal order (:meth:`MarketData._release`).
+is durable, in journal order (:meth:`MarketData._release`). Without a journal there is nothing to
+wait for: the service asks capture to release at once (``now``), in the same call.
 
 Release applies the book diffs to a *published* copy of every book (:class:`PublishedBook`), so a
 subscriber's snapshot is always exactly the state its sequence number names and never shows
