@@ -30,3 +30,15 @@ def _check_layout(classes: Mapping[str, type], /) -> None:
     ``OrderFilled``, ``OrderClosed``, ``_Bucket``, ``Level``) have the field order the core
     builds them with; the import runs it on the real classes."""
     ...
+
+def _direct_structs() -> dict[str, bool]:
+    """``{class name: built directly into its slots}`` for Order, Trade and the events."""
+    ...
+
+def _make(cls: type, args: tuple[object, ...], /) -> tuple[object, bool]:
+    """``(cls(*args), built directly)``, the way the core builds a struct class (a test seam)."""
+    ...
+
+def _counts_in_place() -> bool:
+    """Whether the listing index's ``array('q')`` count rows are written in place."""
+    ...

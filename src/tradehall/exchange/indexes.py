@@ -7,13 +7,17 @@
 - :class:`BrokerOrders`: one broker's orders in creation order, newest-first pages with an
   optional status filter. Status counts are kept per block of 256 orders and per superblock of
   65 536, so a status change is O(1) and a filtered page skips whole (super)blocks: at most a few
-  hundred steps plus the page, whatever the history.
+  hundred steps plus the page, whatever the history. Each row of counts is an ``array('q')``: a
+  status change updates four counts, and machine integers in place (which the native core writes
+  directly) cost no int object per update, where a list of Python ints makes a new one for every
+  count past 256.
 - :class:`TradeWindow`: the VWAP window of one symbol: running sums over a deque of recent trades,
   evicted from the left as time passes, so each trade is added and removed exactly once.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from heapq import heapify, heappop, heappush
 
@@ -123,6 +127,12 @@ class ExpiryIndex:
 _BLOCK_SHIFT = 8  # 256 orders per block
 _SUPER_SHIFT = 16  # 65 536 orders per superblock
 _STATUS_INDEX = {status: i for i, status in enumerate(ORDER_STATUSES)}
+_NO_COUNTS = (0,) * len(ORDER_STATUSES)
+
+
+def _new_counts() -> array[int]:
+    """A row of per-status counts, all zero (the native core calls this for new blocks too)."""
+    return array("q", _NO_COUNTS)
 
 
 class BrokerOrders:
@@ -132,8 +142,8 @@ class BrokerOrders:
 
     def __init__(self) -> None:
         self._all: list[Order] = []
-        self._blocks: list[list[int]] = []  # per block: count of orders in each status
-        self._supers: list[list[int]] = []  # the same per superblock
+        self._blocks: list[array[int]] = []  # per block: count of orders in each status
+        self._supers: list[array[int]] = []  # the same per superblock
 
     def add(self, order: Order) -> None:
         """Index a new order under its current status (creation order == ``seq`` order)."""
@@ -141,9 +151,9 @@ class BrokerOrders:
         pos = order.list_pos = len(everything)
         everything.append(order)
         if not pos & ((1 << _BLOCK_SHIFT) - 1):
-            self._blocks.append([0, 0, 0, 0, 0])
+            self._blocks.append(_new_counts())
             if not pos & ((1 << _SUPER_SHIFT) - 1):
-                self._supers.append([0, 0, 0, 0, 0])
+                self._supers.append(_new_counts())
         index = _STATUS_INDEX[order.status]
         self._blocks[pos >> _BLOCK_SHIFT][index] += 1
         self._supers[pos >> _SUPER_SHIFT][index] += 1

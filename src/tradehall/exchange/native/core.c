@@ -1141,6 +1141,7 @@ static int load_globals(void)
         {&G.Level, "tradehall.exchange.book", "Level"},
         {&G.Bucket, "tradehall.exchange.indexes", "_Bucket"},
         {&G.status_index, "tradehall.exchange.indexes", "_STATUS_INDEX"},
+        {&G.new_counts, "tradehall.exchange.indexes", "_new_counts"},
         {&G.SystemClock, "tradehall.core.clock", "SystemClock"},
         {&G.SequentialIds, "tradehall.core.ids", "SequentialIds"},
         {&G.RandomIds, "tradehall.core.ids", "RandomIds"},
@@ -1255,7 +1256,15 @@ static PyObject *native_make(PyObject *Py_UNUSED(module), PyObject *const *argv,
     return result;
 }
 
+static PyObject *native_counts_in_place(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(th_counts_in_place());
+}
+
 static PyMethodDef native_functions[] = {
+    {"_counts_in_place", native_counts_in_place, METH_NOARGS,
+     "Whether the listing index's array('q') count rows are written in place (their layout "
+     "checked at import); otherwise they go through the sequence protocol."},
     {"_make", (PyCFunction)(void (*)(void))native_make, METH_FASTCALL,
      "_make(cls, args) -> (cls(*args), built directly): how the core builds a struct class."},
     {"_direct_structs", native_direct_structs, METH_NOARGS,
@@ -1279,7 +1288,7 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC PyInit__native(void)
 {
     if (intern_all() < 0 || load_globals() < 0 || check_own_layout() < 0 ||
-        th_init_offsets() < 0)
+        th_init_offsets() < 0 || th_init_counts() < 0)
         return NULL;
     if (PyType_Ready(&CoreType) < 0)
         return NULL;

@@ -67,7 +67,8 @@ typedef struct {
         *NoLiquidity, *OrderNotFound, *OrderNotCancellable;
     PyObject *deque_append, *deque_popleft, *deque_extend, *deque_clear, *deque_type;
     PyObject *heapify;
-    PyObject *append_trade, *random_batch, *sweep, *sys_intern, *status_index, *transitions;
+    PyObject *append_trade, *random_batch, *sweep, *sys_intern, *status_index, *transitions,
+        *new_counts;
     /* interned strings */
     PyObject *s_limit, *s_market, *s_bid, *s_ask, *s_pending, *s_partially_filled, *s_filled,
         *s_cancelled, *s_expired, *s_order_cancelled, *s_order_expired;
@@ -92,6 +93,8 @@ typedef struct {
 extern th_globals G;
 
 int th_init_offsets(void);
+int th_init_counts(void); /* structures.c: array('q') rows written in place, when verified */
+int th_counts_in_place(void); /* whether th_init_counts verified that layout */
 int th_check_layout(PyObject *classes); /* layout.c: ImportError when a class moved a field */
 
 /* ---- clock and ids (sources.c) ---- */

@@ -30,23 +30,87 @@ static inline int as_count(PyObject *o, long long *out)
     return 0;
 }
 
-/* ``lst[i] += delta`` for a list of int counters. */
-static int list_item_add(PyObject *lst, Py_ssize_t i, long long delta)
+/* The head of CPython's array.array object (Modules/arraymodule.c): not public API, so
+ * th_init_counts() checks it on live arrays before the core relies on it. */
+typedef struct {
+    PyObject_VAR_HEAD
+    char *ob_item;
+    Py_ssize_t allocated;
+    const void *ob_descr; /* one static descriptor per type code */
+} th_array_head;
+
+static PyObject *array_type;  /* array.array */
+static const void *q_descr;   /* the descriptor of type code 'q', when the layout checked out */
+
+/* Learn array('q')'s layout from two probes, or leave the generic path on. */
+int th_init_counts(void)
 {
-    if (i < 0 || i >= PyList_GET_SIZE(lst)) {
-        PyErr_SetString(PyExc_IndexError, "list index out of range");
+    PyObject *module = PyImport_ImportModule("array");
+    if (module == NULL)
         return -1;
+    array_type = PyObject_GetAttrString(module, "array");
+    Py_DECREF(module);
+    if (array_type == NULL)
+        return -1;
+    PyObject *q1 = PyObject_CallFunction(array_type, "s(LL)", "q", 7LL, 8LL);
+    PyObject *q2 = q1 == NULL ? NULL : PyObject_CallFunction(array_type, "s(L)", "q", 9LL);
+    PyObject *d = q2 == NULL ? NULL : PyObject_CallFunction(array_type, "s(d)", "d", 1.0);
+    int rc = d == NULL ? -1 : 0;
+    if (rc == 0 && Py_TYPE(q1) == (PyTypeObject *)array_type) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(q1, &view, PyBUF_WRITABLE | PyBUF_FORMAT) == 0) {
+            const th_array_head *a = (const th_array_head *)q1;
+            int fits = view.buf == (void *)a->ob_item && view.itemsize == 8 &&
+                       view.len == 16 && view.format != NULL && strcmp(view.format, "q") == 0 &&
+                       ((long long *)view.buf)[1] == 8 && Py_SIZE(q1) == 2 &&
+                       a->ob_descr == ((const th_array_head *)q2)->ob_descr &&
+                       a->ob_descr != ((const th_array_head *)d)->ob_descr;
+            PyBuffer_Release(&view);
+            if (fits)
+                q_descr = a->ob_descr;
+        }
+        else {
+            PyErr_Clear();
+        }
     }
-    PyObject *cur = PyList_GET_ITEM(lst, i);
-    PyObject *res = th_plus_ll(cur, delta);
-    if (res == NULL)
-        return -1;
-    PyList_SET_ITEM(lst, i, res);
-    Py_DECREF(cur);
-    return 0;
+    Py_XDECREF(q1);
+    Py_XDECREF(q2);
+    Py_XDECREF(d);
+    return rc;
 }
 
-/* ``lst[i]`` of a list of lists, borrowed; IndexError / TypeError as Python would. */
+int th_counts_in_place(void)
+{
+    return q_descr != NULL;
+}
+
+/* ``counts[i] += delta`` for one row of a listing index's per-status counts: an array('q')
+ * written in place (a status change makes no int object), else any mutable sequence. */
+static int count_add(PyObject *counts, Py_ssize_t i, long long delta)
+{
+    if (q_descr != NULL && Py_TYPE(counts) == (PyTypeObject *)array_type &&
+        ((th_array_head *)counts)->ob_descr == q_descr) {
+        if (i < 0 || i >= Py_SIZE(counts)) {
+            PyErr_SetString(PyExc_IndexError, "array index out of range");
+            return -1;
+        }
+        long long *cell = (long long *)((th_array_head *)counts)->ob_item + i, sum;
+        if (__builtin_add_overflow(*cell, delta, &sum)) {
+            PyErr_SetString(PyExc_OverflowError, "signed integer is greater than maximum");
+            return -1;
+        }
+        *cell = sum;
+        return 0;
+    }
+    PyObject *cur = PySequence_GetItem(counts, i);
+    PyObject *res = cur == NULL ? NULL : th_plus_ll(cur, delta);
+    Py_XDECREF(cur);
+    int rc = res == NULL ? -1 : PySequence_SetItem(counts, i, res);
+    Py_XDECREF(res);
+    return rc;
+}
+
+/* ``lst[i]`` of a list of rows, borrowed; IndexError / TypeError as Python would. */
 static PyObject *list_row(PyObject *lst, Py_ssize_t i)
 {
     if (as_list(lst) == NULL)
@@ -55,19 +119,12 @@ static PyObject *list_row(PyObject *lst, Py_ssize_t i)
         PyErr_SetString(PyExc_IndexError, "list index out of range");
         return NULL;
     }
-    return as_list(PyList_GET_ITEM(lst, i));
+    return PyList_GET_ITEM(lst, i);
 }
 
 static PyObject *new_counts(void)
 {
-    PyObject *counts = PyList_New(5);
-    if (counts == NULL)
-        return NULL;
-    for (Py_ssize_t i = 0; i < 5; i++) {
-        Py_INCREF(G.zero);
-        PyList_SET_ITEM(counts, i, G.zero);
-    }
-    return counts;
+    return PyObject_CallNoArgs(G.new_counts); /* indexes._new_counts: one row every 256 orders */
 }
 
 /* _STATUS_INDEX[status] as a C index. The statuses orders carry are the model's constants,
@@ -652,10 +709,10 @@ int th_listing_add(PyObject *listing, PyObject *order)
     if (index < 0 && PyErr_Occurred())
         return -1;
     PyObject *row = list_row(th_peek(listing, TH.bo_blocks), pos >> 8);
-    if (row == NULL || list_item_add(row, index, 1) < 0)
+    if (row == NULL || count_add(row, index, 1) < 0)
         return -1;
     row = list_row(th_peek(listing, TH.bo_supers), pos >> 16);
-    if (row == NULL || list_item_add(row, index, 1) < 0)
+    if (row == NULL || count_add(row, index, 1) < 0)
         return -1;
     return 0;
 }
@@ -679,10 +736,10 @@ int th_listing_moved(PyObject *listing, PyObject *order, PyObject *old_status)
     if (as_count(th_peek(order, TH.o_list_pos), &pos) < 0)
         return -1;
     PyObject *row = list_row(th_peek(listing, TH.bo_blocks), (Py_ssize_t)(pos >> 8));
-    if (row == NULL || list_item_add(row, old, -1) < 0 || list_item_add(row, new, 1) < 0)
+    if (row == NULL || count_add(row, old, -1) < 0 || count_add(row, new, 1) < 0)
         return -1;
     row = list_row(th_peek(listing, TH.bo_supers), (Py_ssize_t)(pos >> 16));
-    if (row == NULL || list_item_add(row, old, -1) < 0 || list_item_add(row, new, 1) < 0)
+    if (row == NULL || count_add(row, old, -1) < 0 || count_add(row, new, 1) < 0)
         return -1;
     return 0;
 }
