@@ -164,6 +164,8 @@ class ExchangeMachine:
         self.recorder = Recorder(clock, ids)
         self.vwap_window_ns = vwap_window_ns
         self.subscriptions = SubscriptionRegistry(self.recorder)
+        # its subscriptions by id: a dict's truth is a C call, the registry's ``len`` a frame
+        self._hooks = self.subscriptions.by_id
         self.outbox: dict[str, Delivery] = {}
         self.seq = 0
         if snapshot is None:
@@ -182,18 +184,27 @@ class ExchangeMachine:
         recorder = self.recorder
         times: list[int] = []
         ids: list[str] = []
-        error: ExchangeError | None = None
-        recorder._times, recorder._new_ids = times, ids  # start(), inline: once per command
+        recorder._times = times  # start(), inline: once per command
+        recorder._new_ids = ids
+        result: object
         try:
-            result, events, deliveries = self._apply(command)
-        except ExchangeError as exc:
-            error = exc
-            result, events, deliveries = None, [], []
+            # Orders and cancels are nearly every command the server runs: inline here, as
+            # _apply's frame and dispatch chain would cost about as much as the rest of this.
+            if isinstance(command, SubmitOrder):
+                result, events = self.engine.submit(command.request)
+                deliveries = self._deliver(events) if events and self._hooks else []
+            elif isinstance(command, CancelOrder):
+                result, events = self.engine.cancel(command.order_id)
+                deliveries = self._deliver(events) if events and self._hooks else []
+            else:
+                result, events, deliveries = self._apply(command)
+        except ExchangeError as error:
+            self.seq = seq = self.seq + 1
+            return Executed(Record(seq, command, times, ids, error.code), None, [], [], error)
         finally:
-            recorder._times = recorder._new_ids = None
+            recorder._times = recorder._new_ids = None  # stop()
         self.seq = seq = self.seq + 1
-        record = Record(seq, command, times, ids, None if error is None else error.code)
-        return Executed(record, result, events, deliveries, error)
+        return Executed(Record(seq, command, times, ids), result, events, deliveries)
 
     def replay(self, record: Record) -> None:
         """Re-run a journaled command with its recorded clock readings and ids."""
@@ -237,12 +248,15 @@ class ExchangeMachine:
             for delivery_id in command.delivery_ids:
                 self.outbox.pop(delivery_id, None)
             return None, [], []
-        if not events or not len(self.subscriptions):
-            return result, events, []
+        return result, events, (self._deliver(events) if events and self._hooks else [])
+
+    def _deliver(self, events: list[EngineEvent]) -> list[Delivery]:
+        """The webhook deliveries ``events`` call for, added to the outbox."""
         deliveries = deliveries_for(events, self.subscriptions, self.recorder)
+        outbox = self.outbox
         for delivery in deliveries:
-            self.outbox[delivery.delivery_id] = delivery
-        return result, events, deliveries
+            outbox[delivery.delivery_id] = delivery
+        return deliveries
 
     # ------------------------------------------------------------------ images
     def snapshot(self) -> MachineSnapshot:

@@ -42,11 +42,15 @@ class Subscription:
 
 
 class SubscriptionRegistry:
-    """All subscriptions, by id and by ``(broker, event)``, in creation order."""
+    """All subscriptions, by id and by ``(broker, event)``, in creation order.
+
+    ``by_id`` is the registry's own dict of subscriptions by webhook id, in creation order: read
+    it (its truth tells whether there are any, without a Python call), never change it.
+    """
 
     def __init__(self, ids: IdSource) -> None:
         self._ids = ids
-        self._by_id: dict[str, Subscription] = {}
+        self.by_id: dict[str, Subscription] = {}
         self._by_key: dict[tuple[str, str], Subscription] = {}
 
     def upsert(
@@ -59,7 +63,7 @@ class SubscriptionRegistry:
             found = self._by_key.get((broker_id, event))
             if found is None:
                 found = Subscription(self._ids.new_id(), broker_id, event, url, now)
-                self._by_id[found.webhook_id] = found
+                self.by_id[found.webhook_id] = found
                 self._by_key[(broker_id, event)] = found
                 created = True
             elif found.url != url:
@@ -70,10 +74,10 @@ class SubscriptionRegistry:
 
     def for_broker(self, broker_id: str) -> list[Subscription]:
         """The broker's subscriptions in creation order."""
-        return [sub for sub in self._by_id.values() if sub.broker_id == broker_id]
+        return [sub for sub in self.by_id.values() if sub.broker_id == broker_id]
 
     def delete(self, webhook_id: str) -> Subscription:
-        found = self._by_id.pop(webhook_id, None)
+        found = self.by_id.pop(webhook_id, None)
         if found is None:
             raise WebhookNotFound(webhook_id)
         del self._by_key[(found.broker_id, found.event)]
@@ -83,13 +87,13 @@ class SubscriptionRegistry:
         return self._by_key.get((broker_id, event))
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self.by_id)
 
     def export_state(self) -> list[SubscriptionState]:
         """Every subscription, in creation order."""
         return [
             SubscriptionState(s.webhook_id, s.broker_id, s.event, s.url, s.created_at, s.updated_at)
-            for s in self._by_id.values()
+            for s in self.by_id.values()
         ]
 
     def restore(self, states: list[SubscriptionState]) -> None:
@@ -97,7 +101,7 @@ class SubscriptionRegistry:
         for state in states:
             sub = Subscription(state.webhook_id, state.broker_id, state.event, state.url, 0)
             sub.created_at, sub.updated_at = state.created_at, state.updated_at
-            self._by_id[sub.webhook_id] = sub
+            self.by_id[sub.webhook_id] = sub
             self._by_key[(sub.broker_id, sub.event)] = sub
 
 
@@ -105,16 +109,19 @@ def deliveries_for(
     events: Iterable[EngineEvent], registry: SubscriptionRegistry, ids: IdSource
 ) -> list[Delivery]:
     """The webhook deliveries a command's events call for, in event order."""
-    if not len(registry):
+    if not registry.by_id:
         return []
+    # Runs on every command with events once anyone subscribed: the registry's dict directly,
+    # not a ``lookup`` frame per event (most events, trades for market data, call for nothing).
+    lookup = registry._by_key.get
     out: list[Delivery] = []
     for event in events:
         if isinstance(event, OrderFilled):
-            sub = registry.lookup(event.broker_id, "trade.executed")
+            sub = lookup((event.broker_id, "trade.executed"))
             if sub is not None:
                 out.append(_delivery(sub, ids, "trade.executed", event.executed_at, _fill(event)))
         elif isinstance(event, OrderClosed):
-            sub = registry.lookup(event.broker_id, event.event)
+            sub = lookup((event.broker_id, event.event))
             if sub is not None:
                 out.append(_delivery(sub, ids, event.event, event.at, _closed(event)))
     return out
