@@ -222,26 +222,21 @@ class MarketData:
             live = state.live = engine.book(symbol)
             state.engine = engine
         events = executed.events
-        if not events:  # the common case: an order that rests without trading
+        # Nearly every command touches one level and trades nothing: those take the short way.
+        if not events:  # an order that rests without trading
             price = order.price
             if not order.remaining or price is None:
                 return []
             is_bid = order.side == "bid"
-            level = (live.bids if is_bid else live.asks).level(price)
-            state.book_seq = sequence = state.book_seq + 1
-            if level is None:
-                return [(symbol, sequence, [(is_bid, price, 0, 0)], NO_TRADES)]
-            return [(symbol, sequence, [(is_bid, price, level.total, level.count)], NO_TRADES)]
-        if not order.remaining and len(events) == 1:  # a cancel: its level lost the order
-            closed = events[0]
-            if isinstance(closed, OrderClosed):
-                is_bid, price = closed.side == "bid", closed.price
-                level = (live.bids if is_bid else live.asks).level(price)
-                state.book_seq = sequence = state.book_seq + 1
-                if level is None:
-                    return [(symbol, sequence, [(is_bid, price, 0, 0)], NO_TRADES)]
-                return [(symbol, sequence, [(is_bid, price, level.total, level.count)], NO_TRADES)]
-        return self._capture_order(order, events, state, live)
+        elif len(events) == 1 and not order.remaining and isinstance(ev := events[0], OrderClosed):
+            is_bid, price = ev.side == "bid", ev.price  # a cancel: its level lost the order
+        else:
+            return self._capture_order(order, events, state, live)
+        level = (live.bids if is_bid else live.asks).level(price)
+        state.book_seq = sequence = state.book_seq + 1
+        if level is None:  # the last order at that price left
+            return [(symbol, sequence, [(is_bid, price, 0, 0)], NO_TRADES)]
+        return [(symbol, sequence, [(is_bid, price, level.total, level.count)], NO_TRADES)]
 
     def _capture_order(
         self, order: Order, events: list[EngineEvent], state: SymbolState, live: OrderBook
@@ -257,16 +252,7 @@ class MarketData:
         for event in events:
             if isinstance(event, TradeExecuted):
                 state.trade_seq = sequence = state.trade_seq + 1
-                raw.append(
-                    (
-                        sequence,
-                        event.trade_id,
-                        event.price,
-                        event.quantity,
-                        event.taker_side,
-                        event.executed_at,
-                    )
-                )
+                raw.append(raw_trade(sequence, event))
             elif isinstance(event, OrderFilled):
                 if event.order_id != taker:  # the resting side: its level lost quantity
                     price = orders[event.order_id].price
