@@ -201,7 +201,7 @@ class Engine:
             broker.holdings[symbol] = Holding(quantity)
             self._market(symbol)
         self.brokers[broker_id] = broker
-        self._broker_orders[broker_id] = BrokerOrders()
+        self._broker_orders[broker_id] = BrokerOrders(packed=self._build == "native")
         return broker
 
     def submit(self, request: OrderRequest) -> tuple[Order, list[EngineEvent]]:
@@ -408,7 +408,7 @@ class Engine:
                 holding = broker.holdings[symbol] = Holding(quantity)
                 holding.reserved = reserved
             engine.brokers[bs.broker_id] = broker
-            engine._broker_orders[bs.broker_id] = BrokerOrders()
+            engine._broker_orders[bs.broker_id] = BrokerOrders(packed=engine.build == "native")
         ordered = sorted(state.orders, key=lambda o: o.seq)
         if [o.seq for o in ordered] != list(range(state.seq - len(ordered) + 1, state.seq + 1)):
             raise ValueError("engine state: order seq numbers must run without gaps to state.seq")

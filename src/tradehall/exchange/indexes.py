@@ -7,10 +7,10 @@
 - :class:`BrokerOrders`: one broker's orders in creation order, newest-first pages with an
   optional status filter. Status counts are kept per block of 256 orders and per superblock of
   65 536, so a status change is O(1) and a filtered page skips whole (super)blocks: at most a few
-  hundred steps plus the page, whatever the history. Each row of counts is an ``array('q')``: a
-  status change updates four counts, and machine integers in place (which the native core writes
-  directly) cost no int object per update, where a list of Python ints makes a new one for every
-  count past 256.
+  hundred steps plus the page, whatever the history. A status change updates four counts. For
+  the native engine core each row of counts is an ``array('q')``, which it writes in place (no
+  int object per update, where a list of Python ints makes a new one for every count past 256);
+  for the pure build a row is a list, which the interpreter indexes faster than an array.
 - :class:`TradeWindow`: the VWAP window of one symbol: running sums over a deque of recent trades,
   evicted from the left as time passes, so each trade is added and removed exactly once.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
+from collections.abc import Callable, MutableSequence
 from heapq import heapify, heappop, heappush
 
 from tradehall.exchange.model import ORDER_STATUSES, Order
@@ -130,20 +131,30 @@ _STATUS_INDEX = {status: i for i, status in enumerate(ORDER_STATUSES)}
 _NO_COUNTS = (0,) * len(ORDER_STATUSES)
 
 
-def _new_counts() -> array[int]:
-    """A row of per-status counts, all zero (the native core calls this for new blocks too)."""
+def _list_counts() -> MutableSequence[int]:
+    """A row of per-status counts, all zero, for the pure build."""
+    return list(_NO_COUNTS)
+
+
+def _packed_counts() -> MutableSequence[int]:
+    """The same as machine integers, for the native core (which writes them in place)."""
     return array("q", _NO_COUNTS)
 
 
 class BrokerOrders:
     """A broker's orders for listing: newest first, filterable by status, paginated."""
 
-    __slots__ = ("_all", "_blocks", "_supers")
+    __slots__ = ("_all", "_blocks", "_new_row", "_supers")
 
-    def __init__(self) -> None:
+    def __init__(self, *, packed: bool = False) -> None:
+        """``packed``: count rows as ``array('q')``, for an engine running the native core."""
         self._all: list[Order] = []
-        self._blocks: list[array[int]] = []  # per block: count of orders in each status
-        self._supers: list[array[int]] = []  # the same per superblock
+        self._blocks: list[MutableSequence[int]] = []  # per block: orders in each status
+        self._supers: list[MutableSequence[int]] = []  # the same per superblock
+        # the row factory, also called by the native core when it opens a block
+        self._new_row: Callable[[], MutableSequence[int]] = (
+            _packed_counts if packed else _list_counts
+        )
 
     def add(self, order: Order) -> None:
         """Index a new order under its current status (creation order == ``seq`` order)."""
@@ -151,9 +162,9 @@ class BrokerOrders:
         pos = order.list_pos = len(everything)
         everything.append(order)
         if not pos & ((1 << _BLOCK_SHIFT) - 1):
-            self._blocks.append(_new_counts())
+            self._blocks.append(self._new_row())
             if not pos & ((1 << _SUPER_SHIFT) - 1):
-                self._supers.append(_new_counts())
+                self._supers.append(self._new_row())
         index = _STATUS_INDEX[order.status]
         self._blocks[pos >> _BLOCK_SHIFT][index] += 1
         self._supers[pos >> _SUPER_SHIFT][index] += 1

@@ -1036,8 +1036,8 @@ int th_init_offsets(void)
             goto done;
     }
     {
-        const char *const n[] = {"_all", "_blocks", "_supers", NULL};
-        Py_ssize_t *const o[] = {&TH.bo_all, &TH.bo_blocks, &TH.bo_supers};
+        const char *const n[] = {"_all", "_blocks", "_supers", "_new_row", NULL};
+        Py_ssize_t *const o[] = {&TH.bo_all, &TH.bo_blocks, &TH.bo_supers, &TH.bo_new_row};
         if (slots(listing, n, o) < 0)
             goto done;
     }
@@ -1141,7 +1141,6 @@ static int load_globals(void)
         {&G.Level, "tradehall.exchange.book", "Level"},
         {&G.Bucket, "tradehall.exchange.indexes", "_Bucket"},
         {&G.status_index, "tradehall.exchange.indexes", "_STATUS_INDEX"},
-        {&G.new_counts, "tradehall.exchange.indexes", "_new_counts"},
         {&G.SystemClock, "tradehall.core.clock", "SystemClock"},
         {&G.SequentialIds, "tradehall.core.ids", "SequentialIds"},
         {&G.RandomIds, "tradehall.core.ids", "RandomIds"},

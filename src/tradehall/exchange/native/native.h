@@ -34,7 +34,7 @@ typedef struct {
     Py_ssize_t l_count, l_dead, l_orders, l_price, l_total;
     Py_ssize_t x_buckets, x_heap, x_live;
     Py_ssize_t k_live, k_orders;
-    Py_ssize_t bo_all, bo_blocks, bo_supers;
+    Py_ssize_t bo_all, bo_blocks, bo_supers, bo_new_row;
     Py_ssize_t w_trades, w_notional, w_quantity, w_last_price, w_last_trade_at, w_window_ns;
     /* the engine's counters, and the state of the id sources served natively */
     Py_ssize_t e_last_ns, e_seq, e_trade_count;
@@ -67,8 +67,7 @@ typedef struct {
         *NoLiquidity, *OrderNotFound, *OrderNotCancellable;
     PyObject *deque_append, *deque_popleft, *deque_extend, *deque_clear, *deque_type;
     PyObject *heapify;
-    PyObject *append_trade, *random_batch, *sweep, *sys_intern, *status_index, *transitions,
-        *new_counts;
+    PyObject *append_trade, *random_batch, *sweep, *sys_intern, *status_index, *transitions;
     /* interned strings */
     PyObject *s_limit, *s_market, *s_bid, *s_ask, *s_pending, *s_partially_filled, *s_filled,
         *s_cancelled, *s_expired, *s_order_cancelled, *s_order_expired;

@@ -85,7 +85,8 @@ int th_counts_in_place(void)
 }
 
 /* ``counts[i] += delta`` for one row of a listing index's per-status counts: an array('q')
- * written in place (a status change makes no int object), else any mutable sequence. */
+ * written in place (a status change makes no int object), a list (the pure build's rows, when
+ * an engine of that build is handed over), else any mutable sequence. */
 static int count_add(PyObject *counts, Py_ssize_t i, long long delta)
 {
     if (q_descr != NULL && Py_TYPE(counts) == (PyTypeObject *)array_type &&
@@ -100,6 +101,19 @@ static int count_add(PyObject *counts, Py_ssize_t i, long long delta)
             return -1;
         }
         *cell = sum;
+        return 0;
+    }
+    if (PyList_CheckExact(counts)) { /* a pure build's row: a list of ints */
+        if (i < 0 || i >= PyList_GET_SIZE(counts)) {
+            PyErr_SetString(PyExc_IndexError, "list index out of range");
+            return -1;
+        }
+        PyObject *was = PyList_GET_ITEM(counts, i);
+        PyObject *now = th_plus_ll(was, delta);
+        if (now == NULL)
+            return -1;
+        PyList_SET_ITEM(counts, i, now);
+        Py_DECREF(was);
         return 0;
     }
     PyObject *cur = PySequence_GetItem(counts, i);
@@ -122,9 +136,11 @@ static PyObject *list_row(PyObject *lst, Py_ssize_t i)
     return PyList_GET_ITEM(lst, i);
 }
 
-static PyObject *new_counts(void)
+/* listing._new_row(): a new row of zero counts, once every 256 orders. */
+static PyObject *new_counts(PyObject *listing)
 {
-    return PyObject_CallNoArgs(G.new_counts); /* indexes._new_counts: one row every 256 orders */
+    PyObject *factory = th_peek(listing, TH.bo_new_row);
+    return factory == NULL ? NULL : PyObject_CallNoArgs(factory);
 }
 
 /* _STATUS_INDEX[status] as a C index. The statuses orders carry are the model's constants,
@@ -690,14 +706,14 @@ int th_listing_add(PyObject *listing, PyObject *order)
         return -1;
     if (!(pos & 255)) {
         PyObject *blocks = as_list(th_peek(listing, TH.bo_blocks));
-        PyObject *counts = blocks == NULL ? NULL : new_counts();
+        PyObject *counts = blocks == NULL ? NULL : new_counts(listing);
         int bad = counts == NULL || PyList_Append(blocks, counts) < 0;
         Py_XDECREF(counts);
         if (bad)
             return -1;
         if (!(pos & 65535)) {
             PyObject *supers = as_list(th_peek(listing, TH.bo_supers));
-            counts = supers == NULL ? NULL : new_counts();
+            counts = supers == NULL ? NULL : new_counts(listing);
             bad = counts == NULL || PyList_Append(supers, counts) < 0;
             Py_XDECREF(counts);
             if (bad)
