@@ -24,6 +24,8 @@ What one command includes:
   ``cancel`` does nothing, both C callables as the engine's own methods are -- so its figures are
   what the benchmark loop alone costs: about 0.15 us per command on the 2-core development VM
   (``--commands 300000``: 6.5-7.5 M commands/s), to subtract when reading the other layers.
+  Every run also prints it (``loop alone``, best of three untimed passes) as a gauge of the
+  machine's speed that minute: on this VM kind it has read 1.2M and 7.5M steps/s on the same day.
 
 The loop keeps the resting orders themselves (swap-remove of a random one, skipped when filled
 meanwhile) and cancels by ``order.order_id``, so the engine still finds the order by id in its own
@@ -280,6 +282,9 @@ def main() -> None:
         gc.set_threshold(50_000, 20, 100)
     best_wall = best_cpu = float("inf")
     best_latencies: list[int] = []
+    # The machine's speed at this minute: the same loop with no exchange (--layer null). Figures
+    # taken at different times compare through it (this VM kind swings 2-5x between minutes).
+    loop_cpu = min(run(flow, "null", ids, None, timed=False)[1] for _ in range(3))
     for _ in range(args.repeat):
         wall, cpu, _, trades, build = run_layer(flow, args.layer, ids, wanted, timed=False)
         best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
@@ -302,6 +307,7 @@ def main() -> None:
     print(f"trades             {trades:>10}")
     print(f"commands/s (wall)  {commands / best_wall:>10.0f}")
     print(f"commands/s (CPU)   {commands / best_cpu:>10.0f}")
+    print(f"loop alone (CPU)   {len(flow) / loop_cpu:>10.0f} steps/s (--layer null, this minute)")
     print(f"p50 / p99 / p99.9 per command: {pct(0.5):.1f} / {pct(0.99):.1f} / {pct(0.999):.1f} us")
 
 
