@@ -177,6 +177,11 @@ class ExchangeMachine:
             self.subscriptions.restore(snapshot.subscriptions)
             self.outbox = {d.delivery_id: d for d in snapshot.outbox}
             self.seq = snapshot.seq
+        # The engine's two hot commands, looked up once: a native engine's methods shadow its
+        # class's in its instance dict, which Python's attribute caches do not serve. The engine
+        # is the machine's for life (nothing replaces ``self.engine``).
+        self._submit = self.engine.submit
+        self._cancel = self.engine.cancel
 
     # ------------------------------------------------------------------ commands
     def execute(self, command: Command) -> Executed:
@@ -191,10 +196,10 @@ class ExchangeMachine:
             # Orders and cancels are nearly every command the server runs: inline here, as
             # _apply's frame and dispatch chain would cost about as much as the rest of this.
             if isinstance(command, SubmitOrder):
-                result, events = self.engine.submit(command.request)
+                result, events = self._submit(command.request)
                 deliveries = self._deliver(events) if events and self._hooks else []
             elif isinstance(command, CancelOrder):
-                result, events = self.engine.cancel(command.order_id)
+                result, events = self._cancel(command.order_id)
                 deliveries = self._deliver(events) if events and self._hooks else []
             else:
                 result, events, deliveries = self._apply(command)
