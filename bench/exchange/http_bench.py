@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -114,8 +114,28 @@ def free_port() -> int:
         return port
 
 
-def start_server(port: int, sync: str, data_dir: Path, src: str | None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TRADEHALL_LOG_LEVEL": "warn", "TRADEHALL_SNAPSHOT_EVERY": "0"}
+def start_server(
+    port: int,
+    sync: str,
+    data_dir: Path,
+    src: str | None,
+    *,
+    wrapper: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+    ready_seconds: float = 20,
+) -> subprocess.Popen[bytes]:
+    """Start ``tradehall exchange`` on ``port`` and return once it answers /healthz.
+
+    ``wrapper`` prefixes the command (e.g. valgrind), ``extra_env`` adds variables, and
+    ``ready_seconds`` bounds the wait; each health probe may take a twentieth of it, so a server
+    slowed down by a wrapper is not probed again before it answers the first probe.
+    """
+    env = {
+        **os.environ,
+        "TRADEHALL_LOG_LEVEL": "warn",
+        "TRADEHALL_SNAPSHOT_EVERY": "0",
+        **(extra_env or {}),
+    }
     if src is not None:
         env["PYTHONPATH"] = src
     if sync == "memory":
@@ -124,14 +144,15 @@ def start_server(port: int, sync: str, data_dir: Path, src: str | None) -> subpr
         env["TRADEHALL_DATA_DIR"] = str(data_dir)
         env["TRADEHALL_JOURNAL_SYNC"] = sync
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tradehall", "exchange", "--port", str(port)],
+        [*wrapper, sys.executable, "-m", "tradehall", "exchange", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + ready_seconds
+    probe = ready_seconds / 20
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=probe).status_code == 200:
                 return proc
         except httpx.TransportError:
             time.sleep(0.1)

@@ -187,6 +187,9 @@ NOT_SMOKED = {
     "bench/exchange/http_ceiling.py": "drives the server with wrk",
     "bench/exchange/split_probe.py": "drives the server with wrk",
     "bench/exchange/instructions.py": "runs engine_bench twice under valgrind (about 15 s)",
+    "bench/exchange/http_instructions.py": (
+        "runs the server twice under valgrind (start-up alone 40-50 s each)"
+    ),
     "bench/exchange/mypyc_probe.py": "compiles the engine with mypyc (minutes)",
 }
 
