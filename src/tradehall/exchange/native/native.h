@@ -258,11 +258,44 @@ static inline PyObject *th_plus_ll(PyObject *cur, long long delta)
 }
 
 /* ``obj[off] += delta`` on an int slot (a C long long delta). */
+/* Give ``cur``, the int a slot holds, the value ``r`` in place, when no one else can see it.
+ *
+ * Counters and balances change on every command, and each change would otherwise allocate a
+ * new int and free the old one. An int whose only reference is the slot's (reference count 1)
+ * is unobservable: anyone else holding it -- Python code, an event or a state image that read
+ * the field, a dict key -- holds a counted reference, and then a new int is made as before.
+ * (The core's own borrowed pointers are never used after their slot changes: replacing the int
+ * would free it.) CPython applies the same rule to ``s += t`` on strings. Only the 3.11 digit
+ * layout is written, only with the same sign and number of digits, and never to give a value
+ * CPython keeps one shared object for (-5..256). Returns 1 when done, 0 to make a new int. */
+static inline int th_long_set_inplace(PyObject *cur, long long r)
+{
+#if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
+    if (Py_REFCNT(cur) != 1 || !PyLong_CheckExact(cur) || (r >= -5 && r <= 256))
+        return 0;
+    unsigned long long m = r < 0 ? 0ULL - (unsigned long long)r : (unsigned long long)r;
+    Py_ssize_t digits = m < (1ULL << 30) ? 1 : m < (1ULL << 60) ? 2 : 3;
+    if (Py_SIZE(cur) != (r < 0 ? -digits : digits))
+        return 0;
+    digit *d = ((PyLongObject *)cur)->ob_digit;
+    for (Py_ssize_t i = 0; i < digits; i++, m >>= 30)
+        d[i] = (digit)(m & PyLong_MASK);
+    return 1;
+#else
+    (void)cur;
+    (void)r;
+    return 0;
+#endif
+}
+
 static inline int th_add_ll(PyObject *obj, Py_ssize_t off, long long delta)
 {
     PyObject *cur = th_peek(obj, off);
     if (cur == NULL)
         return -1;
+    long long x, r;
+    if (th_ll(cur, &x) && !__builtin_add_overflow(x, delta, &r) && th_long_set_inplace(cur, r))
+        return 0;
     PyObject *res = th_plus_ll(cur, delta);
     if (res == NULL)
         return -1;
@@ -276,6 +309,10 @@ static inline int th_iadd(PyObject *obj, Py_ssize_t off, PyObject *value)
     PyObject *cur = th_peek(obj, off);
     if (cur == NULL)
         return -1;
+    long long x, y, r;
+    if (th_ll(cur, &x) && th_ll(value, &y) && !__builtin_add_overflow(x, y, &r) &&
+        th_long_set_inplace(cur, r))
+        return 0;
     PyObject *res = num_add(cur, value);
     if (res == NULL)
         return -1;
@@ -288,6 +325,10 @@ static inline int th_isub(PyObject *obj, Py_ssize_t off, PyObject *value)
     PyObject *cur = th_peek(obj, off);
     if (cur == NULL)
         return -1;
+    long long x, y, r;
+    if (th_ll(cur, &x) && th_ll(value, &y) && !__builtin_sub_overflow(x, y, &r) &&
+        th_long_set_inplace(cur, r))
+        return 0;
     PyObject *res = num_sub(cur, value);
     if (res == NULL)
         return -1;
