@@ -83,3 +83,15 @@ def test_fields_move_as_in_the_pure_build() -> None:
     assert pure["trade_count"] > 0 and pure["maker.cash"] != CASH
     orders = [sorted(msgspec.structs.asdict(o).items()) for o in engines[1].orders.values()]
     assert orders == [sorted(msgspec.structs.asdict(o).items()) for o in engines[0].orders.values()]
+
+
+def test_the_id_counter_read_before_minting_keeps_its_value() -> None:
+    ids = SequentialIds(start=10**6)  # past the shared small ints: could go in place
+    engine = make_engine("native", VirtualClock(T0), ids, vwap_window_ns=10**12)
+    engine.register_broker("maker", CASH, [("S", 10**9 + 7)])
+    seen = ids._next
+    order, _ = engine.submit(OrderRequest("limit", "maker", "D", "bid", "S", 1, 9_000, FAR))
+    assert seen == 10**6 and ids._next == 10**6 + 1
+    assert order.order_id == f"00000000-0000-4000-8000-{10**6:012x}"
+    engine.submit(OrderRequest("limit", "maker", "D", "bid", "S", 1, 9_000, FAR))
+    assert ids._next == 10**6 + 2  # updated in place now that no one else holds it

@@ -55,6 +55,8 @@ static PyObject *sequential_id(PyObject *ids, PyObject *method)
     unsigned long long v = (unsigned long long)value;
     for (int i = 11; i >= 0; i--, v >>= 4)
         out[n + i] = (Py_UCS1)HEX[v & 15];
+    if (th_long_set_inplace(next, value + 1)) /* no one else holds the counter */
+        return id;
     PyObject *after = PyLong_FromLongLong(value + 1);
     if (after == NULL) {
         Py_DECREF(id);
