@@ -68,10 +68,10 @@ class Recorder:
         self._new_ids: list[str] | None = None
         self._replay_times: Iterator[int] | None = None
         self._replay_ids: Iterator[str] | None = None
-        # A plain dict of its own instead of CPython's key-sharing instance dict: the native core
-        # reads these attributes in the instance dict, so it makes that dict a real object, and
-        # attribute stores into such a (split) dict take the slow generic path -- execute makes
-        # four per command, about 450 instructions each more than into a plain dict.
+        # A plain dict of its own: the native core reads these attributes from the instance dict,
+        # and asking for it turns CPython's inline attribute values into a key-sharing ("split")
+        # dict, which 3.11's specialised attribute stores and loads do not serve -- execute's four
+        # stores per command would each take the generic path (~450 instructions more).
         self.__dict__ = dict(self.__dict__)
 
     def time_ns(self) -> int:
