@@ -12,7 +12,7 @@ import uuid
 import weakref
 from typing import Protocol
 
-__all__ = ["IdSource", "RandomIds", "SequentialIds", "is_uuid"]
+__all__ = ["IdSource", "RandomIds", "SequentialIds", "format_uuid4s", "is_uuid"]
 
 
 class IdSource(Protocol):
@@ -64,11 +64,21 @@ os.register_at_fork(after_in_child=_forget_batches)
 
 
 def _random_batch() -> list[str]:
-    h = os.urandom(_BATCH_BYTES).hex()
+    return format_uuid4s(os.urandom(_BATCH_BYTES))
+
+
+def format_uuid4s(raw: bytes) -> list[str]:
+    """Version-4 UUID strings from each 16 bytes of ``raw``, in order.
+
+    The version nibble becomes ``4`` and the variant nibble keeps its two low bits under ``10``
+    (RFC 4122), as :func:`uuid.uuid4` does with the same bytes. The native engine core formats its
+    refills the same way in C (``exchange/native/sources.c``), tested against this function.
+    """
+    h = raw.hex()
     return [
         f"{h[p : p + 8]}-{h[p + 8 : p + 12]}-4{h[p + 13 : p + 16]}-"
         f"{_VARIANT[h[p + 16]]}{h[p + 17 : p + 20]}-{h[p + 20 : p + 32]}"
-        for p in range(0, 2 * _BATCH_BYTES, 32)
+        for p in range(0, 2 * len(raw) - 31, 32)
     ]
 
 

@@ -42,3 +42,7 @@ def _make(cls: type, args: tuple[object, ...], /) -> tuple[object, bool]:
 def _counts_in_place() -> bool:
     """Whether the listing index's ``array('q')`` count rows are written in place."""
     ...
+
+def _format_uuid4s(raw: bytes, /) -> list[str]:
+    """``tradehall.core.ids.format_uuid4s`` in C, as the core refills ``RandomIds`` batches."""
+    ...

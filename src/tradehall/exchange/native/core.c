@@ -1144,7 +1144,8 @@ static int load_globals(void)
         {&G.SystemClock, "tradehall.core.clock", "SystemClock"},
         {&G.SequentialIds, "tradehall.core.ids", "SequentialIds"},
         {&G.RandomIds, "tradehall.core.ids", "RandomIds"},
-        {&G.random_batch, "tradehall.core.ids", "_random_batch"},
+        {&G.urandom, "os", "urandom"},
+        {&G.batch_bytes, "tradehall.core.ids", "_BATCH_BYTES"},
         {&G.ValidationError, "tradehall.exchange.errors", "ValidationError"},
         {&G.BrokerNotFound, "tradehall.exchange.errors", "BrokerNotFound"},
         {&G.InsufficientBalance, "tradehall.exchange.errors", "InsufficientBalance"},
@@ -1260,7 +1261,14 @@ static PyObject *native_counts_in_place(PyObject *Py_UNUSED(module), PyObject *P
     return PyBool_FromLong(th_counts_in_place());
 }
 
+static PyObject *native_format_uuid4s(PyObject *Py_UNUSED(module), PyObject *raw)
+{
+    return th_format_uuid4s(raw);
+}
+
 static PyMethodDef native_functions[] = {
+    {"_format_uuid4s", native_format_uuid4s, METH_O,
+     "tradehall.core.ids.format_uuid4s in C, as the core refills RandomIds' batches."},
     {"_counts_in_place", native_counts_in_place, METH_NOARGS,
      "Whether the listing index's array('q') count rows are written in place (their layout "
      "checked at import); otherwise they go through the sequence protocol."},

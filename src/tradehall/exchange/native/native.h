@@ -67,7 +67,8 @@ typedef struct {
         *NoLiquidity, *OrderNotFound, *OrderNotCancellable;
     PyObject *deque_append, *deque_popleft, *deque_extend, *deque_clear, *deque_type;
     PyObject *heapify;
-    PyObject *append_trade, *random_batch, *sweep, *sys_intern, *status_index, *transitions;
+    PyObject *append_trade, *urandom, *batch_bytes, *sweep, *sys_intern, *status_index,
+        *transitions;
     /* interned strings */
     PyObject *s_limit, *s_market, *s_bid, *s_ask, *s_pending, *s_partially_filled, *s_filled,
         *s_cancelled, *s_expired, *s_order_cancelled, *s_order_expired;
@@ -116,6 +117,7 @@ void th_sources_clear(th_sources *s);
 int th_sources_traverse(th_sources *s, visitproc visit, void *arg);
 PyObject *th_read_clock(th_sources *s); /* engine._read_clock(), new reference */
 PyObject *th_new_id(th_sources *s);     /* engine._new_id(), new reference */
+PyObject *th_format_uuid4s(PyObject *raw); /* tradehall.core.ids.format_uuid4s */
 
 /* ---- field access ---- */
 
