@@ -23,7 +23,12 @@ class IdSource(Protocol):
         ...
 
 
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+# format_uuid4s: each id's slot in the output (36 characters and a separator), where hex digit
+# k of an id goes in it (past the hyphens), and the variant digit's mapping (two low bits kept)
+_ID_TEMPLATE = b"00000000-0000-4000-8000-000000000000 "
+_ID_STRIDE = len(_ID_TEMPLATE)
+_ID_PLACES = [k + (k >= 8) + (k >= 12) + (k >= 16) + (k >= 20) for k in range(32)]
+_VARIANT_DIGIT = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
 _BATCH_BYTES = 4096  # 256 ids per os.urandom call
 
 
@@ -74,12 +79,20 @@ def format_uuid4s(raw: bytes) -> list[str]:
     (RFC 4122), as :func:`uuid.uuid4` does with the same bytes. The native engine core formats its
     refills the same way in C (``exchange/native/sources.c``), tested against this function.
     """
-    h = raw.hex()
-    return [
-        f"{h[p : p + 8]}-{h[p + 8 : p + 12]}-4{h[p + 13 : p + 16]}-"
-        f"{_VARIANT[h[p + 16]]}{h[p + 17 : p + 20]}-{h[p + 20 : p + 32]}"
-        for p in range(0, 2 * len(raw) - 31, 32)
-    ]
+    count = len(raw) // 16
+    if not count:
+        return []
+    # Column by column rather than id by id: hex digit k of every id is one stepped slice of the
+    # hex string, stored with one stepped slice assignment into a template of all the ids -- 31
+    # C-level copies per batch instead of nine slices and a join per id (about 5x cheaper).
+    digits = raw[: 16 * count].hex().encode()
+    out = bytearray(_ID_TEMPLATE * count)
+    for k, place in enumerate(_ID_PLACES):
+        if k == 12:
+            continue  # the version digit: the template's '4'
+        column = digits[k::32]
+        out[place::_ID_STRIDE] = column.translate(_VARIANT_DIGIT) if k == 16 else column
+    return out.decode().split()
 
 
 class SequentialIds:
