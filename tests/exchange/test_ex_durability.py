@@ -224,8 +224,9 @@ async def test_snapshots_drop_covered_journal_segments(tmp_path: Path) -> None:
         service.submit(OrderRequest("limit", "s", "d", "ask", "AAA", 1, 100 + i, T0 + 3600 * S))
         await service.durable()
         await asyncio.sleep(0)
-    for _ in range(20):  # let the background snapshot tasks finish
-        await asyncio.sleep(0.01)
+    # The background snapshot tasks write in a thread: wait for them (a fixed sleep was too short
+    # on a loaded machine).
+    await asyncio.gather(*(task for task in service._tasks if task.get_name() == "snapshot"))
     expected = service.machine.state_hash()
     await crash(service)
     snapshots = sorted(tmp_path.glob("snapshot-*.bin"))
