@@ -24,14 +24,25 @@ static int is_plain_default(PyObject *v)
     return v == Py_None || PyBool_Check(v) || PyLong_CheckExact(v) || PyUnicode_CheckExact(v);
 }
 
-/* The slot offset behind ``cls.<name>``, or -1 when it is not an object member. */
-static Py_ssize_t member_offset(PyObject *cls, PyObject *name)
+/* The slot offset behind ``cls.<name>``: a member descriptor holding an object (and, when
+ * ``writable``, not read-only). -1 when it is not one, or when the class has no such attribute;
+ * any other lookup error is left set. */
+Py_ssize_t th_member_offset(PyObject *cls, const char *name, int writable)
 {
-    PyObject *d = PyDict_GetItemWithError(((PyTypeObject *)cls)->tp_dict, name);
-    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type))
+    PyObject *d = PyObject_GetAttrString(cls, name);
+    if (d == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError))
+            PyErr_Clear();
         return -1;
-    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-    return m->type == T_OBJECT_EX || m->type == T_OBJECT ? m->offset : -1;
+    }
+    Py_ssize_t off = -1;
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if ((m->type == T_OBJECT_EX || m->type == T_OBJECT) && !(writable && (m->flags & READONLY)))
+            off = m->offset;
+    }
+    Py_DECREF(d);
+    return off;
 }
 
 /* Whether ``cls`` can be built directly; fills ``m`` when it can. -1 only on a Python error. */
@@ -57,7 +68,8 @@ static int inspect(th_maker *m, PyObject *cls)
         if (!is_plain_default(PyTuple_GET_ITEM(defaults, i)))
             goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t off = member_offset(cls, PyTuple_GET_ITEM(fields, i));
+        const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(fields, i));
+        Py_ssize_t off = name == NULL ? -1 : th_member_offset(cls, name, 0);
         if (off < (Py_ssize_t)sizeof(PyObject) || off + (Py_ssize_t)sizeof(PyObject *) >
                                                        type->tp_basicsize) {
             if (PyErr_Occurred())

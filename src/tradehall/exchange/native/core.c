@@ -920,25 +920,16 @@ static PyObject *from_module(const char *module, const char *name)
     return v;
 }
 
-/* The slot offset of ``cls.name``: it must be a member descriptor holding an object. */
+/* The slot offset of ``cls.name``: it must be a writable member descriptor holding an object. */
 static int slot(PyObject *cls, const char *name, Py_ssize_t *out)
 {
-    PyObject *d = PyObject_GetAttrString(cls, name);
-    if (d == NULL)
-        return -1;
-    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type);
-    if (ok) {
-        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-        ok = (m->type == T_OBJECT_EX || m->type == T_OBJECT) && !(m->flags & READONLY);
-        *out = m->offset;
-    }
-    Py_DECREF(d);
-    if (!ok) {
+    *out = th_member_offset(cls, name, 1);
+    if (*out >= 0)
+        return 0;
+    if (!PyErr_Occurred())
         PyErr_Format(PyExc_ImportError, "%s.%s is not a writable object slot",
                      ((PyTypeObject *)cls)->tp_name, name);
-        return -1;
-    }
-    return 0;
+    return -1;
 }
 
 static int slots(PyObject *cls, const char *const *names, Py_ssize_t *const *outs)

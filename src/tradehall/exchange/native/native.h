@@ -55,6 +55,8 @@ typedef struct {
 } th_maker;
 
 int th_maker_init(th_maker *m, PyObject *cls);
+/* The offset of the object slot behind ``cls.<name>``, or -1 (construct.c). */
+Py_ssize_t th_member_offset(PyObject *cls, const char *name, int writable);
 void th_maker_clear(th_maker *m);
 /* ``cls(*args)``: a new reference, or NULL with an exception. */
 PyObject *th_make(const th_maker *m, PyObject *const *args, Py_ssize_t n);
@@ -290,19 +292,37 @@ static inline int th_long_set_inplace(PyObject *cur, long long r)
 #endif
 }
 
+/* Store ``r``, the new value of the int slot ``obj[off]`` currently holding ``cur``: in place
+ * when no one else can see ``cur``, else as a new int. */
+static inline int th_store_ll(PyObject *obj, Py_ssize_t off, PyObject *cur, long long r)
+{
+    if (th_long_set_inplace(cur, r))
+        return 0;
+    PyObject *res = PyLong_FromLongLong(r);
+    if (res == NULL)
+        return -1;
+    th_put(obj, off, res);
+    return 0;
+}
+
+/* Store the result of the generic number protocol (NULL: its error) in a slot. */
+static inline int th_store_obj(PyObject *obj, Py_ssize_t off, PyObject *res)
+{
+    if (res == NULL)
+        return -1;
+    th_put(obj, off, res);
+    return 0;
+}
+
 static inline int th_add_ll(PyObject *obj, Py_ssize_t off, long long delta)
 {
     PyObject *cur = th_peek(obj, off);
     if (cur == NULL)
         return -1;
     long long x, r;
-    if (th_ll(cur, &x) && !__builtin_add_overflow(x, delta, &r) && th_long_set_inplace(cur, r))
-        return 0;
-    PyObject *res = th_plus_ll(cur, delta);
-    if (res == NULL)
-        return -1;
-    th_put(obj, off, res);
-    return 0;
+    if (th_ll(cur, &x) && !__builtin_add_overflow(x, delta, &r))
+        return th_store_ll(obj, off, cur, r);
+    return th_store_obj(obj, off, th_plus_ll(cur, delta));
 }
 
 /* ``obj[off] += value`` / ``-=`` on an int slot (a Python value). */
@@ -312,14 +332,9 @@ static inline int th_iadd(PyObject *obj, Py_ssize_t off, PyObject *value)
     if (cur == NULL)
         return -1;
     long long x, y, r;
-    if (th_ll(cur, &x) && th_ll(value, &y) && !__builtin_add_overflow(x, y, &r) &&
-        th_long_set_inplace(cur, r))
-        return 0;
-    PyObject *res = num_add(cur, value);
-    if (res == NULL)
-        return -1;
-    th_put(obj, off, res);
-    return 0;
+    if (th_ll(cur, &x) && th_ll(value, &y) && !__builtin_add_overflow(x, y, &r))
+        return th_store_ll(obj, off, cur, r);
+    return th_store_obj(obj, off, PyNumber_Add(cur, value));
 }
 
 static inline int th_isub(PyObject *obj, Py_ssize_t off, PyObject *value)
@@ -328,14 +343,9 @@ static inline int th_isub(PyObject *obj, Py_ssize_t off, PyObject *value)
     if (cur == NULL)
         return -1;
     long long x, y, r;
-    if (th_ll(cur, &x) && th_ll(value, &y) && !__builtin_sub_overflow(x, y, &r) &&
-        th_long_set_inplace(cur, r))
-        return 0;
-    PyObject *res = num_sub(cur, value);
-    if (res == NULL)
-        return -1;
-    th_put(obj, off, res);
-    return 0;
+    if (th_ll(cur, &x) && th_ll(value, &y) && !__builtin_sub_overflow(x, y, &r))
+        return th_store_ll(obj, off, cur, r);
+    return th_store_obj(obj, off, PyNumber_Subtract(cur, value));
 }
 
 /* ``a == b`` for a value against an interned string constant. */
